@@ -1,0 +1,3 @@
+"""Attack plugins, installed as ``ipbench.attacks`` (entry-point group ``ipbench.attacks``)."""
+
+BUILTIN: list[str] = []

@@ -1,0 +1,3 @@
+from ipbench.cli import main
+
+main()

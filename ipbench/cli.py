@@ -1,0 +1,202 @@
+"""The ``ipbench`` command line: run, list, show, runs."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import inspect
+from collections.abc import Iterator
+from enum import Enum
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ipbench.config import parse_assignments
+from ipbench.errors import IpbenchError
+from ipbench.registry import attacks, datasets, models, presets, schemes
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="ipbench: train, attack and score active DNN IP-protection schemes on shared tasks.",
+)
+out = Console()
+err = Console(stderr=True)
+
+WORKDIR_HELP = "work directory holding the result store and cached artefacts"
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Input errors become one red line and exit code 2, never a traceback."""
+    try:
+        yield
+    except IpbenchError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def metrics_table(title: str, metrics: list[dict[str, Any]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col, just in (("stage", "left"), ("metric", "left"), ("value", "right"), ("note", "left")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for m in metrics:
+        table.add_row(m["stage"], m["name"], _fmt(m["value"]), m.get("note") or "")
+    return table
+
+
+def _run_title(run: Any) -> str:
+    label = "reduced CPU setting" if run.reduced else "paper recipe"
+    return f"run {run.run_id}: {run.scheme} on {run.dataset}, {run.model}, preset {run.preset} ({label}), seed {run.seed}"
+
+
+@app.command()
+def run(
+    scheme: str = typer.Option(
+        ..., "--scheme", "-s", help="protection scheme (ipbench list schemes)"
+    ),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="dataset (default: the preset's)"),
+    model: str = typer.Option(None, "--model", "-m", help="network (default: the preset's)"),
+    preset: str = typer.Option(
+        None, "--preset", "-p", help="smoke | quick | paper (default: paper with CUDA, else quick)"
+    ),
+    seed: int = typer.Option(0, "--seed"),
+    set_: list[str] = typer.Option(
+        None, "--set", help="override a config field: --set strategy=near (repeatable)"
+    ),
+    data_root: str = typer.Option(
+        None, "--data-root", help="folder holding the datasets (default $IPBENCH_DATA or ./data)"
+    ),
+    workdir: str = typer.Option("ipbench-runs", "--workdir", help=WORKDIR_HELP),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+    attacks_: str = typer.Option(
+        "all", "--attacks", help="all | none | comma-separated attack names"
+    ),
+    download: bool = typer.Option(
+        True, "--download/--no-download", help="download missing datasets through torchvision"
+    ),
+) -> None:
+    """Protect a model with a scheme, evaluate it, attack it and record everything."""
+    from ipbench.runner import Runner, RunRequest
+
+    with user_errors():
+        request = RunRequest(
+            scheme=scheme, dataset=dataset, model=model, preset=preset, seed=seed,
+            overrides=parse_assignments(set_), data_root=data_root, workdir=workdir, device=device,
+            attacks=attacks_, download=download,
+        )  # fmt: skip
+        runner = Runner(request)
+        outcome = runner.run()
+        record = runner.store.require_run(outcome.run_id)
+        out.print(metrics_table(_run_title(record), outcome.metrics))
+        walls = ", ".join(
+            f"{s['name']} {s['wall_s']:.1f}s{' (cached)' if s['cached'] else ''}"
+            for s in outcome.stages
+            if s["wall_s"] is not None
+        )
+        out.print(f"stages: {walls}")
+
+
+class What(str, Enum):
+    schemes = "schemes"
+    attacks = "attacks"
+    datasets = "datasets"
+    models = "models"
+    presets = "presets"
+    all = "all"
+
+
+def _summary(obj: Any) -> str:
+    text = (
+        getattr(obj, "summary", "") or getattr(obj, "description", "") or inspect.getdoc(obj) or ""
+    )
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+@app.command("list")
+def list_(what: What = typer.Argument(What.all, help="which registry to list")) -> None:
+    """List what is registered: schemes, attacks, datasets, models, presets."""
+    registries = {
+        "schemes": schemes,
+        "attacks": attacks,
+        "datasets": datasets,
+        "models": models,
+        "presets": presets,
+    }
+    chosen = registries if what == What.all else {what.value: registries[what.value]}
+    for title, reg in chosen.items():
+        table = Table(title=title, title_justify="left")
+        table.add_column("name")
+        table.add_column("description")
+        for name, obj in reg.items():
+            table.add_row(name, _summary(obj))
+        if not reg.names():
+            table.add_row("-", "(none registered yet)")
+        out.print(table)
+
+
+@app.command()
+def show(
+    run_ref: str = typer.Argument("last", metavar="RUN", help="run id, unique prefix, or 'last'"),
+    workdir: str = typer.Option("ipbench-runs", "--workdir", help=WORKDIR_HELP),
+) -> None:
+    """Print a stored run: configuration, provenance, stages and metrics."""
+    from ipbench.store import Store
+
+    with user_errors():
+        store = Store(workdir)
+        rec = store.require_run(run_ref)
+        prov = rec.provenance
+        out.print(f"[bold]{_run_title(rec)}[/]")
+        out.print(
+            f"status {rec.status}; attempts {rec.attempts}; created "
+            f"{dt.datetime.fromtimestamp(rec.created):%Y-%m-%d %H:%M:%S}; commit {prov.get('git_commit')}; "
+            f"torch {prov.get('versions', {}).get('torch')}; device {prov.get('hardware', {}).get('device')} "
+            f"({prov.get('hardware', {}).get('gpu') or prov.get('hardware', {}).get('cpu')})"
+        )
+        stages = Table(title="stages", title_justify="left")
+        for col in ("stage", "status", "cached", "wall s", "key"):
+            stages.add_column(col)
+        for s in store.stages(rec.run_id):
+            stages.add_row(
+                s["name"],
+                s["status"],
+                "yes" if s["cached"] else "",
+                _fmt(s["wall_s"]),
+                s["cache_key"],
+            )
+        out.print(stages)
+        out.print(metrics_table("metrics", store.metrics(rec.run_id)))
+
+
+@app.command()
+def runs(workdir: str = typer.Option("ipbench-runs", "--workdir", help=WORKDIR_HELP)) -> None:
+    """List the runs in the store, newest first."""
+    from ipbench.store import Store
+
+    with user_errors():
+        store = Store(workdir)
+        table = Table(title=f"runs in {store.path}", title_justify="left")
+        for col in ("run", "status", "scheme", "dataset", "model", "preset", "seed", "updated"):
+            table.add_column(col)
+        for r in store.list_runs():
+            table.add_row(
+                r.run_id, r.status, r.scheme, r.dataset, r.model, r.preset, str(r.seed),
+                f"{dt.datetime.fromtimestamp(r.updated):%Y-%m-%d %H:%M}",
+            )  # fmt: skip
+        out.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""The shared evaluation: every scheme is scored through ``query`` on the same test images."""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+
+import torch
+
+from ipbench.contract import Credential, Protected, Scheme
+from ipbench.datasets import ImageSet
+from ipbench.metrics.accuracy import accuracy, derived
+from ipbench.training import to_float_images
+
+ALPHABET = string.ascii_letters + string.digits
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    users: int = 4  # authorized users the test set is shared between (never seen in training)
+    batch_size: int = 500
+
+
+def eval_users(seed: int, n: int) -> list[str]:
+    """``n`` random 8-character identity strings, reproducible per seed."""
+    g = torch.Generator().manual_seed(900_001 + seed)
+    idx = torch.randint(0, len(ALPHABET), (n, 8), generator=g)
+    return ["".join(ALPHABET[i] for i in row) for row in idx.tolist()]
+
+
+@torch.no_grad()
+def query_logits(
+    scheme: Scheme, protected: Protected, x: torch.Tensor, credential: Credential | None,
+    device: torch.device, batch_size: int = 500,
+) -> torch.Tensor:  # fmt: skip
+    """Logits (CPU, float32) of the deployed service for images ``x`` (uint8 or [0, 1])."""
+    protected.model.to(device).eval()
+    outs = [
+        scheme.query(protected, to_float_images(x[i : i + batch_size]).to(device), credential)
+        .float()
+        .cpu()
+        for i in range(0, len(x), batch_size)
+    ]
+    return torch.cat(outs)
+
+
+def evaluate(
+    scheme: Scheme, protected: Protected, test: ImageSet, a_or: float, device: torch.device,
+    seed: int, cfg: EvalConfig = EvalConfig(),
+) -> dict[str, float]:  # fmt: skip
+    """A_ad (authorized users, test set shared among them), A_ud (no credential), A_od, A_pd."""
+    users = eval_users(seed, max(1, min(cfg.users, len(test))))
+    chunks = torch.arange(len(test)).tensor_split(len(users))
+    ad_logits = torch.cat(
+        [
+            query_logits(
+                scheme,
+                protected,
+                test.x[idx],
+                scheme.authorize(protected, user),
+                device,
+                cfg.batch_size,
+            )
+            for user, idx in zip(users, chunks, strict=True)
+        ]
+    )
+    ud_logits = query_logits(scheme, protected, test.x, None, device, cfg.batch_size)
+    a_ad, a_ud = accuracy(ad_logits, test.y), accuracy(ud_logits, test.y)
+    return {"A_or": a_or, "A_ad": a_ad, "A_ud": a_ud, **derived(a_or, a_ad, a_ud)}

@@ -1,0 +1,189 @@
+"""Model registry. Every model takes images in [0, 1] and normalises inside.
+
+Schemes and attacks act in pixel space (tokens, stickers, reverse-engineered triggers), so the
+normalisation belongs to the network, not to the data pipeline.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ipbench.registry import models
+
+
+class Normalize(nn.Module):
+    """Per-channel ``(x - mean) / std`` as a layer, saved with the weights."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.register_buffer(
+            "mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1)
+        )
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What determines a network's architecture; stored with every saved model."""
+
+    name: str
+    num_classes: int
+    in_channels: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """``Normalize`` followed by the registered backbone."""
+    factory = models.get(spec.name)
+    net = factory(
+        num_classes=spec.num_classes, in_channels=spec.in_channels, image_size=spec.image_size
+    )
+    return nn.Sequential(Normalize(spec.mean, spec.std), net)
+
+
+def _conv_bn(ci: int, co: int, pool: bool = False) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Conv2d(ci, co, 3, padding=1, bias=False)]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    return [*layers, nn.BatchNorm2d(co), nn.ReLU(inplace=True)]
+
+
+def _plain_net(widths: Sequence[int], in_channels: int, num_classes: int) -> nn.Sequential:
+    """conv -> [conv, pool]* -> global max-pool -> linear: the fastest shape that learns CIFAR."""
+    layers = _conv_bn(in_channels, widths[0])
+    for ci, co in itertools.pairwise(widths):
+        layers += _conv_bn(ci, co, pool=True)
+    return nn.Sequential(
+        *layers,
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
+        nn.Linear(widths[-1], num_classes, bias=False),
+    )
+
+
+@models.register("fastnet")
+def fastnet(num_classes: int, in_channels: int = 3, image_size: int = 32) -> nn.Module:
+    """Four 3x3 convs (32-64-128-256), ~57 M multiply-adds at 32x32: the CPU quick preset."""
+    return _plain_net((32, 64, 128, 256), in_channels, num_classes)
+
+
+@models.register("tiny")
+def tiny(num_classes: int, in_channels: int = 3, image_size: int = 32) -> nn.Module:
+    """Four 3x3 convs (8-16-32-64): trains in seconds, for the smoke preset and tests."""
+    return _plain_net((8, 16, 32, 64), in_channels, num_classes)
+
+
+def _torchvision_resnet(
+    arch: str, num_classes: int, in_channels: int, image_size: int
+) -> nn.Module:
+    import torchvision
+
+    net = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
+    if image_size <= 64:  # CIFAR-style stem: 3x3 stride-1 conv, no max-pool
+        net.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    elif in_channels != 3:
+        net.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+    return net
+
+
+@models.register("resnet18")
+def resnet18(num_classes: int, in_channels: int = 3, image_size: int = 32) -> nn.Module:
+    """torchvision ResNet-18; CIFAR stem (3x3, no max-pool) for images up to 64 px."""
+    return _torchvision_resnet("resnet18", num_classes, in_channels, image_size)
+
+
+@models.register("resnet50")
+def resnet50(num_classes: int, in_channels: int = 3, image_size: int = 224) -> nn.Module:
+    """torchvision ResNet-50; CIFAR stem for images up to 64 px."""
+    return _torchvision_resnet("resnet50", num_classes, in_channels, image_size)
+
+
+class _WideBasic(nn.Module):
+    def __init__(self, ci: int, co: int, stride: int, dropout: float):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(ci), nn.Conv2d(ci, co, 3, stride, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(co), nn.Conv2d(co, co, 3, 1, 1, bias=False)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.short = (
+            nn.Conv2d(ci, co, 1, stride, bias=False) if stride != 1 or ci != co else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        o = torch.relu(self.bn1(x))
+        y = self.conv1(o)
+        y = self.conv2(self.drop(torch.relu(self.bn2(y))))
+        return y + (self.short(o) if not isinstance(self.short, nn.Identity) else x)
+
+
+class WideResNet(nn.Module):
+    """WRN-depth-k (Zagoruyko & Komodakis); not in timm or torchvision at CIFAR resolution."""
+
+    def __init__(
+        self, depth: int, k: int, num_classes: int, in_channels: int = 3, dropout: float = 0.0
+    ):
+        super().__init__()
+        if (depth - 4) % 6:
+            raise ValueError(f"WRN depth must be 6n+4, got {depth}")
+        n = (depth - 4) // 6
+        widths = [16, 16 * k, 32 * k, 64 * k]
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)]
+        ci = widths[0]
+        for stage, co in enumerate(widths[1:]):
+            for i in range(n):
+                layers.append(_WideBasic(ci, co, 2 if (i == 0 and stage > 0) else 1, dropout))
+                ci = co
+        layers += [nn.BatchNorm2d(ci), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(ci, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+@models.register("wrn16_4")
+def wrn16_4(num_classes: int, in_channels: int = 3, image_size: int = 32) -> nn.Module:
+    """Wide ResNet 16-4 (2.7 M parameters)."""
+    return WideResNet(16, 4, num_classes, in_channels)
+
+
+@models.register("wrn28_10")
+def wrn28_10(num_classes: int, in_channels: int = 3, image_size: int = 32) -> nn.Module:
+    """Wide ResNet 28-10 (36 M parameters), ActiveGuard's CIFAR-10 network."""
+    return WideResNet(28, 10, num_classes, in_channels)
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 (ReLU, max-pool), sized from the input so it runs on 28x28 and 32x32."""
+
+    def __init__(self, num_classes: int, in_channels: int = 1, image_size: int = 28):
+        super().__init__()
+        pad = 2 if image_size == 28 else 0
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 6, 5, padding=pad), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten(),
+        )  # fmt: skip
+        side = ((image_size + 2 * pad - 4) // 2 - 4) // 2
+        self.classifier = nn.Sequential(
+            nn.Linear(16 * side * side, 120), nn.ReLU(inplace=True),
+            nn.Linear(120, 84), nn.ReLU(inplace=True), nn.Linear(84, num_classes),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+@models.register("lenet5")
+def lenet5(num_classes: int, in_channels: int = 1, image_size: int = 28) -> nn.Module:
+    """LeNet-5 as in ActiveGuard's MNIST experiments."""
+    return LeNet5(num_classes, in_channels, image_size)

@@ -1,0 +1,268 @@
+"""The one trainer every scheme uses: tensors on the device, batched augmentation, SGD.
+
+Speed comes from keeping the whole training set as a uint8 tensor on the compute device and
+augmenting whole batches there; reproducibility from drawing every random number from
+generators seeded by (seed, epoch), so a run resumed from an epoch checkpoint continues exactly
+as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ipbench.augment import crop_flip, draw_params
+from ipbench.errors import CorruptArtifactError, IpbenchError, TrainingDivergedError
+from ipbench.presets import TrainConfig
+from ipbench.progress import make_progress
+
+TargetsFn = Callable[[int], torch.Tensor]  # epoch -> labels (N,) or soft targets (N, K)
+ExtraLoss = Callable[[nn.Module], torch.Tensor]  # model -> a regulariser added to the loss
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def resolve_precision(cfg: TrainConfig, device: torch.device) -> str:
+    """``auto`` -> bf16 where the hardware runs it natively (CUDA, AVX-512-BF16/AMX CPUs)."""
+    if cfg.precision == "bf16" and not bf16_supported(device):
+        raise IpbenchError(f"precision=bf16 is not supported on {device}; use precision=fp32")
+    if cfg.precision == "auto":
+        return "bf16" if bf16_supported(device) else "fp32"
+    return cfg.precision
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def lr_at(step: int, total: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
+    """The learning rate at a step: linear warm-up, then the preset's schedule (stateless)."""
+    warm = round(cfg.warmup_epochs * steps_per_epoch)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "multistep":
+        passed = sum(step >= round(m * total) for m in cfg.milestones)
+        return cfg.lr * cfg.lr_gamma**passed
+    t = (step - warm) / max(1, total - warm)
+    if cfg.schedule == "cosine":
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
+    if cfg.schedule == "onecycle":
+        return cfg.lr * max(0.0, 1.0 - t)
+    raise IpbenchError(
+        f"unknown schedule {cfg.schedule!r}; valid: multistep, cosine, onecycle, constant"
+    )
+
+
+def _epoch_seed(seed: int, epoch: int, salt: int = 0) -> int:
+    return (seed * 1_000_003 + epoch * 7919 + salt) % (2**63)
+
+
+def to_float_images(x: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] or float [0, 1] -> float [0, 1]."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+
+
+@dataclass
+class TrainResult:
+    epochs: int
+    steps: int
+    final_loss: float
+    wall_s: float
+    images_per_s: float
+    resumed_from_epoch: int = 0
+
+
+class Trainer:
+    """Trains and evaluates models for every scheme; one instance per device."""
+
+    def __init__(self, device: str | torch.device = "cpu", desc_prefix: str = ""):
+        self.device = torch.device(device)
+        self.desc_prefix = desc_prefix
+
+    def _prepare(self, model: nn.Module) -> nn.Module:
+        model = model.to(self.device)
+        if self.device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def fit(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        cfg: TrainConfig,
+        *,
+        seed: int,
+        targets_fn: TargetsFn | None = None,
+        extra_loss: ExtraLoss | None = None,
+        params: list[nn.Parameter] | None = None,
+        checkpoint_dir: str | Path | None = None,
+        desc: str = "train",
+    ) -> TrainResult:
+        """Train ``model`` in place on images ``x`` with labels (or soft targets) ``y``.
+
+        ``targets_fn(epoch)`` replaces ``y`` each epoch (label strategies re-drawn per epoch);
+        ``extra_loss(model)`` adds a regulariser (watermarks, passport signs); ``params``
+        restricts what is trained (default: every parameter). With ``checkpoint_dir``, the
+        state after each epoch is saved there and a later call resumes from it.
+        """
+        if len(x) != len(y):
+            raise IpbenchError(f"{len(x)} images but {len(y)} labels")
+        if len(x) == 0:
+            raise IpbenchError("cannot train on an empty set")
+        dev = self.device
+        precision = resolve_precision(cfg, dev)
+        model = self._prepare(model)
+        x_dev = x.to(dev)
+        params = [p for p in (params or list(model.parameters())) if p.requires_grad]
+        opt = torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+            weight_decay=cfg.weight_decay,
+        )  # fmt: skip
+        n, bs = len(x), min(cfg.batch_size, len(x))
+        steps_per_epoch = math.ceil(n / bs)
+        total = cfg.epochs * steps_per_epoch
+        ckpt = Path(checkpoint_dir) if checkpoint_dir else None
+        start_epoch = _load_checkpoint(ckpt, model, opt) if ckpt else 0
+        step, last_loss, t0 = start_epoch * steps_per_epoch, float("nan"), time.perf_counter()
+        with make_progress() as bar:
+            task = bar.add_task(f"{self.desc_prefix}{desc}", total=total, completed=step, info="")
+            for epoch in range(start_epoch, cfg.epochs):
+                model.train()
+                torch.manual_seed(_epoch_seed(seed, epoch, 1))  # dropout and friends
+                g = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
+                perm = torch.randperm(n, generator=g)
+                aug = draw_params(n, cfg.crop_padding, cfg.flip, g)
+                targets = (targets_fn(epoch) if targets_fn else y).to(dev)
+                loss_sum = torch.zeros((), device=dev)
+                for i in range(0, n, bs):
+                    idx = perm[i : i + bs]
+                    xb = to_float_images(x_dev[idx.to(dev)])
+                    xb = crop_flip(
+                        xb, cfg.crop_padding, aug["dy"][idx], aug["dx"][idx], aug["flip"][idx]
+                    )
+                    if dev.type == "cuda":
+                        xb = xb.contiguous(memory_format=torch.channels_last)
+                    for group in opt.param_groups:
+                        group["lr"] = lr_at(step, total, steps_per_epoch, cfg)
+                    with autocast(dev, precision):
+                        out = model(xb)
+                    loss = F.cross_entropy(
+                        out.float(), targets[idx.to(dev)], label_smoothing=cfg.label_smoothing
+                    )
+                    if extra_loss is not None:
+                        loss = loss + extra_loss(model)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    loss_sum += loss.detach()
+                    step += 1
+                    if step % 20 == 0 or i + bs >= n:
+                        last_loss = float(loss.detach())
+                        if not math.isfinite(float(loss_sum)):
+                            raise TrainingDivergedError(
+                                f"{desc}: loss became {float(loss_sum)} at epoch {epoch + 1}, "
+                                f"step {step}; lower lr (now {cfg.lr}) or check the data"
+                            )
+                        bar.update(
+                            task,
+                            completed=step,
+                            info=f"ep {epoch + 1}/{cfg.epochs} loss {last_loss:.3f}",
+                        )
+                if ckpt:
+                    _save_checkpoint(ckpt, model, opt, epoch + 1)
+        wall = time.perf_counter() - t0
+        done = (cfg.epochs - start_epoch) * n
+        return TrainResult(
+            cfg.epochs, step, last_loss, wall, done / wall if wall > 0 else 0.0, start_epoch
+        )
+
+    @torch.no_grad()
+    def predict(
+        self, model: nn.Module, x: torch.Tensor, batch_size: int = 1000, tta_flip: bool = False,
+        precision: str = "fp32",
+    ) -> torch.Tensor:  # fmt: skip
+        """Logits (float32, on the CPU) for images ``x`` (uint8 or float in [0, 1])."""
+        model = self._prepare(model)
+        was_training = model.training
+        model.eval()
+        outs = []
+        for i in range(0, len(x), batch_size):
+            xb = to_float_images(x[i : i + batch_size].to(self.device))
+            with autocast(self.device, precision):
+                out = model(xb).float()
+                if tta_flip:
+                    out = out + model(xb.flip(3)).float()
+            outs.append(out.cpu())
+        model.train(was_training)
+        return torch.cat(outs) if outs else torch.empty(0)
+
+    def accuracy(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig
+    ) -> float:
+        """Top-1 accuracy in percent, with the preset's evaluation settings."""
+        logits = self.predict(
+            model, x, cfg.eval_batch_size, cfg.tta_flip, resolve_precision(cfg, self.device)
+        )
+        return 100.0 * (logits.argmax(1) == y).float().mean().item()
+
+
+def _save_checkpoint(
+    folder: Path, model: nn.Module, opt: torch.optim.Optimizer, epoch: int
+) -> None:
+    """Model weights and momentum buffers after ``epoch``; written atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    for i, group in enumerate(opt.param_groups):
+        for j, p in enumerate(group["params"]):
+            buf = opt.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                tensors[f"opt.{i}.{j}"] = buf.detach().contiguous().cpu()
+    tmp = folder / "checkpoint.tmp.safetensors"
+    save_file(tensors, str(tmp))
+    tmp.replace(folder / "checkpoint.safetensors")
+    (folder / "checkpoint.json").write_text(json.dumps({"epoch": epoch}))
+
+
+def _load_checkpoint(folder: Path, model: nn.Module, opt: torch.optim.Optimizer) -> int:
+    meta, weights = folder / "checkpoint.json", folder / "checkpoint.safetensors"
+    if not (meta.exists() and weights.exists()):
+        return 0
+    try:
+        epoch = int(json.loads(meta.read_text())["epoch"])
+        tensors = load_file(str(weights))
+    except Exception as exc:
+        raise CorruptArtifactError(
+            f"training checkpoint in {folder} is unreadable ({exc}); delete the folder to restart"
+        ) from None
+    state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    model.load_state_dict(state)
+    for i, group in enumerate(opt.param_groups):
+        for j, p in enumerate(group["params"]):
+            buf = tensors.get(f"opt.{i}.{j}")
+            if buf is not None:
+                opt.state[p]["momentum_buffer"] = buf.to(p.device)
+    return epoch

@@ -1,0 +1,1 @@
+"""Metrics, installed as ``ipbench.metrics``: plain functions over tensors."""

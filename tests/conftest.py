@@ -1,0 +1,66 @@
+"""Shared fixtures. Tests never touch the network or ../shared: all data is made here."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ["IPBENCH_PROGRESS"] = "0"
+os.environ["IPBENCH_OFFLINE"] = "1"
+
+
+def write_fake_cifar(root: Path, n_train: int = 50, n_test: int = 20, classes: int = 10) -> Path:
+    """A tiny ``cifar-10-batches-py`` (or ``cifar-100-python``) in the real pickle layout."""
+    rng = np.random.default_rng(0)
+    if classes == 10:
+        folder, train_files, test_files, label_key = (
+            root / "cifar-10-batches-py",
+            [f"data_batch_{i}" for i in range(1, 6)],
+            ["test_batch"],
+            "labels",
+        )
+        meta_file, meta = "batches.meta", {"label_names": [f"c{i}" for i in range(10)]}
+    else:
+        folder, train_files, test_files, label_key = (
+            root / "cifar-100-python",
+            ["train"],
+            ["test"],
+            "fine_labels",
+        )
+        meta_file, meta = "meta", {"fine_label_names": [f"f{i}" for i in range(classes)]}
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def dump(name: str, n: int) -> None:
+        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        labels = [int(i % classes) for i in range(n)]
+        with open(folder / name, "wb") as fh:
+            pickle.dump(
+                {"data": data, label_key: labels, "filenames": [f"{i}.png" for i in range(n)]}, fh
+            )
+
+    for name in train_files:
+        dump(name, n_train // len(train_files))
+    for name in test_files:
+        dump(name, n_test)
+    with open(folder / meta_file, "wb") as fh:
+        pickle.dump(meta, fh)
+    return folder
+
+
+@pytest.fixture
+def fake_cifar_root(tmp_path: Path) -> Path:
+    write_fake_cifar(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dataset_cache():
+    from ipbench.datasets import clear_cache
+
+    clear_cache()
+    yield
+    clear_cache()
