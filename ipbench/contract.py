@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ipbench.errors import CorruptArtifactError, IpbenchError
 from ipbench.models import ModelSpec, build_model
+from ipbench.tensorio import read_tensors, write_tensors
 
 if TYPE_CHECKING:
     from ipbench.cache import StageCache
@@ -86,12 +86,8 @@ class Protected:
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
-        save_file(state, str(folder / "model.safetensors"))
-        save_file(
-            {k: v.detach().contiguous().cpu() for k, v in self.secrets.items()},
-            str(folder / "secrets.safetensors"),
-        )
+        write_tensors(self.model.state_dict(), folder / "model.safetensors")
+        write_tensors(self.secrets, folder / "secrets.safetensors")
         meta = {"scheme": self.scheme, "model_spec": self.model_spec.__dict__, "meta": self.meta}
         (folder / "meta.json").write_text(json.dumps(meta, indent=2, default=list))
 
@@ -112,10 +108,12 @@ class Protected:
             spec = ModelSpec(
                 **{**spec_d, "mean": tuple(spec_d["mean"]), "std": tuple(spec_d["std"])}
             )
-            state = load_file(str(folder / "model.safetensors"))
-            secrets = load_file(str(folder / "secrets.safetensors"))
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CorruptArtifactError(f"{folder}: unreadable protected model ({exc})") from None
+            raise CorruptArtifactError(
+                f"{folder}/meta.json: unreadable protected-model metadata ({exc})"
+            ) from None
+        state = read_tensors(folder / "model.safetensors", "protected model")
+        secrets = read_tensors(folder / "secrets.safetensors", "scheme secrets")
         model = build(spec, raw["meta"]) if build else build_model(spec)
         try:
             model.load_state_dict(state)

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ipbench import __version__
 from ipbench.attack import Attack, AttackContext
 from ipbench.cache import StageCache
 from ipbench.config import content_hash, override, to_jsonable
@@ -179,7 +180,11 @@ class Runner:
             info = compute(work)
             return {**info, "wall_s": time.perf_counter() - t0}
 
-        path, hit = self.cache.compute(folder_name, key, timed, key_material)
+        try:
+            path, hit = self.cache.compute(folder_name, key, timed, key_material)
+        except BaseException:
+            self.store.finish_stage(self.run_id, name, status="failed")
+            raise
         info = self.cache.info(folder_name, key)
         self.store.put_metrics(self.run_id, name, info.get("metrics", {}), info.get("notes"))
         self.store.finish_stage(
@@ -192,7 +197,9 @@ class Runner:
     def run(self) -> RunOutcome:
         res, req = self.res, self.req
         label = "reduced setting" if res.preset.reduced else "full recipe"
-        why = " (default: no CUDA)" if res.preset_defaulted and res.preset.name == "quick" else ""
+        why = ""
+        if res.preset_defaulted:
+            why = " (default: CUDA present)" if res.device.type == "cuda" else " (default: no CUDA)"
         self.log(f"preset [bold]{res.preset.name}[/]{why}: {res.preset.description} [{label}]")
         ds = load_dataset(res.dataset, req.data_root, download=req.download)
         splits = make_splits(
@@ -210,11 +217,13 @@ class Runner:
             res.preset.max_train,
             res.preset.max_test,
         )
+        # The package version is part of every key: a new release never reuses stale artefacts.
         base_material = {
             "data": data_key,
             "model": spec,
             "train": res.preset.train,
             "seed": req.seed,
+            "ipbench": __version__,
         }
         base_key = content_hash("baseline", base_material)
         scheme = res.scheme
@@ -272,8 +281,9 @@ class Runner:
                 desc="baseline",
             )
             Protected("none", model, spec, meta={"train": dataclasses.asdict(result)}).save(work)
-            logits = self.trainer.predict(model, splits.test.x, train_cfg.eval_batch_size)
-            a_or = 100.0 * (logits.argmax(1) == splits.test.y).float().mean().item()
+            a_or = self.trainer.accuracy(
+                model, splits.test.x, splits.test.y, train_cfg.eval_batch_size
+            )
             return {"metrics": {"A_or": a_or}, "train": dataclasses.asdict(result)}
 
         base_dir = self._stage("baseline", base_key, train_baseline, base_material)

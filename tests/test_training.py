@@ -70,9 +70,9 @@ def test_training_learns_synthetic():
     splits, spec = _task(800)
     model = _fresh(spec)
     trainer = Trainer("cpu")
-    before = trainer.accuracy(model, splits.test.x, splits.test.y, CFG)
+    before = trainer.accuracy(model, splits.test.x, splits.test.y)
     trainer.fit(model, splits.owner.x, splits.owner.y, dataclasses.replace(CFG, epochs=4), seed=0)
-    after = trainer.accuracy(model, splits.test.x, splits.test.y, CFG)
+    after = trainer.accuracy(model, splits.test.x, splits.test.y)
     assert before < 25 and after > 80
 
 

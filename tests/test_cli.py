@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from ipbench.cli import app
+
+runner = CliRunner()
+FAST = ["--set", "epochs=1", "--set", "max_train=300", "--set", "max_test=100"]
+
+
+def test_list_shows_every_registry():
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0
+    for word in (
+        "schemes",
+        "none",
+        "datasets",
+        "cifar10",
+        "synthetic",
+        "models",
+        "resnet18",
+        "presets",
+        "smoke",
+    ):
+        assert word in result.output
+    models = runner.invoke(app, ["list", "models"])
+    assert "lenet5" in models.output and "cifar10" not in models.output
+
+
+def test_unknown_scheme_is_one_clear_error(tmp_path):
+    result = runner.invoke(app, ["run", "--scheme", "nope", "--workdir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "unknown scheme 'nope'; valid schemes: none" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_data_root_is_one_clear_error(tmp_path):
+    missing = tmp_path / "no-such-dir"
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "--scheme",
+            "none",
+            "--dataset",
+            "cifar10",
+            "--preset",
+            "smoke",
+            "--data-root",
+            str(missing),
+            "--workdir",
+            str(tmp_path / "w"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "cifar10: no cifar-10-batches-py/" in result.output and "--data-root" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_setting_names_valid_ones(tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "--scheme",
+            "none",
+            "--preset",
+            "smoke",
+            "--set",
+            "epoch=3",
+            "--workdir",
+            str(tmp_path),
+        ],
+    )
+    assert (
+        result.exit_code == 2
+        and "unknown setting 'epoch'" in result.output
+        and "epochs" in result.output
+    )
+
+
+def test_run_then_show_and_runs(tmp_path):
+    workdir = str(tmp_path / "w")
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "--scheme",
+            "none",
+            "--preset",
+            "smoke",
+            "--device",
+            "cpu",
+            "--workdir",
+            workdir,
+            *FAST,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "A_or" in result.output and "A_pd" in result.output and "preset smoke" in result.output
+    assert "reduced" in result.output
+    shown = runner.invoke(app, ["show", "last", "--workdir", workdir])
+    assert (
+        shown.exit_code == 0
+        and "baseline" in shown.output
+        and "A_or" in shown.output
+        and "status done" in shown.output
+    )
+    listed = runner.invoke(app, ["runs", "--workdir", workdir])
+    assert listed.exit_code == 0 and "none" in listed.output and "synthetic" in listed.output
+    missing = runner.invoke(app, ["show", "zzzz", "--workdir", workdir])
+    assert missing.exit_code == 2 and "no run 'zzzz'" in missing.output

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ipbench.contract import Capability, Protected
+from ipbench.errors import CorruptArtifactError, IpbenchError
+from ipbench.models import ModelSpec, build_model
+from ipbench.registry import schemes
+
+SPEC = ModelSpec("tiny", 10, 3, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+
+
+def _protected() -> Protected:
+    torch.manual_seed(0)
+    return Protected(
+        "none",
+        build_model(SPEC).eval(),
+        SPEC,
+        secrets={"key": torch.arange(5.0)},
+        meta={"users": ["a"]},
+    )
+
+
+def test_protected_round_trips_through_a_folder(tmp_path):
+    p = _protected()
+    p.save(tmp_path)
+    q = Protected.load(tmp_path)
+    x = torch.rand(4, 3, 32, 32)
+    assert torch.equal(p.model(x), q.model(x))
+    assert torch.equal(q.secrets["key"], torch.arange(5.0)) and q.meta == {"users": ["a"]}
+    assert q.model_spec == SPEC
+
+
+def test_truncated_or_missing_files_are_reported(tmp_path):
+    _protected().save(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])
+    with pytest.raises(CorruptArtifactError, match="unreadable protected model"):
+        Protected.load(tmp_path)
+    (tmp_path / "secrets.safetensors").unlink()
+    with pytest.raises(CorruptArtifactError, match=r"missing secrets\.safetensors"):
+        Protected.load(tmp_path)
+
+
+def test_weights_for_another_architecture_are_reported(tmp_path):
+    _protected().save(tmp_path)
+    import json
+
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    meta["model_spec"]["name"] = "fastnet"
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptArtifactError, match=r"do not fit the architecture"):
+        Protected.load(tmp_path)
+
+
+def test_none_scheme_serves_everyone_the_same_model():
+    scheme = schemes.get("none")()
+    p = _protected()
+    x = torch.rand(3, 3, 32, 32)
+    cred = scheme.authorize(p, "alice")
+    assert torch.equal(scheme.query(p, x, cred), scheme.query(p, x, None))
+    assert scheme.stolen(p) is p.model
+    assert not scheme.has(Capability.INPUT_SPACE)
+    with pytest.raises(IpbenchError, match="no input-space credentials"):
+        scheme.apply(cred, x)

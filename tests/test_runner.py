@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import pytest
+
+import ipbench.runner as runner_mod
+from ipbench.errors import IpbenchError, UnknownNameError
+from ipbench.runner import Runner, RunRequest
+from ipbench.store import Store
+from ipbench.training import Trainer
+
+FAST = {"epochs": "2", "max_train": "600", "max_test": "200"}
+
+
+def _request(workdir, **kw) -> RunRequest:
+    return RunRequest(
+        scheme="none",
+        preset="smoke",
+        workdir=str(workdir),
+        overrides=dict(FAST),
+        device="cpu",
+        **kw,
+    )
+
+
+def _values(outcome) -> dict[tuple[str, str], float]:
+    return {(m["stage"], m["name"]): m["value"] for m in outcome.metrics}
+
+
+def test_run_records_stages_metrics_and_provenance(tmp_path):
+    outcome = Runner(_request(tmp_path)).run()
+    values = _values(outcome)
+    assert values[("baseline", "A_or")] > 50  # the smoke task is learnt, not guessed
+    assert (
+        values[("evaluate", "A_ad")] == values[("evaluate", "A_ud")] == values[("baseline", "A_or")]
+    )
+    assert values[("evaluate", "A_pd")] == 0.0
+    store = Store(tmp_path)
+    run = store.require_run(outcome.run_id)
+    assert run.status == "done" and run.preset == "smoke" and run.reduced
+    assert run.config["train"]["epochs"] == 2
+    prov = run.provenance
+    assert {"git_commit", "versions", "hardware", "python"} <= set(prov)
+    assert prov["versions"]["torch"] != "missing" and prov["hardware"]["device"] == "cpu"
+    stages = {s["name"]: s for s in store.stages(run.run_id)}
+    assert set(stages) == {"baseline", "protect", "evaluate"}
+    assert all(s["status"] == "done" and s["wall_s"] is not None for s in stages.values())
+
+
+def test_same_seed_gives_same_metrics_in_a_fresh_workdir(tmp_path):
+    a = _values(Runner(_request(tmp_path / "a")).run())
+    b = _values(Runner(_request(tmp_path / "b")).run())
+    assert a == b
+
+
+def test_interrupted_run_resumes_without_recomputing(tmp_path, monkeypatch):
+    def crash(*args, **kwargs):
+        raise RuntimeError("power cut during evaluation")
+
+    monkeypatch.setattr(runner_mod, "evaluate", crash)
+    with pytest.raises(RuntimeError, match="power cut"):
+        Runner(_request(tmp_path)).run()
+    store = Store(tmp_path)
+    run = store.list_runs()[0]
+    assert run.status == "failed"
+    assert store.stage(run.run_id, "baseline")["status"] == "done"
+    a_or = next(m for m in store.metrics(run.run_id) if m["name"] == "A_or")["value"]
+
+    monkeypatch.undo()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished stage was recomputed")
+
+    monkeypatch.setattr(Trainer, "fit", no_training)
+    outcome = Runner(_request(tmp_path)).run()
+    assert outcome.resumed and outcome.run_id == run.run_id
+    stages = {s["name"]: s for s in outcome.stages}
+    assert stages["baseline"]["cached"] == 1 and stages["protect"]["cached"] == 1
+    assert stages["evaluate"]["cached"] == 0
+    assert _values(outcome)[("evaluate", "A_or")] == a_or
+    assert Store(tmp_path).require_run(run.run_id).attempts == 2
+
+
+def test_baseline_is_shared_between_runs_that_differ_elsewhere(tmp_path, monkeypatch):
+    first = Runner(_request(tmp_path)).run()
+    monkeypatch.setattr(
+        Trainer, "fit", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained"))
+    )
+    second = Runner(
+        RunRequest(**{**_request(tmp_path).__dict__, "overrides": {**FAST, "users": "2"}})
+    ).run()
+    assert second.run_id != first.run_id and not second.resumed
+    stages = {s["name"]: s for s in second.stages}
+    assert stages["baseline"]["cached"] == 1 and stages["evaluate"]["cached"] == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"scheme": "nope"}, UnknownNameError, "unknown scheme 'nope'; valid schemes: none"),
+        ({"dataset": "imagenet42"}, UnknownNameError, "unknown dataset 'imagenet42'"),
+        ({"model": "vgg99"}, UnknownNameError, "valid models: fastnet"),
+        ({"preset": "fast"}, UnknownNameError, "valid presets: paper, quick, smoke"),
+        ({"overrides": {"lr_typo": "1"}}, IpbenchError, "unknown setting 'lr_typo'"),
+        ({"overrides": {"train.epochs": "x"}}, IpbenchError, "epochs='x' is not a valid int"),
+        ({"device": "tpu"}, IpbenchError, "unknown device 'tpu'"),
+        ({"attacks": "copycat9"}, UnknownNameError, "unknown attack 'copycat9'"),
+    ],
+)
+def test_bad_requests_fail_before_any_work(tmp_path, kwargs, error, message):
+    base = {"scheme": "none", "preset": "smoke", "workdir": str(tmp_path), "device": "cpu"}
+    with pytest.raises(error, match=message.replace("(", r"\(")):
+        Runner(RunRequest(**{**base, **kwargs}))
+    assert not (tmp_path / "ipbench.sqlite").exists()
