@@ -125,6 +125,17 @@ class Protected:
         return cls(raw["scheme"], model, spec, secrets, raw["meta"])
 
 
+@dataclass
+class EvalContext:
+    """What a scheme's own metrics may use: the splits, the device and the unprotected model."""
+
+    splits: Splits
+    device: torch.device
+    seed: int
+    trainer: Trainer
+    baseline: Callable[[], nn.Module]
+
+
 class Scheme(ABC):
     """Base class of every protection scheme plugin.
 
@@ -164,6 +175,16 @@ class Scheme(ABC):
     def load_protected(self, folder: str | Path) -> Protected:
         """Read back what ``protect`` returned; override when the architecture is modified."""
         return Protected.load(folder)
+
+    def scheme_metrics(
+        self, protected: Protected, ctx: EvalContext
+    ) -> dict[str, float | str | None]:
+        """Numbers only this scheme has (A_dec, watermark checks, fraction of weights touched).
+
+        Recorded in the evaluate stage beside the shared metrics. A float is a value; a string
+        is a note with no value (e.g. why a metric is missing).
+        """
+        return {}
 
     # Optional capabilities ------------------------------------------------------------------
     def apply(self, credential: Credential, x: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from ipbench import __version__
 from ipbench.attack import Attack, AttackContext
 from ipbench.cache import StageCache
 from ipbench.config import content_hash, override, to_jsonable
-from ipbench.contract import Protected, Scheme, Task
+from ipbench.contract import EvalContext, Protected, Scheme, Task
 from ipbench.datasets import Dataset, Splits, load_dataset, make_splits, split_spec
 from ipbench.errors import IpbenchError
 from ipbench.evaluate import EvalConfig, evaluate
@@ -309,11 +309,15 @@ class Runner:
         eval_key = content_hash("evaluate", protect_key, res.eval, a_or)
 
         def run_eval(work: Path) -> dict[str, Any]:
-            return {
-                "metrics": evaluate(
-                    res.scheme, protected, splits.test, a_or, res.device, seed, res.eval
-                )
-            }
+            metrics = evaluate(res.scheme, protected, splits.test, a_or, res.device, seed, res.eval)
+            ectx = EvalContext(splits, res.device, seed, self.trainer, baseline_copy)
+            notes: dict[str, str] = {}
+            for name, value in res.scheme.scheme_metrics(protected, ectx).items():
+                if isinstance(value, str):
+                    notes[name] = value
+                else:
+                    metrics[name] = value
+            return {"metrics": metrics, "notes": notes}
 
         self._stage("evaluate", eval_key, run_eval, {"protect": protect_key, "eval": res.eval})
 

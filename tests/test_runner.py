@@ -111,3 +111,17 @@ def test_bad_requests_fail_before_any_work(tmp_path, kwargs, error, message):
     with pytest.raises(error, match=message.replace("(", r"\(")):
         Runner(RunRequest(**{**base, **kwargs}))
     assert not (tmp_path / "ipbench.sqlite").exists()
+
+
+def test_scheme_metrics_are_recorded_with_notes(tmp_path, monkeypatch):
+    from ipbench.registry import schemes
+
+    none_cls = schemes.get("none")
+    monkeypatch.setattr(
+        none_cls, "scheme_metrics", lambda self, protected, ctx: {"capacity": 1.0, "LPIPS": "backbone weights unavailable"}
+    )
+    outcome = Runner(_request(tmp_path)).run()
+    rows = {(m["stage"], m["name"]): m for m in outcome.metrics}
+    assert rows[("evaluate", "capacity")]["value"] == 1.0
+    assert rows[("evaluate", "LPIPS")]["value"] is None
+    assert rows[("evaluate", "LPIPS")]["note"] == "backbone weights unavailable"
