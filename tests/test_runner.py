@@ -118,7 +118,9 @@ def test_scheme_metrics_are_recorded_with_notes(tmp_path, monkeypatch):
 
     none_cls = schemes.get("none")
     monkeypatch.setattr(
-        none_cls, "scheme_metrics", lambda self, protected, ctx: {"capacity": 1.0, "LPIPS": "backbone weights unavailable"}
+        none_cls,
+        "scheme_metrics",
+        lambda self, protected, ctx: {"capacity": 1.0, "LPIPS": "backbone weights unavailable"},
     )
     outcome = Runner(_request(tmp_path)).run()
     rows = {(m["stage"], m["name"]): m for m in outcome.metrics}
