@@ -59,12 +59,19 @@ class Task:
 
 @dataclass
 class Credential:
-    """What an authorized user holds: a token, sticker, passport, key or fingerprint."""
+    """What an authorized user holds: a token, sticker, passport, key or fingerprint.
+
+    For input-space schemes ``transform`` is the user's token as a function: it turns any
+    clean image batch (in [0, 1]) into the images the user sends (the paper's G_a(x, s)).
+    """
 
     user: str
     kind: str
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = field(
+        default=None, repr=False, compare=False
+    )
 
 
 @dataclass
@@ -80,6 +87,9 @@ class Protected:
     model_spec: ModelSpec
     secrets: dict[str, torch.Tensor] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    runtime: dict[str, Any] = field(
+        default_factory=dict, repr=False, compare=False
+    )  # caches, never saved
 
     FILES: ClassVar[tuple[str, ...]] = ("model.safetensors", "secrets.safetensors", "meta.json")
 
@@ -189,7 +199,9 @@ class Scheme(ABC):
     # Optional capabilities ------------------------------------------------------------------
     def apply(self, credential: Credential, x: torch.Tensor) -> torch.Tensor:
         """INPUT_SPACE: the images the user sends when holding ``credential``."""
-        raise IpbenchError(f"scheme {self.name!r} has no input-space credentials")
+        if not self.has(Capability.INPUT_SPACE) or credential.transform is None:
+            raise IpbenchError(f"scheme {self.name!r} has no input-space credentials")
+        return credential.transform(x)
 
     def identify(self, protected: Protected, x: torch.Tensor) -> list[str | None]:
         """IDENTIFY: who sent each query (None where it cannot tell)."""

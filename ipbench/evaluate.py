@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ipbench.contract import Credential, Protected, Scheme
+from ipbench.contract import Capability, Credential, Protected, Scheme
 from ipbench.datasets import ImageSet
 from ipbench.metrics.accuracy import accuracy, derived
+from ipbench.metrics.image_quality import image_quality
 from ipbench.training import to_float_images
 
 ALPHABET = string.ascii_letters + string.digits
@@ -19,6 +20,7 @@ ALPHABET = string.ascii_letters + string.digits
 class EvalConfig:
     users: int = 4  # authorized users the test set is shared between (never seen in training)
     batch_size: int = 500
+    quality_images: int = 1000  # test images compared with their authorized versions
 
 
 def eval_users(seed: int, n: int) -> list[str]:
@@ -47,7 +49,7 @@ def query_logits(
 def evaluate(
     scheme: Scheme, protected: Protected, test: ImageSet, a_or: float, device: torch.device,
     seed: int, cfg: EvalConfig = EvalConfig(),
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, float | str]:  # fmt: skip
     """A_ad (authorized users, test set shared among them), A_ud (no credential), A_od, A_pd."""
     users = eval_users(seed, max(1, min(cfg.users, len(test))))
     chunks = torch.arange(len(test)).tensor_split(len(users))
@@ -66,4 +68,27 @@ def evaluate(
     )
     ud_logits = query_logits(scheme, protected, test.x, None, device, cfg.batch_size)
     a_ad, a_ud = accuracy(ad_logits, test.y), accuracy(ud_logits, test.y)
-    return {"A_or": a_or, "A_ad": a_ad, "A_ud": a_ud, **derived(a_or, a_ad, a_ud)}
+    out: dict[str, float | str] = {
+        "A_or": a_or,
+        "A_ad": a_ad,
+        "A_ud": a_ud,
+        **derived(a_or, a_ad, a_ud),
+    }
+    if scheme.has(Capability.INPUT_SPACE):
+        out.update(stealthiness(scheme, protected, test, users[0], cfg))
+    return out
+
+
+def stealthiness(
+    scheme: Scheme, protected: Protected, test: ImageSet, user: str, cfg: EvalConfig
+) -> dict[str, float | str]:
+    """PSNR, SSIM, ERGAS, LPIPS between clean test images and what an authorized user sends."""
+    x = to_float_images(test.x[: cfg.quality_images])
+    cred = scheme.authorize(protected, user)
+    xa = torch.cat(
+        [
+            scheme.apply(cred, x[i : i + cfg.batch_size]).cpu()
+            for i in range(0, len(x), cfg.batch_size)
+        ]
+    )
+    return image_quality(x, xa)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -45,6 +45,9 @@ class Preset:
     max_train: int | None = None  # cap on the owner's training images (None: all)
     max_test: int | None = None
     reduced: bool = True  # results are from a reduced setting and are labelled as such
+    # Per-scheme config defaults for this budget (e.g. fewer token-generator steps on a CPU);
+    # the user's --set still wins.
+    scheme_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def model_for(self, dataset: str) -> str:
         family = dataset.split(":", 1)[0]
@@ -69,6 +72,17 @@ presets.register("smoke")(
         max_train=2000,
         max_test=500,
         attacker_fraction=0.2,
+        scheme_defaults={
+            "activedaemon": {
+                "token_steps": 120,
+                "token_batch_size": 32,
+                "secret_only_steps": 40,
+                "image_ramp_steps": 60,
+                "noise_ramp_steps": 60,
+                "stn": False,
+                "eval_identify": 100,
+            },
+        },
     )
 )
 
@@ -88,6 +102,18 @@ presets.register("quick")(
         ),
         model="fastnet",
         models_by_dataset={"mnist": "lenet5"},
+        # The token generator gets ~1% of the reference's 140k steps: the secret loss trains
+        # alone until the decoder reads 90% of the bits, then noise and image losses ramp in.
+        scheme_defaults={
+            "activedaemon": {
+                "token_steps": 2500,
+                "token_batch_size": 32,
+                "secret_only_steps": 200,
+                "secret_gate_acc": 0.9,
+                "image_ramp_steps": 800,
+                "noise_ramp_steps": 800,
+            },
+        },
     )
 )
 

@@ -132,8 +132,9 @@ def resolve(req: RunRequest) -> Resolved:
     datasets.get(split_spec(dataset)[0])
     model = req.model or preset.model_for(dataset)
     models.get(model)
+    base_cfg = override(scheme_cls.Config(), preset.scheme_defaults.get(req.scheme, {}), "scheme")
     scheme_cfg, _, preset, ev = _route_overrides(
-        req.overrides, scheme_cls.Config(), preset.train, preset, EvalConfig()
+        req.overrides, base_cfg, preset.train, preset, EvalConfig()
     )
     if req.attacks in ("all", ""):
         names = attacks.names()
@@ -309,14 +310,11 @@ class Runner:
         eval_key = content_hash("evaluate", protect_key, res.eval, a_or)
 
         def run_eval(work: Path) -> dict[str, Any]:
-            metrics = evaluate(res.scheme, protected, splits.test, a_or, res.device, seed, res.eval)
             ectx = EvalContext(splits, res.device, seed, self.trainer, baseline_copy)
-            notes: dict[str, str] = {}
-            for name, value in res.scheme.scheme_metrics(protected, ectx).items():
-                if isinstance(value, str):
-                    notes[name] = value
-                else:
-                    metrics[name] = value
+            found = evaluate(res.scheme, protected, splits.test, a_or, res.device, seed, res.eval)
+            found.update(res.scheme.scheme_metrics(protected, ectx))
+            metrics = {k: v for k, v in found.items() if not isinstance(v, str)}
+            notes = {k: v for k, v in found.items() if isinstance(v, str)}
             return {"metrics": metrics, "notes": notes}
 
         self._stage("evaluate", eval_key, run_eval, {"protect": protect_key, "eval": res.eval})

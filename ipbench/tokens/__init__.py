@@ -1,0 +1,1 @@
+"""Input-space tokens: BCH identity codes and the StegaStamp-style token generator."""

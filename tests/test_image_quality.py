@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from ipbench.metrics.image_quality import ergas, image_quality, lpips_distance, psnr, ssim
+
+from ipbench.errors import IpbenchError
+
+
+def test_psnr_matches_hand_computation():
+    x = torch.zeros(1, 3, 4, 4)
+    y = torch.full((1, 3, 4, 4), 0.1)  # MSE = 0.01 -> PSNR = 10 log10(1 / 0.01) = 20 dB
+    assert psnr(x, y) == pytest.approx(20.0)
+    y2 = torch.cat([y, torch.full((1, 3, 4, 4), 0.01)])  # second image: MSE 1e-4 -> 40 dB
+    assert psnr(torch.zeros(2, 3, 4, 4), y2) == pytest.approx(30.0)
+
+
+def test_ergas_matches_hand_computation():
+    x = torch.zeros(1, 3, 2, 2)
+    x[0, 0], x[0, 1], x[0, 2] = 0.5, 0.25, 1.0
+    y = x.clone()
+    y[0, 0] += 0.05  # RMSE_c / mean_c = 0.1, 0, 0
+    expected = 100 * 4 * math.sqrt((0.1**2 + 0 + 0) / 3)
+    assert ergas(x, y) == pytest.approx(expected)
+    assert ergas(x, y, ratio=1) == pytest.approx(expected / 4)
+
+
+def test_ssim_is_one_for_identical_and_lower_for_noisy():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 32, 32, generator=g)
+    assert ssim(x, x) == pytest.approx(1.0, abs=1e-6)
+    assert ssim(x, (x + 0.2 * torch.randn(x.shape, generator=g)).clamp(0, 1)) < 0.9
+
+
+def test_lpips_is_reported_missing_offline_never_computed_on_a_random_backbone():
+    x = torch.rand(1, 3, 32, 32)
+    value = lpips_distance(x, x)
+    # the tests run offline (IPBENCH_OFFLINE=1): no ImageNet backbone, so a reason, not a number
+    assert isinstance(value, str) and "LPIPS" in value
+    assert isinstance(image_quality(x, x)["LPIPS"], str)
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(IpbenchError, match="one shape"):
+        psnr(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 5))
