@@ -20,6 +20,7 @@ import torch
 
 from ipbench.config import content_hash
 from ipbench.contract import Capability, EvalContext, Protected, Task
+from ipbench.errors import IpbenchError
 from ipbench.evaluate import eval_users
 from ipbench.poisoning import PoisonConfig
 from ipbench.registry import schemes
@@ -53,6 +54,9 @@ class ActiveDaemonConfig(PoisonConfig):
     jpeg_quality: int = 0  # 0: no JPEG noise layer while training the token generator
     strength: float = 1.0  # l_t, the token's strength at authorization time
     eval_identify: int = 500  # authorized test images decoded for A_dec
+    # Reuse a generator trained elsewhere (paper Table IX): a `tokens` artefact folder of an
+    # earlier run, e.g. WORKDIR/artifacts/tokens/KEY; empty trains one on this task's data.
+    token_from: str = ""
 
 
 def _token_config(cfg: ActiveDaemonConfig) -> TokenConfig:
@@ -107,12 +111,26 @@ class ActiveDaemon(TokenScheme):
             gen.save(work)
             return {"metrics": {}, "stats": stats}
 
-        folder, _ = task.cache.compute(
-            "tokens", key, train, {"token_config": tcfg, "image_size": size}
-        )
-        stats = json.loads((folder / "stage.json").read_text())["info"].get("stats", {})
+        if self.config.token_from:
+            folder = Path(self.config.token_from).expanduser()
+            if not (folder / "token_generator.safetensors").exists():
+                raise IpbenchError(
+                    f"token_from={str(folder)!r} holds no token_generator.safetensors (a tokens artefact folder)"
+                )
+        else:
+            folder, _ = task.cache.compute(
+                "tokens", key, train, {"token_config": tcfg, "image_size": size}
+            )
+        marker = folder / "stage.json"
+        stats = json.loads(marker.read_text())["info"].get("stats", {}) if marker.exists() else {}
+        stats["source"] = str(folder)
         self.prepare_meta = {"token_generator": stats}
-        gen = TokenGenerator.load(folder, n_bits, size, c, tcfg)
+        try:
+            gen = TokenGenerator.load(folder, n_bits, size, c, tcfg)
+        except RuntimeError as exc:
+            raise IpbenchError(
+                f"token generator in {folder} does not fit {c}x{size}x{size} images ({exc})"
+            ) from None
         return {f"gen.{k}": v for k, v in _generator_state(gen).items()}
 
     def _generator(self, protected: Protected) -> TokenGenerator:

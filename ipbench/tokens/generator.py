@@ -150,7 +150,6 @@ def train_token_generator(
     lpips_model, lpips_reason = _lpips_model()
     if lpips_model is None:
         msg = f"token loss: LPIPS unavailable ({lpips_reason}); using the reference code's YUV-weighted L2 instead"
-        log.warning(msg)
         console.print(f"[yellow]{msg}[/]")
     else:
         lpips_model = lpips_model.to(device)
