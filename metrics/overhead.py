@@ -112,16 +112,23 @@ class Latency:
 
 
 @torch.no_grad()
-def latency(fn: QueryFn, x: torch.Tensor, repeats: int = 5, warmup: int = 1) -> Latency:
-    """Median wall time of ``fn(x)``: CUDA events on a GPU, ``perf_counter`` on the CPU."""
+def latency(
+    fn: QueryFn, x: torch.Tensor, repeats: int = 5, warmup: int = 1, cpu_threads: int | None = 1
+) -> Latency:
+    """Median wall time of ``fn(x)``: CUDA events on a GPU, ``perf_counter`` on the CPU.
+
+    On the CPU, ``cpu_threads`` (default 1, a serving worker) fixes the thread count while
+    timing: on a loaded machine every multi-threaded op waits at a barrier for a descheduled
+    thread, which measured 250 ms for a 1 ms query on this project's shared 2-core box.
+    """
     if repeats < 1:
         raise IpbenchError(f"latency needs repeats >= 1, got {repeats}")
-    for _ in range(warmup):
-        fn(x)
-    times: list[float] = []
     if x.device.type == "cuda":
+        for _ in range(warmup):
+            fn(x)
         torch.cuda.synchronize(x.device)
         torch.cuda.reset_peak_memory_stats(x.device)
+        times: list[float] = []
         for _ in range(repeats):
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
@@ -130,10 +137,19 @@ def latency(fn: QueryFn, x: torch.Tensor, repeats: int = 5, warmup: int = 1) -> 
             torch.cuda.synchronize(x.device)
             times.append(start.elapsed_time(end))
         return Latency(statistics.median(times), repeats, torch.cuda.max_memory_allocated(x.device))
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(x)
-        times.append(1000 * (time.perf_counter() - t0))
+    before = torch.get_num_threads()
+    if cpu_threads:
+        torch.set_num_threads(cpu_threads)
+    try:
+        for _ in range(warmup):
+            fn(x)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn(x)
+            times.append(1000 * (time.perf_counter() - t0))
+    finally:
+        torch.set_num_threads(before)
     return Latency(statistics.median(times), repeats, None)
 
 

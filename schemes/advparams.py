@@ -131,6 +131,7 @@ class AdvParams(Scheme):
     """Adversarially perturbed parameters; the key writes the original values back."""
 
     name = "advparams"
+    version = 2  # 2: CPU latency timed single-threaded (overhead metrics changed)
     Config = AdvParamsConfig
     summary = "AdvParams: a few weights perturbed by gradient ascent (no retraining)"
 

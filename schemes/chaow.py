@@ -87,6 +87,7 @@ class ChaoW(Scheme):
     """Chaotic weight-position permutation; the key restores the weights exactly."""
 
     name = "chaow"
+    version = 2  # 2: CPU latency timed single-threaded (overhead metrics changed)
     Config = ChaoWConfig
     summary = "ChaoW: layer weights permuted by a logistic-map key (no retraining)"
 
