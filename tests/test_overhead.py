@@ -39,6 +39,9 @@ def test_measure_reports_every_figure_and_compare_suffixes():
     got = oh.measure(conv, torch.randn(1, 1, 5, 5), conv, repeats=2)
     assert got["flops"] == 162 and got["params"] == 10 and got["peak_act_bytes"] == 36
     assert got["latency_ms"] > 0
+    threads = torch.get_num_threads()
+    oh.latency(conv, torch.randn(1, 1, 5, 5), repeats=1, cpu_threads=1)
+    assert torch.get_num_threads() == threads  # the timing thread count is put back
     both = oh.compare(got, {"flops": 1.0})
     assert both["flops"] == 162 and both["flops_base"] == 1.0
 
