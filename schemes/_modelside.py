@@ -1,0 +1,61 @@
+"""Shared by the model-side schemes (passport, ChaoW, AdvParams): fake-credential accuracy and
+overhead against the unprotected model, both recorded through ``scheme_metrics``."""
+
+from __future__ import annotations
+
+import torch
+from ipbench.metrics.accuracy import accuracy
+from ipbench.metrics.overhead import compare, measure
+
+from ipbench.contract import Credential, EvalContext, Protected, Scheme
+from ipbench.evaluate import query_logits
+
+
+def accuracy_with(
+    scheme: Scheme, protected: Protected, ctx: EvalContext, credential: Credential | None
+) -> float:
+    """Test accuracy (percent) of the deployed service for one credential (A_ad/A_ud/A_td)."""
+    test = ctx.splits.test
+    logits = query_logits(scheme, protected, test.x, credential, ctx.device)
+    return accuracy(logits, test.y)
+
+
+def overhead(
+    scheme: Scheme, protected: Protected, ctx: EvalContext, credential: Credential
+) -> dict[str, float]:
+    """Params, FLOPs per image, peak activation memory and latency per 1-image query, for the
+    authorized query path and for the unprotected baseline (``*_base``)."""
+    x = ctx.splits.test.x[:1].float().div(255).to(ctx.device)
+    base = ctx.baseline().to(ctx.device).eval()
+    prot = measure(lambda b: scheme.query(protected, b, credential), x, protected.model)
+    return compare(prot, measure(base, x, base))
+
+
+def credential_fingerprint(credential: Credential) -> tuple:
+    """A hashable identity of a credential's tensors, to cache what was derived from it."""
+    return tuple(
+        (k, tuple(v.shape), hash(v.detach().cpu().contiguous().numpy().tobytes()))
+        for k, v in sorted(credential.tensors.items())
+    )
+
+
+def forged_generator(seed: int, salt: int) -> torch.Generator:
+    """The generator fake credentials are drawn from: reproducible, never the owner's."""
+    return torch.Generator().manual_seed(7_777_777 + 104_729 * seed + salt)
+
+
+class LastModelCache:
+    """The model derived from the last credential seen: evaluation sends one credential for
+    many batches, so decrypting once per credential instead of once per batch."""
+
+    def __init__(self) -> None:
+        self._entry: tuple[tuple, torch.nn.Module] | None = None
+
+    def get(self, protected: Protected, credential: Credential, make) -> torch.nn.Module:
+        key = (id(protected), credential_fingerprint(credential))
+        if self._entry is None or self._entry[0] != key:
+            self._entry = (key, make())
+        return self._entry[1]
+
+    def clear(self) -> None:
+        self._entry = None
