@@ -4,4 +4,4 @@ BUILTIN lists the modules imported when the registry is first used; third-party 
 register through the ``ipbench.schemes`` entry-point group instead.
 """
 
-BUILTIN = ["none"]
+BUILTIN = ["none", "activeguard"]
