@@ -85,6 +85,7 @@ class ActiveGuard(Scheme):
     name = "activeguard"
     Config = ActiveGuardConfig
     summary = "C&W fingerprints authenticate users; control layer answers others at random"
+    version = 2  # 2: watermark map fitted to the trained layer's range (1 diverged at lr 0.2)
     capabilities = frozenset({Capability.IDENTIFY, Capability.OWNERSHIP, Capability.STOLEN})
 
     def __init__(self, config: ActiveGuardConfig | None = None):
@@ -120,8 +121,9 @@ class ActiveGuard(Scheme):
     # --- protect ---------------------------------------------------------------------------------
     def protect(self, task: Task) -> Protected:
         cfg, owner = self.config, task.splits.owner
+        # Filter and map d = a*h + b from the trained layer's range (the baseline: same recipe).
+        key = WatermarkKey.create(task.baseline(), cfg.watermark, cfg.wm_layer, task.seed)
         model = task.new_model()
-        key = WatermarkKey.create(model, cfg.watermark, cfg.wm_layer, task.seed)
         result = task.trainer.fit(
             model, owner.x, owner.y, task.preset.train, seed=task.seed,
             extra_loss=key.regulariser(cfg.wm_lambda), checkpoint_dir=task.stage_dir,

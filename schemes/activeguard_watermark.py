@@ -2,8 +2,9 @@
 
 Paper section 2.5: the n digits of ``wm`` sit at n random positions of the largest output
 filter of a chosen conv layer; a linear map d = a*h + b, fitted so the layer's weight range
-[lo, hi] spans the digits [0, 9], turns a weight h into a digit. Training adds
-lambda * MSE(wm, map(v)) (Eq. 4); verification reads the weights of a suspect model at the
+[lo, hi] spans the digits [0, 9], turns a weight h into a digit. The filter and the
+map come from a trained network of the same recipe; training adds lambda * MSE(wm, map(v))
+(Eq. 4); verification reads the weights of a suspect model at the
 same positions, maps, rounds and compares.
 """
 
@@ -51,10 +52,13 @@ class WatermarkKey:
     def create(
         cls, model: nn.Module, digits: tuple[int, ...], layer: int, seed: int
     ) -> WatermarkKey:
-        """Choose the filter (largest L2 norm), the positions and the map on ``model``'s weights.
+        """Choose the filter (largest L2 norm), the positions and the map on ``model``'s layer.
 
-        The map is fitted to the layer's weight range at the time of embedding (the fresh
-        initialisation when training from scratch), as the paper fits it to the layer's range.
+        ``model`` is a trained network of the same architecture and recipe (the unprotected
+        baseline): the paper fits the map to a trained layer's range (e.g. [0.10, 0.45] for
+        LeNet-5's conv 2), and a fresh initialisation's far narrower range makes the
+        regulariser so stiff (curvature 2*lambda*a^2/n) that SGD at the quick preset's lr
+        diverges on the watermarked weights.
         """
         bad = [d for d in digits if not 0 <= int(d) <= MAX_DIGIT]
         if not digits or bad:
