@@ -172,7 +172,8 @@ class ActiveGuard(Scheme):
     def control(self, protected: Protected) -> ControlLayer:
         """The control layer of this deployment (one RNG per loaded deployment: reproducible)."""
         key = id(protected.model)
-        if key not in self._controls:
+        known = self._controls.get(key)
+        if known is None or known.model is not protected.model:  # ids are reused after GC
             seed = int(protected.meta.get("seed", 0)) + self.config.seed_offset
             self._controls[key] = ControlLayer(
                 protected.model, protected.secrets["confidences"], self.config.eps,
