@@ -30,7 +30,7 @@ def test_list_shows_every_registry():
 def test_unknown_scheme_is_one_clear_error(tmp_path):
     result = runner.invoke(app, ["run", "--scheme", "nope", "--workdir", str(tmp_path)])
     assert result.exit_code == 2
-    assert "unknown scheme 'nope'; valid schemes: none" in result.output
+    assert "unknown scheme 'nope'; valid schemes: activeguard, none" in result.output
     assert "Traceback" not in result.output
 
 

@@ -96,7 +96,11 @@ def test_baseline_is_shared_between_runs_that_differ_elsewhere(tmp_path, monkeyp
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"scheme": "nope"}, UnknownNameError, "unknown scheme 'nope'; valid schemes: none"),
+        (
+            {"scheme": "nope"},
+            UnknownNameError,
+            "unknown scheme 'nope'; valid schemes: activeguard, none",
+        ),
         ({"dataset": "imagenet42"}, UnknownNameError, "unknown dataset 'imagenet42'"),
         ({"model": "vgg99"}, UnknownNameError, "valid models: fastnet"),
         ({"preset": "fast"}, UnknownNameError, "valid presets: paper, quick, smoke"),
