@@ -8,6 +8,7 @@ from ipbench.metrics.accuracy import accuracy
 from ipbench.metrics.overhead import compare, measure
 
 from ipbench.contract import Credential, EvalContext, Protected, Scheme
+from ipbench.errors import IpbenchError
 from ipbench.evaluate import query_logits
 
 
@@ -59,3 +60,20 @@ class LastModelCache:
 
     def clear(self) -> None:
         self._entry = None
+
+
+def weight_layers(model: torch.nn.Module, spec: str, scheme: str) -> list[str]:
+    """Conv/linear weight names picked by ``spec`` ("all" or comma-separated module names)."""
+    valid = [
+        n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)
+    ]
+    if spec.strip() in ("all", ""):
+        return [f"{n}.weight" for n in valid]
+    wanted = [s.strip() for s in spec.split(",") if s.strip()]
+    bad = [w for w in wanted if w not in valid]
+    if bad:
+        raise IpbenchError(
+            f"{scheme} layers {', '.join(map(repr, bad))} are not conv/linear modules; "
+            f"valid: all, {', '.join(valid)}"
+        )
+    return [f"{n}.weight" for n in valid if n in wanted]

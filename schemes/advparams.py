@@ -18,7 +18,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from ipbench.schemes._modelside import LastModelCache, accuracy_with, forged_generator, overhead
+from ipbench.schemes._modelside import (
+    LastModelCache,
+    accuracy_with,
+    forged_generator,
+    overhead,
+    weight_layers,
+)
 from torch import nn
 
 from ipbench.contract import Credential, EvalContext, Protected, Scheme, Task
@@ -41,17 +47,8 @@ class AdvParamsConfig:
 
 
 def candidate_layers(model: nn.Module, spec: str) -> list[str]:
-    valid = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-    if spec.strip() in ("all", ""):
-        return [f"{n}.weight" for n in valid]
-    wanted = [s.strip() for s in spec.split(",") if s.strip()]
-    bad = [w for w in wanted if w not in valid]
-    if bad:
-        raise IpbenchError(
-            f"AdvParams layers {', '.join(map(repr, bad))} are not conv/linear modules; "
-            f"valid: all, {', '.join(valid)}"
-        )
-    return [f"{n}.weight" for n in valid if n in wanted]
+    """Names of the weight tensors this scheme touches (``module.weight``), in model order."""
+    return weight_layers(model, spec, "AdvParams")
 
 
 def encrypt(

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from ipbench.schemes._modelside import LastModelCache, accuracy_with, forged_generator, overhead
+from ipbench.schemes._modelside import (
+    LastModelCache,
+    accuracy_with,
+    forged_generator,
+    overhead,
+    weight_layers,
+)
 from torch import nn
 
 from ipbench.contract import Credential, EvalContext, Protected, Scheme, Task
@@ -68,18 +74,8 @@ def unpermute(w: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
 
 
 def select_layers(model: nn.Module, spec: str) -> list[str]:
-    """Names of the weight tensors to permute (``module.weight``), in model order."""
-    valid = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-    if spec.strip() in ("all", ""):
-        return [f"{n}.weight" for n in valid]
-    wanted = [s.strip() for s in spec.split(",") if s.strip()]
-    bad = [w for w in wanted if w not in valid]
-    if bad:
-        raise IpbenchError(
-            f"ChaoW layers {', '.join(map(repr, bad))} are not conv/linear modules; "
-            f"valid: all, {', '.join(valid)}"
-        )
-    return [f"{n}.weight" for n in valid if n in wanted]
+    """Names of the weight tensors this scheme touches (``module.weight``), in model order."""
+    return weight_layers(model, spec, "ChaoW")
 
 
 @schemes.register("chaow")
