@@ -4,4 +4,4 @@ BUILTIN lists the modules imported when the registry is first used; third-party 
 register through the ``ipbench.schemes`` entry-point group instead.
 """
 
-BUILTIN = ["none", "activedaemon", "activeguard", "chaow", "advparams", "passport"]
+BUILTIN = ["none", "activedaemon", "activeguard", "mlock", "adip", "chaow", "advparams", "passport"]

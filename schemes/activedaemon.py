@@ -194,12 +194,7 @@ class ActiveDaemon(TokenScheme):
         hard = (probs > 0.5).float()
         decoded = codec.decode_many(probs)
         msg = 64
-        corrected = torch.stack(
-            [
-                codec.encode(d.identity)[:msg] if d.identity else hard[i, :msg]
-                for i, d in enumerate(decoded)
-            ]
-        )
+        corrected = torch.stack([d.message for d in decoded])
         out: dict[str, float | str | None] = {
             "A_dec_raw": 100 * (hard == bits).float().mean().item(),
             "A_dec": 100 * (corrected == bits[:, :msg]).float().mean().item(),

@@ -20,8 +20,9 @@ MESSAGE_BYTES = 8
 
 @dataclass(frozen=True)
 class Decoded:
-    identity: str | None  # None: more errors than the code can correct
+    identity: str | None  # None: more errors than the code can correct, or not an identity
     corrected: int  # bits corrected (-1 on failure)
+    message: torch.Tensor  # the 64 message bits after correction (the raw ones on failure)
 
 
 class IdentityCodec:
@@ -67,15 +68,20 @@ class IdentityCodec:
         packet = np.packbits(padded).tobytes()
         data = bytearray(packet[:MESSAGE_BYTES])
         ecc = bytearray(packet[MESSAGE_BYTES:])
+        raw_message = torch.from_numpy(hard[: MESSAGE_BYTES * 8].astype(np.float32))
         flips = self.bch.decode(data, ecc)
         if flips < 0:
-            return Decoded(None, -1)
+            return Decoded(None, -1, raw_message)
         self.bch.correct(data, ecc)
-        try:
-            text = bytes(data).rstrip(b"\x00").decode("ascii")
-        except UnicodeDecodeError:
-            return Decoded(None, -1)
-        return Decoded(text or None, flips)
+        message = torch.from_numpy(
+            np.unpackbits(np.frombuffer(bytes(data), dtype=np.uint8)).astype(np.float32)
+        )
+        text = bytes(data).rstrip(b"\x00")
+        # A code word that decodes to something no identity can be (NUL inside, non-printable)
+        # was reached by miscorrection: report failure rather than a wrong user.
+        if not text or not all(32 <= c < 127 for c in text):
+            return Decoded(None, flips, message)
+        return Decoded(text.decode("ascii"), flips, message)
 
     def decode_many(self, bits: torch.Tensor) -> list[Decoded]:
         return [self.decode(row) for row in bits]

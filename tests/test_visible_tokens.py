@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from ipbench.schemes.adip import blend_grid, grid_mask
+from ipbench.schemes.mlock import paste
+
+from ipbench.contract import Protected
+from ipbench.models import ModelSpec, build_model
+from ipbench.registry import schemes
+from ipbench.runner import Runner, RunRequest
+
+SPEC = ModelSpec("tiny", 10, 3, 32, (0.5,) * 3, (0.25,) * 3)
+
+
+def test_mlock_sticker_lands_where_specified():
+    x = torch.zeros(2, 3, 32, 32)
+    sticker = torch.arange(3 * 4 * 4, dtype=torch.float32).view(3, 4, 4) / 100
+    out = paste(x, sticker, torch.tensor([0, 28]), torch.tensor([5, 28]), alpha=1.0)
+    assert torch.equal(out[0, :, 0:4, 5:9], sticker) and torch.equal(
+        out[1, :, 28:32, 28:32], sticker
+    )
+    out[0, :, 0:4, 5:9] = 0
+    out[1, :, 28:32, 28:32] = 0
+    assert out.abs().sum() == 0  # nothing else changed
+
+
+def test_mlock_bottom_right_and_every_user_holds_the_same_sticker():
+    cfg = schemes.get("mlock").Config(placement="bottom_right")
+    scheme = schemes.get("mlock")(cfg)
+    sticker = torch.rand(3, 4, 4)
+    protected = Protected("mlock", build_model(SPEC), SPEC, {"sticker": sticker})
+    x = torch.full((3, 3, 32, 32), 128 / 255)  # on the 8-bit grid, so quantising keeps it
+    a, b = (
+        scheme.apply(scheme.authorize(protected, "alice"), x),
+        scheme.apply(scheme.authorize(protected, "bob"), x),
+    )
+    assert torch.equal(a, b)
+    assert torch.allclose(a[:, :, 28:, 28:], (sticker * 255).round().expand(3, -1, -1, -1) / 255)
+    assert torch.equal(a[:, :, :28], x[:, :, :28])
+
+
+def test_adip_grid_squares_are_where_the_paper_puts_them():
+    mask = grid_mask(32)
+    side = 32 // 9  # 3
+    corners = [int(32 / 9 + k * 32 / 3) for k in range(3)]  # 3, 14, 24
+    assert corners == [3, 14, 24] and mask.sum() == 9 * side * side
+    for top in corners:
+        for left in corners:
+            assert mask[top : top + side, left : left + side].eq(1).all()
+    x = torch.zeros(1, 3, 32, 32)
+    out = blend_grid(x, mask, 0.5)
+    assert out[0, :, 3, 3].tolist() == [0.5, 0.5, 0.5] and out[0, :, 0, 0].tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("name", ["mlock", "adip"])
+def test_smoke_model_is_locked_without_the_token_and_unlocked_with_it(tmp_path, name):
+    outcome = Runner(
+        RunRequest(
+            scheme=name,
+            preset="smoke",
+            workdir=str(tmp_path),
+            device="cpu",
+            overrides={"epochs": "8"},
+            attacks="none",
+        )
+    ).run()
+    m = {r["name"]: r["value"] for r in outcome.metrics if r["stage"] == "evaluate"}
+    assert m["A_ad"] > 85 and m["A_ud"] < 25 and m["A_pd"] > 60
+    assert m["PSNR"] < 40  # a visible token
