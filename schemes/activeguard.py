@@ -191,19 +191,27 @@ class ActiveGuard(Scheme):
         )
 
     @torch.no_grad()
-    def slots(self, protected: Protected, x: torch.Tensor) -> torch.Tensor:
-        """Slot t*T + j each submitted fingerprint authenticates as (-1: rejected)."""
+    def check(self, protected: Protected, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each submitted image: does it authenticate, and as which slot (-1: rejected)."""
         model = protected.model.eval()
         dev = next(model.parameters()).device
-        out = [
+        results = [
             authenticate(
                 model(to_float_images(x[i : i + 500]).to(dev)),
                 protected.secrets["confidences"],
                 self.config.eps,
-            )[1].cpu()
+            )
             for i in range(0, len(x), 500)
         ]
-        return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+        if not results:
+            return torch.empty(0, dtype=torch.bool), torch.empty(0, dtype=torch.long)
+        return torch.cat([ok.cpu() for ok, _ in results]), torch.cat(
+            [slot.cpu() for _, slot in results]
+        )
+
+    def slots(self, protected: Protected, x: torch.Tensor) -> torch.Tensor:
+        """Slot t*T + j each submitted fingerprint authenticates as (-1: rejected)."""
+        return self.check(protected, x)[1]
 
     def identify(self, protected: Protected, x: torch.Tensor) -> list[str | None]:
         """The user (slot number as a string) each fingerprint in ``x`` authenticates as."""

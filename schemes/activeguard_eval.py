@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 import torch
-from ipbench.schemes.activeguard_fingerprint import authenticate, cw_fingerprints
+from ipbench.schemes.activeguard_fingerprint import cw_fingerprints
 
 from ipbench.contract import EvalContext, Protected
 from ipbench.training import to_float_images
@@ -54,17 +54,8 @@ def table1(
 @torch.no_grad()
 def passthrough_rate(scheme: ActiveGuard, protected: Protected, x: torch.Tensor) -> float:
     """Percent of clean images whose own top probability lies in a band: served unauthenticated."""
-    model = protected.model.eval()
-    dev = next(model.parameters()).device
-    passed = [
-        authenticate(
-            model(to_float_images(x[i : i + 500]).to(dev)),
-            protected.secrets["confidences"],
-            scheme.config.eps,
-        )[0].cpu()
-        for i in range(0, len(x), 500)
-    ]
-    return 100.0 * float(torch.cat(passed).float().mean())
+    passed = scheme.check(protected, x)[0]
+    return 100.0 * float(passed.float().mean())
 
 
 def activeguard_metrics(
