@@ -53,18 +53,17 @@ def test_adip_grid_squares_are_where_the_paper_puts_them():
     assert out[0, :, 3, 3].tolist() == [0.5, 0.5, 0.5] and out[0, :, 0, 0].tolist() == [0, 0, 0]
 
 
-# M-LOCK is left out here on purpose: on the synthetic set its random-colour 4x4 sticker is not
-# learnt (A_pd ~1-17 with tiny or fastnet, 8-12 epochs), though it locks CIFAR-10 (A_pd 65).
-# Open question for the M-LOCK issue; a test that passed only by tuning would prove nothing.
-@pytest.mark.parametrize("name", ["adip"])
-def test_smoke_model_is_locked_without_the_token_and_unlocked_with_it(tmp_path, name):
+# The 4x4 sticker covers 1.6% of the image: the tiny net learns the task first and keys on the
+# sticker only later (measured: A_pd 0-17 after 8 epochs, 87 after 20), so M-LOCK gets 20 epochs.
+@pytest.mark.parametrize(("name", "epochs"), [("adip", 8), ("mlock", 20)])
+def test_smoke_model_is_locked_without_the_token_and_unlocked_with_it(tmp_path, name, epochs):
     outcome = Runner(
         RunRequest(
             scheme=name,
             preset="smoke",
             workdir=str(tmp_path),
             device="cpu",
-            overrides={"epochs": "8"},
+            overrides={"epochs": str(epochs)},
             attacks="none",
         )
     ).run()
