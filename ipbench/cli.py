@@ -194,6 +194,56 @@ def runs(workdir: str = typer.Option("ipbench-runs", "--workdir", help=WORKDIR_H
         out.print(table)
 
 
+@app.command()
+def leaderboard(
+    workdir: str = typer.Option("ipbench-runs", "--workdir", help=WORKDIR_HELP),
+    out_dir: str = typer.Option("leaderboard", "--out", help="folder the tables and plots go to"),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="only this dataset"),
+    preset: str = typer.Option(None, "--preset", "-p", help="only this preset"),
+    reference: str = typer.Option(
+        None, "--reference", help="published numbers (default: the repository's reference.csv)"
+    ),
+    data_root: str = typer.Option(None, "--data-root", help="datasets, for the token gallery"),
+    tokens: bool = typer.Option(True, "--tokens/--no-tokens", help="draw the token gallery"),
+) -> None:
+    """Write markdown + CSV tables (and plots) per dataset and preset from the result store."""
+    from ipbench.leaderboard.build import build
+
+    with user_errors():
+        for path in build(workdir, out_dir, dataset, preset, reference, data_root, tokens):
+            out.print(f"wrote {path} and {path.with_suffix('.csv')}")
+
+
+@app.command()
+def sweep(
+    scheme: str = typer.Option(..., "--scheme", "-s", help="protection scheme"),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="dataset (default: the preset's)"),
+    preset: str = typer.Option(None, "--preset", "-p", help="smoke | quick | paper"),
+    set_: list[str] = typer.Option(
+        None, "--set", help="FIELD=V1,V2,... is swept (one field); other --set k=v stay fixed"
+    ),
+    seeds: str = typer.Option("0", "--seeds", help="comma-separated seeds, e.g. 0,1"),
+    workdir: str = typer.Option("ipbench-runs", "--workdir", help=WORKDIR_HELP),
+    data_root: str = typer.Option(None, "--data-root", help="folder holding the datasets"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+    attacks_: str = typer.Option("none", "--attacks", help="all | none | comma-separated names"),
+) -> None:
+    """One `ipbench run` per value of a setting (and per seed), e.g. the poisoning ratio gamma."""
+    from ipbench.runner import Runner
+    from ipbench.sweep import plan
+
+    with user_errors():
+        requests = plan(
+            scheme, dataset, preset, parse_assignments(set_), seeds, workdir, data_root, device,
+            attacks_,
+        )  # fmt: skip
+        for req in requests:
+            setting = ", ".join(f"{k}={v}" for k, v in req.overrides.items())
+            out.print(f"[bold]sweep[/] {scheme} seed {req.seed}: {setting}")
+            outcome = Runner(req).run()
+            out.print(f"run {outcome.run_id} done")
+
+
 def main() -> None:
     app()
 

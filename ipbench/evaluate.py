@@ -11,6 +11,7 @@ from ipbench.contract import Capability, Credential, Protected, Scheme
 from ipbench.datasets import ImageSet
 from ipbench.metrics.accuracy import accuracy, derived
 from ipbench.metrics.image_quality import image_quality
+from ipbench.metrics.overhead import compare, credential_cost, flops_per_image, measure
 from ipbench.training import to_float_images
 
 ALPHABET = string.ascii_letters + string.digits
@@ -21,6 +22,11 @@ class EvalConfig:
     users: int = 4  # authorized users the test set is shared between (never seen in training)
     batch_size: int = 500
     quality_images: int = 1000  # test images compared with their authorized versions
+    overhead_repeats: int = 5  # timed 1-image queries per path (median kept); few, to stay fast
+
+
+# Bumped when the evaluate stage records new metrics, so cached evaluations are recomputed.
+EVAL_VERSION = 2  # 2: overhead (params, FLOPs, memory, latency, credential_ms) for every scheme
 
 
 def eval_users(seed: int, n: int) -> list[str]:
@@ -74,8 +80,41 @@ def evaluate(
         "A_ud": a_ud,
         **derived(a_or, a_ad, a_ud),
     }
+    out["users_evaluated"] = float(len(users))
     if scheme.has(Capability.INPUT_SPACE):
         out.update(stealthiness(scheme, protected, test, users[0], cfg))
+    return out
+
+
+def overhead(
+    scheme: Scheme, protected: Protected, baseline: torch.nn.Module, x: torch.Tensor, user: str,
+    cfg: EvalConfig = EvalConfig(),
+) -> dict[str, float]:  # fmt: skip
+    """Paper Table X for any scheme: the authorized query path against the unprotected model.
+
+    Params, FLOPs per image, peak activation memory and latency of one query of ``x`` (a
+    1-image batch in [0, 1] on the device) under their ``compare`` names (``*_base`` for the
+    baseline), plus ``credential_ms``: issuing a user's credential and, for input-space
+    schemes, applying it (ActiveDaemon's encoder runs here), with ``credential_flops``.
+    """
+    cred = scheme.authorize(protected, user)
+    baseline = baseline.to(x.device).eval()
+    prot = measure(
+        lambda b: scheme.query(protected, b, cred), x, protected.model, cfg.overhead_repeats
+    )
+    out = compare(prot, measure(baseline, x, baseline, cfg.overhead_repeats))
+    if scheme.has(Capability.INPUT_SPACE):
+
+        def issue() -> object:
+            return scheme.apply(scheme.authorize(protected, user), x)
+
+        out["credential_flops"] = flops_per_image(lambda b: scheme.apply(cred, b), x)
+    else:
+
+        def issue() -> object:
+            return scheme.authorize(protected, user)
+
+    out["credential_ms"] = credential_cost(issue, cfg.overhead_repeats)
     return out
 
 

@@ -22,14 +22,14 @@ from ipbench.config import content_hash, override, to_jsonable
 from ipbench.contract import EvalContext, Protected, Scheme, Task
 from ipbench.datasets import Dataset, Splits, load_dataset, make_splits, split_spec
 from ipbench.errors import IpbenchError
-from ipbench.evaluate import EvalConfig, evaluate
+from ipbench.evaluate import EVAL_VERSION, EvalConfig, eval_users, evaluate, overhead
 from ipbench.models import ModelSpec, build_model
 from ipbench.presets import Preset, TrainConfig, default_preset_name
 from ipbench.progress import console
 from ipbench.provenance import collect
 from ipbench.registry import attacks, datasets, models, presets, schemes
 from ipbench.store import Store
-from ipbench.training import Trainer
+from ipbench.training import Trainer, to_float_images
 
 PRESET_FIELDS = ("attacker_fraction", "max_train", "max_test")
 
@@ -307,12 +307,15 @@ class Runner:
         protected = res.scheme.load_protected(prot_dir)
         protected.model.to(res.device)
 
-        eval_key = content_hash("evaluate", protect_key, res.eval, a_or)
+        eval_key = content_hash("evaluate", protect_key, res.eval, a_or, EVAL_VERSION)
 
         def run_eval(work: Path) -> dict[str, Any]:
             ectx = EvalContext(splits, res.device, seed, self.trainer, baseline_copy)
             found = evaluate(res.scheme, protected, splits.test, a_or, res.device, seed, res.eval)
             found.update(res.scheme.scheme_metrics(protected, ectx))
+            x1 = to_float_images(splits.test.x[:1]).to(res.device)
+            user = eval_users(seed, 1)[0]
+            found.update(overhead(res.scheme, protected, baseline_copy(), x1, user, res.eval))
             metrics = {k: v for k, v in found.items() if not isinstance(v, str)}
             notes = {k: v for k, v in found.items() if isinstance(v, str)}
             return {"metrics": metrics, "notes": notes}

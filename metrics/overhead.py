@@ -180,3 +180,24 @@ def compare(
 ) -> dict[str, float]:
     """Protected figures under their own names, the unprotected ones with ``suffix``."""
     return {**protected, **{f"{k}{suffix}": v for k, v in base.items()}}
+
+
+def credential_cost(issue: Callable[[], object], repeats: int = 3) -> float:
+    """Median milliseconds of ``issue()``: issuing a credential (and applying a token).
+
+    A zero-argument callable, timed with ``perf_counter`` single-threaded like ``latency``.
+    """
+    if repeats < 1:
+        raise IpbenchError(f"credential_cost needs repeats >= 1, got {repeats}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    times: list[float] = []
+    try:
+        with torch.no_grad():
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                issue()
+                times.append(1000 * (time.perf_counter() - t0))
+    finally:
+        torch.set_num_threads(before)
+    return statistics.median(times)

@@ -1,11 +1,10 @@
-"""Shared by the model-side schemes (passport, ChaoW, AdvParams): fake-credential accuracy and
-overhead against the unprotected model, both recorded through ``scheme_metrics``."""
+"""Shared by the model-side schemes (passport, ChaoW, AdvParams): fake-credential accuracy,
+recorded through ``scheme_metrics`` (overhead is measured for every scheme in evaluate)."""
 
 from __future__ import annotations
 
 import torch
 from ipbench.metrics.accuracy import accuracy
-from ipbench.metrics.overhead import compare, measure
 
 from ipbench.contract import Credential, EvalContext, Protected, Scheme
 from ipbench.errors import IpbenchError
@@ -19,17 +18,6 @@ def accuracy_with(
     test = ctx.splits.test
     logits = query_logits(scheme, protected, test.x, credential, ctx.device)
     return accuracy(logits, test.y)
-
-
-def overhead(
-    scheme: Scheme, protected: Protected, ctx: EvalContext, credential: Credential
-) -> dict[str, float]:
-    """Params, FLOPs per image, peak activation memory and latency per 1-image query, for the
-    authorized query path and for the unprotected baseline (``*_base``)."""
-    x = ctx.splits.test.x[:1].float().div(255).to(ctx.device)
-    base = ctx.baseline().to(ctx.device).eval()
-    prot = measure(lambda b: scheme.query(protected, b, credential), x, protected.model)
-    return compare(prot, measure(base, x, base))
 
 
 def credential_fingerprint(credential: Credential) -> tuple:

@@ -200,6 +200,8 @@ class ActiveDaemon(TokenScheme):
             "A_dec": 100 * (corrected == bits[:, :msg]).float().mean().item(),
             "id_rate": 100 * sum(d.identity == u for d, u in zip(decoded, users, strict=True)) / n,
             "bch_failures": 100 * sum(d.identity is None for d in decoded) / n,
+            "capacity": float(2**msg),
+            "capacity_note": f"theoretical: 2^{msg} identities, BCH(127,{msg}) message bits",
         }
         stats = protected.meta.get("token_generator", {})
         if stats.get("perceptual") == "yuv_l2":

@@ -22,7 +22,6 @@ from ipbench.schemes._modelside import (
     LastModelCache,
     accuracy_with,
     forged_generator,
-    overhead,
     weight_layers,
 )
 from torch import nn
@@ -203,6 +202,5 @@ class AdvParams(Scheme):
             "params_changed_pct": 100.0 * changed / total,
             "max_abs_perturbation": float(delta.abs().max()) if len(delta) else 0.0,
             "encryption_steps": float(len(protected.meta["accuracy_trace"]) - 1),
-            **overhead(self, protected, ctx, self.authorize(protected, "owner")),
         }
         return out

@@ -20,7 +20,6 @@ from ipbench.schemes._modelside import (
     LastModelCache,
     accuracy_with,
     forged_generator,
-    overhead,
     weight_layers,
 )
 from torch import nn
@@ -174,7 +173,6 @@ class ChaoW(Scheme):
             "A_td_near_key": accuracy_with(self, protected, ctx, self.forge(protected, 0, True)),
             "permuted_pct": 100.0 * protected.meta["permuted"] / protected.meta["params"],
             "decrypt_ms": decrypt_ms,
-            **overhead(self, protected, ctx, cred),
             "map": "logistic x'=r x(1-x), orbit argsorted (ChaoW's own map is not public)",
         }
         return out

@@ -34,6 +34,14 @@ def test_ssim_is_one_for_identical_and_lower_for_noisy():
     assert ssim(x, (x + 0.2 * torch.randn(x.shape, generator=g)).clamp(0, 1)) < 0.9
 
 
+def test_ssim_of_flat_images_matches_hand_computation():
+    # Flat images: no variance, so SSIM = luminance term (2 a b + C1) / (a^2 + b^2 + C1) with
+    # C1 = (0.01 L)^2, L = 1 (the contrast-structure term is C2 / C2 = 1).
+    a, b, c1 = 0.5, 0.25, 0.01**2
+    x, y = torch.full((1, 3, 16, 16), a), torch.full((1, 3, 16, 16), b)
+    assert ssim(x, y) == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1), rel=1e-5)
+
+
 def test_lpips_is_reported_missing_offline_never_computed_on_a_random_backbone():
     x = torch.rand(1, 3, 32, 32)
     value = lpips_distance(x, x)

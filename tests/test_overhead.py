@@ -51,3 +51,22 @@ def test_bad_inputs_are_clear_errors():
         oh.flops_per_image(nn.Identity(), torch.empty(0, 3))
     with pytest.raises(IpbenchError, match="repeats >= 1"):
         oh.latency(nn.Identity(), torch.randn(1, 3), repeats=0)
+
+
+@pytest.mark.parametrize("scheme", ["none", "mlock"])
+def test_evaluate_stage_records_overhead_for_every_scheme(tmp_path, scheme):
+    from ipbench.runner import Runner, RunRequest
+
+    req = RunRequest(
+        scheme=scheme, preset="smoke", workdir=str(tmp_path), device="cpu", attacks="none",
+        overrides={"epochs": "1", "max_train": "300", "max_test": "100"},
+    )  # fmt: skip
+    out = Runner(req, log=lambda _m: None).run()
+    m = {x["name"]: x["value"] for x in out.metrics if x["stage"] == "evaluate"}
+    for key in ("params", "flops", "peak_act_bytes", "latency_ms", "credential_ms"):
+        assert m[key] is not None and m[key] >= 0, key
+        assert key == "credential_ms" or m[f"{key}_base"] > 0
+    assert m["params"] == m["params_base"] and m["flops"] >= m["flops_base"]
+    assert m["users_evaluated"] >= 1
+    if scheme == "mlock":  # the sticker is pasted when the credential is applied
+        assert "credential_flops" in m

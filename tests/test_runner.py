@@ -47,9 +47,11 @@ def test_run_records_stages_metrics_and_provenance(tmp_path):
 
 
 def test_same_seed_gives_same_metrics_in_a_fresh_workdir(tmp_path):
-    a = _values(Runner(_request(tmp_path / "a")).run())
-    b = _values(Runner(_request(tmp_path / "b")).run())
-    assert a == b
+    def measured(path):  # wall-clock timings (latency, credential issue) differ run to run
+        values = _values(Runner(_request(path)).run())
+        return {k: v for k, v in values.items() if not k[1].endswith(("_ms", "_ms_base"))}
+
+    assert measured(tmp_path / "a") == measured(tmp_path / "b")
 
 
 def test_interrupted_run_resumes_without_recomputing(tmp_path, monkeypatch):

@@ -1,0 +1,70 @@
+"""Store -> ``leaderboard/<dataset>-<preset>.md`` + ``.csv`` + figures, for every (dataset,
+preset) in the store (or the one asked for)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ipbench.errors import IpbenchError
+from ipbench.leaderboard.aggregate import aggregate
+from ipbench.leaderboard.collect import Collected, collect
+from ipbench.leaderboard.plots import make_plots
+from ipbench.leaderboard.reference import load_reference
+from ipbench.leaderboard.render import render
+from ipbench.store import Store
+
+
+def build(
+    workdir: str | Path, out: str | Path = "leaderboard", dataset: str | None = None,
+    preset: str | None = None, reference: str | Path | None = None, data_root: str | None = None,
+    tokens: bool = True,
+) -> list[Path]:  # fmt: skip
+    """Write one markdown and one CSV per (dataset, preset); returns the markdown paths."""
+    from ipbench.leaderboard.gallery import gallery
+
+    store_file = Path(workdir) / "ipbench.sqlite"
+    if not store_file.exists():
+        raise IpbenchError(f"no result store at {store_file}; run `ipbench run` first")
+    ref = load_reference(reference)
+    store = Store(workdir)
+    everything = collect(store, dataset, preset)
+    if everything.runs.empty:
+        what = " ".join(x for x in (dataset, preset) if x) or "any dataset"
+        raise IpbenchError(f"no finished run for {what} in {store_file}")
+    out = Path(out)
+    written = []
+    pairs = (
+        everything.runs[["dataset", "preset"]].drop_duplicates().sort_values(["dataset", "preset"])
+    )
+    for ds, pr in pairs.itertuples(index=False):
+        keep = (everything.runs.dataset == ds) & (everything.runs.preset == pr)
+        runs = everything.runs[keep].reset_index(drop=True)
+        col = Collected(
+            runs,
+            everything.metrics[everything.metrics.run_id.isin(runs.run_id)],
+            everything.ignored[everything.ignored.run_id.isin(_ids(store, ds, pr))],
+        )
+        agg = aggregate(col)
+        stem = f"{ds}-{pr}"
+        figures = make_plots(runs, agg, out / stem)
+        notes: list[str] = []
+        if tokens:
+            path, notes = gallery(runs, store, ds, out / stem, data_root)
+            if path:
+                figures.append(
+                    ("token gallery: clean, authorized, |x_a - x| x10 (paper Figs. 3, 9)", path)
+                )
+        rel = [(t, p.relative_to(out).as_posix()) for t, p in figures]
+        md, table = render(col, agg, ref, ds, pr, rel)
+        if notes:
+            md += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{stem}.md").write_text(md)
+        table.to_csv(out / f"{stem}.csv", index=False, float_format="%.6g", lineterminator="\n")
+        written.append(out / f"{stem}.md")
+    store.close()
+    return written
+
+
+def _ids(store: Store, dataset: str, preset: str) -> list[str]:
+    return [r.run_id for r in store.list_runs() if r.dataset == dataset and r.preset == preset]

@@ -1,0 +1,130 @@
+"""The store as pandas DataFrames: the latest successful run per (scheme, dataset, preset, seed,
+configuration), with its metrics, and which runs were ignored and why."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from ipbench.config import to_jsonable
+from ipbench.errors import IpbenchError
+from ipbench.store import RunRecord, Store
+
+# The sections of a stored run configuration that a user can change with ``--set``.
+VARIANT_SECTIONS = ("scheme_config", "train", "data", "eval")
+
+
+@dataclass
+class Collected:
+    """Kept runs (one row each), their metrics (one row each) and the runs left out."""
+
+    runs: pd.DataFrame
+    metrics: pd.DataFrame
+    ignored: pd.DataFrame
+
+
+def _flatten(section: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(f"{section}.{k}", v))
+        return out
+    return {section: json.dumps(value, sort_keys=True)}
+
+
+def default_config(scheme: str, dataset: str, preset: str) -> dict[str, Any] | None:
+    """The configuration ``ipbench run`` uses without ``--set``, or None when unknown (a scheme
+    or preset no longer registered): such runs count as the default configuration."""
+    from ipbench.runner import PRESET_FIELDS, RunRequest, resolve
+
+    try:
+        res = resolve(RunRequest(scheme=scheme, dataset=dataset, preset=preset, device="cpu"))
+    except IpbenchError:
+        return None
+    return {
+        "scheme_config": to_jsonable(res.scheme.config),
+        "train": to_jsonable(res.preset.train),
+        "data": {f: getattr(res.preset, f) for f in PRESET_FIELDS},
+        "eval": to_jsonable(res.eval),
+    }
+
+
+def variant(config: dict[str, Any], default: dict[str, Any] | None) -> dict[str, str]:
+    """Fields (``section.name`` -> JSON value) in which a run differs from the default config."""
+    if default is None:
+        return {}
+    mine: dict[str, Any] = {}
+    base: dict[str, Any] = {}
+    for section in VARIANT_SECTIONS:
+        if section in config:
+            mine.update(_flatten(section, config[section]))
+            base.update(_flatten(section, default.get(section, {})))
+    return {k: v for k, v in sorted(mine.items()) if k in base and base[k] != v}
+
+
+def _date(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d")
+
+
+def _run_row(run: RunRecord, var: dict[str, str]) -> dict[str, Any]:
+    prov = run.provenance
+    hw = prov.get("hardware", {})
+    return {
+        "run_id": run.run_id, "scheme": run.scheme, "dataset": run.dataset, "model": run.model,
+        "preset": run.preset, "seed": run.seed, "reduced": run.reduced, "updated": run.updated,
+        "date": _date(run.created), "commit": prov.get("git_commit", "unknown"),
+        "version": prov.get("versions", {}).get("ipbench", "unknown"),
+        "hardware": f"{hw.get('device', '?')} ({hw.get('gpu') or hw.get('cpu') or '?'})",
+        "variant": json.dumps(var, sort_keys=True), "default": not var,
+    }  # fmt: skip
+
+
+RUN_COLUMNS = list(_run_row(RunRecord("", "", "", "", "", "", 0, False, {}, {}, 0, 0, 1), {}))
+METRIC_COLUMNS = ["run_id", "stage", "status", "name", "value", "note", "artifact"]
+
+
+def collect(store: Store, dataset: str | None = None, preset: str | None = None) -> Collected:
+    """Read every run; keep the latest successful one per (scheme, dataset, preset, seed, config).
+
+    Runs that failed, were interrupted or are still running are ignored (and listed), so a
+    crashed attempt never mixes into a table.
+    """
+    kept: list[dict[str, Any]] = []
+    ignored: list[dict[str, Any]] = []
+    defaults: dict[tuple[str, str, str], dict[str, Any] | None] = {}
+    for run in store.list_runs():
+        if (dataset and run.dataset != dataset) or (preset and run.preset != preset):
+            continue
+        if run.status != "done":
+            ignored.append({"run_id": run.run_id, "scheme": run.scheme, "status": run.status})
+            continue
+        key = (run.scheme, run.dataset, run.preset)
+        if key not in defaults:
+            defaults[key] = default_config(*key)
+        kept.append(_run_row(run, variant(run.config, defaults[key])))
+    runs = pd.DataFrame(kept, columns=RUN_COLUMNS)
+    # The latest run wins; older runs of the same configuration are superseded.
+    group = ["scheme", "dataset", "preset", "seed", "variant"]
+    runs = runs.sort_values(["updated", "run_id"]).drop_duplicates(group, keep="last")
+    runs = runs.sort_values(["dataset", "preset", "scheme", "variant", "seed"], ignore_index=True)
+    rows: list[dict[str, Any]] = []
+    for run_id in runs["run_id"]:
+        stages = {s["name"]: s for s in store.stages(run_id)}
+        for m in store.metrics(run_id):
+            st = stages.get(m["stage"], {})
+            rows.append({**m, "run_id": run_id, "status": st.get("status"),
+                         "artifact": st.get("artifact")})  # fmt: skip
+        for name, st in stages.items():  # a skipped stage may have no metric rows
+            if st["status"] == "skipped" and not any(
+                r["run_id"] == run_id and r["stage"] == name for r in rows
+            ):
+                note = (st.get("info") or {}).get("notes", {}).get("skipped", "")
+                rows.append({"run_id": run_id, "stage": name, "status": "skipped",
+                             "name": "skipped", "value": None, "note": note, "artifact": None})  # fmt: skip
+    metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    ign = pd.DataFrame(ignored, columns=["run_id", "scheme", "status"]).sort_values("run_id")
+    return Collected(runs, metrics, ign.reset_index(drop=True))

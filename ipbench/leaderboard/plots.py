@@ -1,0 +1,82 @@
+"""Curves from stored metrics: pruning (Figs. 7-8), deteriorated token (Fig. 4) and the
+poisoning-ratio sweep (Fig. 2). PNGs via matplotlib's Agg backend, without a timestamp."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+POINT = re.compile(r"^(?P<metric>[^@]+)@(?P<param>[^=,]+)=(?P<value>[-+0-9.eE]+)$")
+
+
+def curve_points(agg: pd.DataFrame, stage: str, param: str) -> pd.DataFrame:
+    """Rows ``scheme, metric, x, mean, std`` for metrics named ``<metric>@<param>=<x>``."""
+    rows = []
+    sub = agg[(agg.stage == stage) & (agg.variant == "{}")]
+    for r in sub.itertuples():
+        m = POINT.match(r.name)
+        if m and m["param"] == param and r.n > 0:
+            rows.append((r.scheme, m["metric"], float(m["value"]), r.mean, r.std))
+    return pd.DataFrame(rows, columns=["scheme", "metric", "x", "mean", "std"]).sort_values(
+        ["scheme", "metric", "x"], ignore_index=True
+    )
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+def _lines(points: pd.DataFrame, metrics: list[str], xlabel: str, title: str, path: Path) -> None:
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for scheme, g in points[points.metric == metric].groupby("scheme", sort=True):
+            ax.errorbar(g.x, g["mean"], yerr=g["std"], marker="o", capsize=2, label=scheme)
+        ax.set(xlabel=xlabel, ylabel=f"{metric} (%)", title=f"{title}: {metric}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def sweep_points(col_runs: pd.DataFrame, agg: pd.DataFrame, field: str) -> pd.DataFrame:
+    """A_ad/A_ud per value of a swept scheme field (e.g. the poisoning ratio ``gamma``)."""
+    key = f"scheme_config.{field}"
+    rows = []
+    for r in agg[(agg.stage == "evaluate") & agg.name.isin(["A_ad", "A_ud"])].itertuples():
+        var = json.loads(r.variant)
+        if set(var) == {key} and r.n > 0:
+            rows.append((r.scheme, r.name, float(json.loads(var[key])), r.mean, r.std))
+    return pd.DataFrame(rows, columns=["scheme", "metric", "x", "mean", "std"]).sort_values(
+        ["scheme", "metric", "x"], ignore_index=True
+    )
+
+
+def make_plots(col_runs: pd.DataFrame, agg: pd.DataFrame, folder: Path) -> list[tuple[str, Path]]:
+    """Every plot the data allows; returns (title, path) of the files written."""
+    made = []
+    prune = curve_points(agg, "attack:prune", "rate")
+    if len(prune):
+        path = folder / "prune.png"
+        _lines(prune, sorted(set(prune.metric)), "pruning rate", "pruning", path)
+        made.append(("pruning: accuracy vs rate (paper Figs. 7-8)", path))
+    fake = curve_points(agg, "attack:fake-token", "gamma_f")
+    if len(fake):
+        path = folder / "deteriorated-token.png"
+        _lines(fake, sorted(set(fake.metric)), "gamma_f (share of token pixels kept)",
+               "deteriorated token", path)  # fmt: skip
+        made.append(("deteriorated token: accuracy vs gamma_f (paper Fig. 4)", path))
+    gamma = sweep_points(col_runs, agg, "gamma")
+    if len(gamma):
+        path = folder / "poisoning-ratio.png"
+        _lines(gamma, sorted(set(gamma.metric)), "poisoning ratio gamma", "poisoning", path)
+        made.append(("poisoning ratio: A_ad and A_ud vs gamma (paper Fig. 2)", path))
+    return made

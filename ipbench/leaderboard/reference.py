@@ -1,0 +1,67 @@
+"""Published numbers (``leaderboard/reference.csv``): read and checked, every row with a source."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from ipbench.errors import IpbenchError
+
+COLUMNS = ("scheme", "dataset", "model", "metric", "value", "source", "note")
+REQUIRED = ("scheme", "dataset", "metric", "value", "source")
+ANY_DATASET = "*"  # a published figure that holds for every dataset (e.g. parameter counts)
+
+
+def default_path() -> Path:
+    """``leaderboard/reference.csv`` beside the package (the repository's copy)."""
+    return Path(__file__).resolve().parents[2] / "leaderboard" / "reference.csv"
+
+
+def load_reference(path: str | Path | None = None) -> pd.DataFrame:
+    """The reference table; a malformed file is an error naming the file, the line and why."""
+    path = Path(path) if path else default_path()
+    if not path.exists():
+        raise IpbenchError(f"reference file {path} does not exist")
+    rows: list[dict[str, object]] = []
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        header = tuple(reader.fieldnames or ())
+        if header != COLUMNS:
+            raise IpbenchError(
+                f"{path}: header {','.join(header) or '(empty)'} should be {','.join(COLUMNS)}"
+            )
+        for line, row in enumerate(reader, start=2):
+            where = f"{path} line {line}"
+            if None in row or any(v is None for v in row.values()):
+                raise IpbenchError(f"{where}: expected {len(COLUMNS)} fields ({','.join(COLUMNS)})")
+            empty = [c for c in REQUIRED if not row[c].strip()]
+            if empty:
+                raise IpbenchError(f"{where}: empty {', '.join(empty)} (every row needs a source)")
+            try:
+                value = float(row["value"])
+            except ValueError:
+                raise IpbenchError(f"{where}: value {row['value']!r} is not a number") from None
+            if not math.isfinite(value):
+                raise IpbenchError(f"{where}: value {row['value']!r} is not finite")
+            rows.append({**{c: row[c].strip() for c in COLUMNS}, "value": value})
+    ref = pd.DataFrame(rows, columns=list(COLUMNS))
+    dup = ref[ref.duplicated(["scheme", "dataset", "metric"], keep=False)]
+    if len(dup):
+        first = dup.iloc[0]
+        raise IpbenchError(
+            f"{path}: {first['scheme']}/{first['dataset']}/{first['metric']} is given twice"
+        )
+    return ref
+
+
+def published(ref: pd.DataFrame, scheme: str, dataset: str, metric: str) -> pd.Series | None:
+    """The reference row for (scheme, dataset, metric); a dataset-specific row beats ``*``."""
+    hit = ref[(ref.scheme == scheme) & (ref.metric == metric)]
+    for ds in (dataset, ANY_DATASET):
+        rows = hit[hit.dataset == ds]
+        if len(rows):
+            return rows.iloc[0]
+    return None

@@ -1,0 +1,263 @@
+"""Markdown and CSV for one (dataset, preset): Table I, Table III, robustness, capacity and
+overhead blocks, each measured column beside the published one, with provenance."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ipbench.leaderboard.aggregate import cell, fmt
+from ipbench.leaderboard.collect import Collected
+from ipbench.leaderboard.reference import published
+
+ACCURACY = ("A_or", "A_ad", "A_ud", "A_od", "A_pd")
+STEALTH = ("PSNR", "SSIM", "ERGAS", "LPIPS")
+CAPACITY = ("capacity", "capacity_published", "capacity_used", "users_evaluated")
+OVERHEAD = (
+    "params", "params_base", "flops", "flops_base", "peak_act_bytes", "peak_act_bytes_base",
+    "latency_ms", "latency_ms_base", "credential_ms", "credential_flops", "decrypt_ms",
+)  # fmt: skip
+CSV_COLUMNS = [
+    "dataset", "preset", "block", "scheme", "variant", "metric", "mean", "std", "n", "note",
+    "published", "source",
+]  # fmt: skip
+
+
+def headline(attack: str, names: list[str]) -> str | None:
+    """The attack's headline metric: its declared ``headline``, then A_ud, then the first."""
+    from ipbench.registry import attacks
+
+    declared: tuple[str, ...] = ()
+    if attack in attacks:
+        declared = tuple(getattr(attacks.get(attack), "headline", ()) or ())
+    plain = [n for n in names if "@" not in n and n != "skipped"]
+    for cand in (*declared, "A_ud"):
+        if cand in plain:
+            return cand
+    return plain[0] if plain else None
+
+
+@dataclass
+class Page:
+    """What one markdown file is built from, and the rows of its CSV."""
+
+    dataset: str
+    preset: str
+    agg: pd.DataFrame  # aggregate() over the default-configuration runs
+    ref: pd.DataFrame
+    footnotes: list[str] = field(default_factory=list)
+    sources: set[str] = field(default_factory=set)
+    csv_rows: list[dict[str, object]] = field(default_factory=list)
+
+    def foot(self, text: str) -> str:
+        if text not in self.footnotes:
+            self.footnotes.append(text)
+        return f"[^{self.footnotes.index(text) + 1}]"
+
+    def value(self, scheme: str, stage: str, metric: str) -> pd.Series | None:
+        a = self.agg
+        hit = a[(a.scheme == scheme) & (a.stage == stage) & (a.name == metric)]
+        return hit.iloc[0] if len(hit) else None
+
+    def paper(self, scheme: str, metric: str) -> str:
+        row = published(self.ref, scheme, self.dataset, metric)
+        if row is None:
+            return ""
+        self.sources.add(row["source"])
+        return fmt(metric, float(row["value"]))
+
+    def measured(self, block: str, scheme: str, stage: str, metric: str, ref_key: str) -> str:
+        """The cell text, recording the CSV row on the way."""
+        row = self.value(scheme, stage, metric)
+        pub = published(self.ref, scheme, self.dataset, ref_key)
+        if row is None and pub is None:
+            return ""
+        self.csv_rows.append({
+            "dataset": self.dataset, "preset": self.preset, "block": block, "scheme": scheme,
+            "variant": "default", "metric": ref_key,
+            "mean": None if row is None or row["n"] == 0 else row["mean"],
+            "std": None if row is None or row["n"] < 2 else row["std"],
+            "n": 0 if row is None else int(row["n"]), "note": "" if row is None else row["note"],
+            "published": None if pub is None else pub["value"],
+            "source": "" if pub is None else pub["source"],
+        })  # fmt: skip
+        if row is None:
+            return ""
+        if row["n"] == 0 and row["note"]:
+            return f"missing: {row['note']}"
+        return cell(metric, row["mean"], row["std"], int(row["n"]))
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    esc = [[c.replace("|", "\\|") for c in r] for r in rows]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in esc])
+
+
+def _block(page: Page, name: str, schemes: list[str], metrics: tuple[str, ...]) -> str:
+    """Rows per scheme, each metric followed by its published value (columns without any
+    measured or published value are left out)."""
+    cols = []
+    for metric in metrics:
+        vals = {s: page.measured(name, s, "evaluate", metric, metric) for s in schemes}
+        pubs = {s: page.paper(s, metric) for s in schemes}
+        if any(vals.values()) or any(pubs.values()):
+            cols.append((metric, vals, pubs))
+    if not cols:
+        return ""
+    # A "(paper)" column only where some scheme has a published value for the metric.
+    header, rows = ["scheme"], [[s] for s in schemes]
+    for metric, vals, pubs in cols:
+        with_paper = any(pubs.values())
+        header += [metric, f"{metric} (paper)"] if with_paper else [metric]
+        for s, row in zip(schemes, rows, strict=True):
+            row += [vals[s], pubs[s]] if with_paper else [vals[s]]
+    return _table(header, rows)
+
+
+def robustness(page: Page, schemes: list[str]) -> str:
+    a = page.agg
+    names = sorted({s.split(":", 1)[1] for s in a.stage if s.startswith("attack:")})
+    if not names:
+        return "No attack stages in the store yet."
+    header, rows = ["scheme"], [[s] for s in schemes]
+    for attack in names:
+        stage = f"attack:{attack}"
+        metrics = list(a[a.stage == stage].name.drop_duplicates())
+        head = headline(attack, metrics)
+        pubs = [page.paper(s, f"{attack}:{head}") if head else "" for s in schemes]
+        header += [f"{attack}: {head or '-'}"] + (["(paper)"] if any(pubs) else [])
+        for s, row, pub in zip(schemes, rows, pubs, strict=True):
+            sub = a[(a.scheme == s) & (a.stage == stage)]
+            if len(sub) and (sub.status == "skipped").all():
+                reason = sub.note.iloc[0].removeprefix("skipped: ") or "skipped"
+                row.append("n/a" + page.foot(f"{attack} on {s}: {reason}"))
+            elif head:
+                row.append(page.measured("robustness", s, stage, head, f"{attack}:{head}"))
+            else:
+                row.append("")
+            if any(pubs):
+                row.append(pub)
+    return _table(header, rows)
+
+
+def attack_points(page: Page, schemes: list[str]) -> str:
+    """Every published attack number (curve points, variants) beside the measured one."""
+    ref = page.ref[page.ref.dataset.isin([page.dataset]) & page.ref.metric.str.contains(":")]
+    rows = []
+    for _, r in ref.sort_values(["scheme", "metric"]).iterrows():
+        if r.scheme not in schemes:
+            continue
+        attack, metric = r.metric.split(":", 1)
+        got = page.measured("attack-points", r.scheme, f"attack:{attack}", metric, r.metric)
+        page.sources.add(r.source)
+        rows.append([r.scheme, r.metric, got or "not run", fmt(metric, r.value), r.source])
+    if not rows:
+        return ""
+    return _table(["scheme", "attack:metric", "measured", "paper", "source"], rows)
+
+
+def capacity(page: Page, schemes: list[str]) -> str:
+    rows = []
+    for s in schemes:
+        vals = [page.measured("capacity", s, "evaluate", m, m) for m in CAPACITY]
+        pubs = [page.paper(s, m) for m in ("capacity", "capacity_published")]
+        note = page.value(s, "evaluate", "capacity_note")
+        theo = vals[0] or vals[1]
+        demo = vals[2] or vals[3]
+        rows.append([s, theo, pubs[0] or pubs[1], demo, "" if note is None else note["note"]])
+    header = [
+        "scheme",
+        "capacity (theoretical)",
+        "(paper)",
+        "demonstrated (users evaluated)",
+        "note",
+    ]
+    return _table(header, rows)
+
+
+def sweeps(col: Collected, agg_all: pd.DataFrame) -> str:
+    """Runs that differ from the default configuration, grouped by the fields they change."""
+    var = col.runs[~col.runs["default"]]
+    if var.empty:
+        return ""
+    rows = []
+    for (scheme, v), _ in var.groupby(["scheme", "variant"], sort=True):
+        fields = ", ".join(
+            f"{k.split('.', 1)[1]}={json.loads(x)}" for k, x in json.loads(v).items()
+        )
+        cells = []
+        for m in ("A_ad", "A_ud", "A_pd"):
+            hit = agg_all[(agg_all.scheme == scheme) & (agg_all.variant == v)
+                          & (agg_all.stage == "evaluate") & (agg_all.name == m)]  # fmt: skip
+            cells.append(cell(m, *hit[["mean", "std", "n"]].iloc[0]) if len(hit) else "–")
+        rows.append([scheme, fields, *cells])
+    return _table(["scheme", "setting", "A_ad", "A_ud", "A_pd"], rows)
+
+
+def provenance(col: Collected, preset: str) -> str:
+    r = col.runs
+    label = "reduced CPU setting" if r["reduced"].any() else "paper recipe"
+    dates = sorted(r["date"])
+    lines = [
+        f"- preset: **{preset}** ({label})" if len(r) else f"- preset: **{preset}**",
+        f"- seeds: {', '.join(str(s) for s in sorted(set(r['seed'])))}",
+        f"- git commit(s): {', '.join(sorted(set(r['commit'])))}",
+        f"- hardware: {'; '.join(sorted(set(r['hardware'])))}",
+        f"- run dates: {dates[0]} to {dates[-1]}" if dates else "- run dates: -",
+        f"- ipbench version(s): {', '.join(sorted(set(r['version'])))}",
+        f"- runs: {len(r)} (the latest successful run per scheme, seed and configuration)",
+    ]
+    if len(col.ignored):
+        gone = ", ".join(f"{x.run_id} ({x.scheme}, {x.status})" for x in col.ignored.itertuples())
+        lines.append(f"- ignored (failed, interrupted or unfinished): {gone}")
+    return "\n".join(lines)
+
+
+def render(
+    col: Collected, agg_all: pd.DataFrame, ref: pd.DataFrame, dataset: str, preset: str,
+    figures: list[tuple[str, str]],
+) -> tuple[str, pd.DataFrame]:  # fmt: skip
+    """The markdown page and the CSV table for one (dataset, preset)."""
+    agg = agg_all[agg_all.variant == "{}"]
+    page = Page(dataset, preset, agg, ref)
+    schemes = sorted(set(col.runs[col.runs["default"]]["scheme"]))
+    input_space = [
+        s for s in schemes if any(page.value(s, "evaluate", m) is not None for m in STEALTH)
+    ]
+    parts = [
+        f"# ipbench leaderboard: {dataset}, preset {preset}",
+        provenance(col, preset),
+        "Cells are mean ± std over seeds (one seed: the value). `(paper)` columns are the "
+        "published numbers from `leaderboard/reference.csv`; their models and recipes differ "
+        "from a reduced preset's.",
+        "## Accuracy (Table I)", _block(page, "accuracy", schemes, ACCURACY),
+        "## Stealthiness (Table III)",
+        _block(page, "stealthiness", input_space, STEALTH) or "No input-space scheme ran.",
+        "## Robustness", robustness(page, schemes),
+    ]  # fmt: skip
+    points = attack_points(page, schemes)
+    if points:
+        parts += ["### Published attack numbers", points]
+    parts += ["## User capacity", capacity(page, schemes)]
+    parts += [
+        "## Overhead (Table X)",
+        "Per 1-image query of the authorized path; `_base` is the unprotected model; FLOPs "
+        "count 2 per multiply-add (the paper's FLOPs are multiply-adds).",
+        _block(page, "overhead", schemes, OVERHEAD),
+    ]
+    sweep = sweeps(col, agg_all)
+    if sweep:
+        parts += ["## Sweeps", "Runs that change a setting; they feed the plots only.", sweep]
+    if figures:
+        parts += ["## Figures", "\n".join(f"![{t}]({p})" for t, p in figures)]
+    if page.sources:
+        parts += ["## Sources", "\n".join(f"- {s}" for s in sorted(page.sources))]
+    if page.footnotes:
+        parts += ["\n".join(f"[^{i}]: {t}" for i, t in enumerate(page.footnotes, 1))]
+    md = "\n\n".join(p for p in parts if p) + "\n"
+    table = pd.DataFrame(page.csv_rows, columns=CSV_COLUMNS).drop_duplicates()
+    table = table.sort_values(["block", "scheme", "metric"], kind="stable", ignore_index=True)
+    return md, table

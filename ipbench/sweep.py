@@ -1,0 +1,56 @@
+"""``ipbench sweep``: the requests of a one-field sweep (paper Fig. 2 sweeps the poisoning ratio
+``gamma``), all checked before the first run starts."""
+
+from __future__ import annotations
+
+from ipbench.errors import IpbenchError
+from ipbench.poisoning import validate
+from ipbench.runner import RunRequest, resolve
+
+
+def _check(scheme: object) -> None:
+    """Range checks the runner only does at protect time (the poisoning ratio gamma in (0, 1));
+    class indices are checked there, once the dataset is known."""
+    if hasattr(scheme, "poison_config"):
+        validate(scheme.poison_config(), num_classes=2**31)
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise IpbenchError(
+            f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1"
+        ) from None
+    if not seeds:
+        raise IpbenchError("--seeds is empty; give at least one seed, e.g. 0")
+    return seeds
+
+
+def plan(
+    scheme: str, dataset: str | None, preset: str | None, settings: dict[str, str], seeds: str,
+    workdir: str, data_root: str | None = None, device: str | None = None, attacks: str = "none",
+) -> list[RunRequest]:  # fmt: skip
+    """One request per (value, seed). Exactly one setting carries several comma-separated
+    values (the swept field); a bad field or value fails here, before any training."""
+    swept = {k: [v.strip() for v in val.split(",") if v.strip()] for k, val in settings.items()}
+    many = [k for k, vals in swept.items() if len(vals) > 1]
+    if len(many) != 1:
+        given = ", ".join(many) or "none"
+        raise IpbenchError(
+            f"a sweep varies exactly one setting with comma-separated values "
+            f"(e.g. --set gamma=0.1,0.3,0.5); fields with several values: {given}"
+        )
+    field = many[0]
+    fixed = {k: v for k, v in settings.items() if k != field}
+    requests = []
+    for value in swept[field]:
+        for seed in parse_seeds(seeds):
+            req = RunRequest(
+                scheme=scheme, dataset=dataset, preset=preset, seed=seed,
+                overrides={**fixed, field: value}, data_root=data_root, workdir=workdir,
+                device=device, attacks=attacks,
+            )  # fmt: skip
+            _check(resolve(req).scheme)  # checked now, not after hours of training
+            requests.append(req)
+    return requests

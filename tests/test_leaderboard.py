@@ -1,0 +1,183 @@
+"""The leaderboard from a synthetic store: rows, mean ± std, published values, skipped attacks,
+plots, determinism; reference.csv checks; the sweep command's input errors."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ipbench.cli import app
+from ipbench.errors import IpbenchError
+from ipbench.leaderboard.build import build
+from ipbench.leaderboard.collect import default_config
+from ipbench.leaderboard.reference import load_reference
+from ipbench.store import Store
+
+REFERENCE = """scheme,dataset,model,metric,value,source,note
+mlock,synthetic,tiny,A_ad,90.5,Test paper Table I,
+mlock,synthetic,tiny,PSNR,25.036,Test paper Table III,
+passport,*,,params,9000000,Test paper Table X,model C
+"""
+
+EVAL = {  # scheme -> seed -> A_ad, A_ud
+    "mlock": {0: (79.0, 10.0), 1: (81.0, 12.0)},
+    "passport": {0: (70.0, 9.0), 1: (72.0, 11.0)},
+}
+
+
+def _run(store: Store, run_id: str, scheme: str, seed: int, config: dict, status: str = "done"):
+    prov = {"git_commit": "abc123", "versions": {"ipbench": "0.1.0"},
+            "hardware": {"device": "cpu", "cpu": "Test CPU"}}  # fmt: skip
+    fields = {"scheme": scheme, "dataset": "synthetic", "model": "tiny", "preset": "smoke",
+              "seed": seed, "reduced": True, "config": config, "provenance": prov}  # fmt: skip
+    store.start_run(run_id, fields)
+    store.set_run_status(run_id, status)
+
+
+def _stage(store: Store, run_id: str, name: str, metrics: dict, notes=None, status="done"):
+    store.begin_stage(run_id, name, "key")
+    store.put_metrics(run_id, name, metrics, notes)
+    store.finish_stage(run_id, name, status=status, artifact=None)
+
+
+@pytest.fixture
+def synthetic(tmp_path: Path) -> tuple[Path, Path]:
+    workdir = tmp_path / "runs"
+    store = Store(workdir)
+    # An older run of the same configuration, superseded by the later one of seed 0.
+    _run(store, "old-mlock-0", "mlock", 0, {})
+    _stage(store, "old-mlock-0", "evaluate", {"A_ad": 1.0, "A_ud": 1.0})
+    for scheme, by_seed in EVAL.items():
+        for seed, (a_ad, a_ud) in by_seed.items():
+            rid = f"{scheme}-{seed}"
+            _run(store, rid, scheme, seed, {})
+            metrics = {"A_or": 85.0, "A_ad": a_ad, "A_ud": a_ud, "A_od": a_ad - 85,
+                       "A_pd": a_ad - a_ud, "params": 1000.0, "params_base": 1000.0,
+                       "latency_ms": 1.5, "credential_ms": 0.5}  # fmt: skip
+            notes = {}
+            if scheme == "mlock":
+                metrics.update({"PSNR": 26.0 + seed, "SSIM": 0.95, "ERGAS": 44.0})
+                notes = {"LPIPS": "no backbone weights offline"}
+            _stage(store, rid, "evaluate", metrics, notes)
+            _stage(store, rid, "attack:prune", {
+                "A_ud": 10.0 + seed, "A_ad@rate=0.0": a_ad, "A_ad@rate=0.5": a_ad - 20,
+                "A_ud@rate=0.0": a_ud, "A_ud@rate=0.5": a_ud + 1,
+            })  # fmt: skip
+            _stage(store, rid, "attack:fake-token", {"A_fake": 11.0, "A_fake@gamma_f=0.3": 12.0,
+                                                     "A_fake@gamma_f=0.9": 60.0})  # fmt: skip
+            if scheme == "passport":
+                _stage(store, rid, "attack:extraction", {},
+                       {"skipped": "skipped: extraction targets mlock only"}, status="skipped")  # fmt: skip
+            else:
+                _stage(store, rid, "attack:extraction", {"A_sub": 20.0 + seed})
+    _run(store, "failed-mlock", "mlock", 2, {}, status="failed")
+    # A sweep run: mlock with gamma changed from the default.
+    base = default_config("mlock", "synthetic", "smoke")
+    assert base is not None
+    swept = {**base, "scheme_config": {**base["scheme_config"], "gamma": 0.1}}
+    _run(store, "mlock-gamma", "mlock", 0, swept)
+    _stage(store, "mlock-gamma", "evaluate", {"A_ad": 30.0, "A_ud": 10.0})
+    store.close()
+    ref = tmp_path / "reference.csv"
+    ref.write_text(REFERENCE)
+    return workdir, ref
+
+
+def _build(workdir: Path, ref: Path, out: Path) -> Path:
+    (md,) = build(workdir, out, reference=ref, tokens=False)
+    return md
+
+
+def test_tables_have_rows_mean_std_and_published_values(synthetic, tmp_path):
+    workdir, ref = synthetic
+    md_path = _build(workdir, ref, tmp_path / "board")
+    assert md_path.name == "synthetic-smoke.md"
+    md = md_path.read_text()
+    assert "| mlock | 85.00 ± 0.00 | 80.00 ± 1.41 | 90.50 |" in md  # A_or, A_ad ± std, A_ad (paper)
+    assert "| passport | 85.00 ± 0.00 | 71.00 ± 1.41 |" in md
+    assert "missing: no backbone weights offline" in md  # LPIPS note
+    assert "26.50 ± 0.71 | 25.04" in md  # PSNR mean ± std beside the paper's
+    assert "reduced CPU setting" in md and "abc123" in md and "seeds: 0, 1" in md
+    assert "failed-mlock (mlock, failed)" in md  # ignored runs are named
+    assert "n/a[^1]" in md and "[^1]: extraction on passport: extraction targets mlock only" in md
+    assert "gamma=0.1" in md  # the sweep run is listed apart, not in the main tables
+    csv = pd.read_csv(md_path.with_suffix(".csv"))
+    row = csv[(csv.block == "accuracy") & (csv.scheme == "mlock") & (csv.metric == "A_ad")].iloc[0]
+    assert row["mean"] == 80.0 and math.isclose(row["std"], math.sqrt(2), rel_tol=1e-5)
+    assert row["n"] == 2 and row["published"] == 90.5 and row["source"] == "Test paper Table I"
+    rob = csv[(csv.block == "robustness") & (csv.metric == "extraction:A_sub")]
+    assert list(rob.scheme) == ["mlock"] and rob["mean"].iloc[0] == 20.5
+    params = csv[(csv.block == "overhead") & (csv.scheme == "passport") & (csv.metric == "params")]
+    assert params["published"].iloc[0] == 9e6  # a '*' reference row holds for every dataset
+
+
+def test_regeneration_is_byte_identical_and_plots_are_written(synthetic, tmp_path):
+    workdir, ref = synthetic
+    first = _build(workdir, ref, tmp_path / "a")
+    second = _build(workdir, ref, tmp_path / "b")
+    files = sorted(
+        p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file()
+    )
+    assert {str(f) for f in files} >= {
+        "synthetic-smoke.md", "synthetic-smoke.csv", "synthetic-smoke/prune.png",
+        "synthetic-smoke/deteriorated-token.png", "synthetic-smoke/poisoning-ratio.png",
+    }  # fmt: skip
+    for f in files:
+        a, b = (tmp_path / "a" / f).read_bytes(), (tmp_path / "b" / f).read_bytes()
+        assert len(a) > 0 and a == b, f
+    assert "](synthetic-smoke/prune.png)" in first.read_text() == second.read_text()
+
+
+def test_repository_reference_rows_all_cite_a_source():
+    ref = load_reference()
+    assert len(ref) > 50 and (ref.source.str.len() > 0).all()
+    ad = ref[(ref.scheme == "activedaemon") & (ref.dataset == "cifar10")].set_index("metric")
+    assert ad.loc["A_pd", "value"] == 81.06 and ad.loc["PSNR", "value"] == 32.051
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("mlock,cifar10,,A_ad,90,,", "line 3: empty source"),
+        ("mlock,cifar10,,A_ad,ninety,Paper,", "line 3: value 'ninety' is not a number"),
+        ("mlock,cifar10,,A_ad", "line 3: expected 7 fields"),
+    ],
+)
+def test_malformed_reference_names_the_row(tmp_path, line, message):
+    bad = tmp_path / "reference.csv"
+    bad.write_text(REFERENCE.splitlines()[0] + "\nadip,cifar10,,A_or,92,Paper,\n" + line + "\n")
+    with pytest.raises(IpbenchError, match=message):
+        load_reference(bad)
+
+
+def test_leaderboard_cli_writes_files_and_reports_errors(synthetic, tmp_path):
+    workdir, ref = synthetic
+    out = tmp_path / "cli"
+    cli = CliRunner()
+    res = cli.invoke(app, ["leaderboard", "--workdir", str(workdir), "--out", str(out),
+                           "--reference", str(ref), "--no-tokens"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert (out / "synthetic-smoke.md").exists() and (out / "synthetic-smoke.csv").exists()
+    res = cli.invoke(app, ["leaderboard", "--workdir", str(tmp_path / "nothing")])
+    assert res.exit_code == 2 and "no result store" in res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "gammma=0.1,0.3"], "unknown setting 'gammma'"),
+        (["--set", "gamma=0.1,abc"], "gamma='abc' is not a valid float"),
+        (["--set", "gamma=0.1,1.5"], "gamma must be in (0, 1)"),
+        (["--set", "gamma=0.1"], "exactly one setting"),
+        (["--set", "gamma=0.1,0.3", "--seeds", "0,x"], "--seeds '0,x'"),
+    ],
+)
+def test_sweep_rejects_bad_fields_and_values_before_running(tmp_path, args, message):
+    res = CliRunner().invoke(app, ["sweep", "--scheme", "mlock", "--preset", "smoke",
+                                   "--device", "cpu", "--workdir", str(tmp_path), *args])  # fmt: skip
+    assert res.exit_code == 2 and message in res.output.replace("\n", " "), res.output
+    assert not (tmp_path / "ipbench.sqlite").exists()  # nothing ran
