@@ -41,6 +41,14 @@ class FakeTokenConfig:
     users: int = 4  # genuine tokens come from this many users, as in the shared evaluation
     batch_size: int = 500
 
+    def __post_init__(self) -> None:
+        bad = [m for m in self.modes if m not in MODES]
+        if bad or not self.modes:
+            raise IpbenchError(f"fake-token modes {bad or '()'} invalid; valid: {', '.join(MODES)}")
+        bad_g = [g for g in self.gammas if not 0.0 <= g <= 1.0]
+        if bad_g:
+            raise IpbenchError(f"fake-token gammas {bad_g} must lie in [0, 1]")
+
 
 def curve_key(metric: str, param: str, value: float) -> str:
     """``A_fake@gamma_f=0.3``: the leaderboard's name of one curve point."""
@@ -85,15 +93,6 @@ class FakeToken(Attack):
     requires = frozenset({Capability.INPUT_SPACE})
     summary = "forged tokens: Gaussian (Table IV), deteriorated (Fig. 4), mismatched (Table VII)"
     headline = ("A_td",)
-
-    def __init__(self, config: FakeTokenConfig | None = None):
-        super().__init__(config)
-        bad = [m for m in self.config.modes if m not in MODES]
-        if bad or not self.config.modes:
-            raise IpbenchError(f"fake-token modes {bad or '()'} invalid; valid: {', '.join(MODES)}")
-        bad_g = [g for g in self.config.gammas if not 0.0 <= g <= 1.0]
-        if bad_g:
-            raise IpbenchError(f"fake-token gammas {bad_g} must lie in [0, 1]")
 
     def run(self, ctx: AttackContext) -> dict[str, float]:
         c = self.config

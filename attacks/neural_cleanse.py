@@ -45,6 +45,13 @@ class NeuralCleanseConfig:
     eval_every: int = 100  # steps between test-slice scorings of the current mask and pattern
     max_test: int = 2000  # test images scored (0: the whole test split)
 
+    def __post_init__(self) -> None:
+        if min(self.steps, self.batch_size, self.eval_every, self.patience) < 1 or self.lr <= 0:
+            raise IpbenchError(
+                "neural-cleanse needs steps, batch_size, eval_every, patience >= 1 and lr > 0; "
+                f"got {self.steps}, {self.batch_size}, {self.eval_every}, {self.patience}, {self.lr}"
+            )
+
 
 def to_tanh_space(v: torch.Tensor) -> torch.Tensor:
     return torch.atanh((2 * v - 1).clamp(-1 + 1e-6, 1 - 1e-6))
@@ -88,15 +95,6 @@ class NeuralCleanse(Attack):
     requires = frozenset({Capability.INPUT_SPACE})
     summary = "Neural Cleanse mask + pattern optimised for true labels (untargeted), best A_re"
     headline = ("A_re",)
-
-    def __init__(self, config: NeuralCleanseConfig | None = None):
-        super().__init__(config)
-        c = self.config
-        if c.steps < 1 or c.batch_size < 1 or c.eval_every < 1 or c.patience < 1 or c.lr <= 0:
-            raise IpbenchError(
-                "neural-cleanse needs steps, batch_size, eval_every, patience >= 1 and lr > 0; "
-                f"got {c.steps}, {c.batch_size}, {c.eval_every}, {c.patience}, {c.lr}"
-            )
 
     def run(self, ctx: AttackContext) -> dict[str, float]:
         c = self.config

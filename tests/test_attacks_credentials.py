@@ -92,9 +92,11 @@ def test_deteriorated_masks_keep_exact_nested_fractions():
     assert bool((other != torch.arange(50)).all())  # never an image's own token
 
 
-def test_fake_token_rejects_unknown_modes():
+def test_bad_attack_settings_are_refused_with_the_valid_ones():
     with pytest.raises(IpbenchError, match="valid: gaussian, deteriorated, mismatched"):
-        FakeToken(FakeToken.Config(modes=("gaussian", "sticker")))
+        FakeToken.Config(modes=("gaussian", "sticker"))
+    with pytest.raises(IpbenchError, match="steps, batch_size"):
+        NeuralCleanseConfig(steps=0)
 
 
 # --- fake-credential --------------------------------------------------------------------------
