@@ -102,6 +102,10 @@ class FakeToken(Attack):
         if "gaussian" in c.modes:
             n_thief = len(x) if c.max_test == 0 else c.max_test
             own = to_float_images(ctx.splits.attacker.x[:n_thief])
+            if len(own) == 0:
+                raise IpbenchError(
+                    "fake-token gaussian needs the thief's images; attacker split is empty"
+                )
             sigma = float((genuine(ctx, own, c.users, c.batch_size) - own).std())
             noise = torch.randn(x.shape, generator=seeded(ctx.seed, 1)) * sigma
             out["token_sigma"] = sigma
