@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
 from ipbench.contract import Capability, Protected, Scheme
 from ipbench.datasets import Splits
@@ -25,6 +27,9 @@ class AttackContext:
     preset: Preset
     seed: int
     device: torch.device
+    # The unprotected model of the same recipe: what a forger who "knows the pretrained model"
+    # holds (passport's features-forged passport). None where the caller has none.
+    baseline: Callable[[], nn.Module] | None = None
 
 
 class Attack(ABC):
@@ -35,6 +40,7 @@ class Attack(ABC):
     requires: ClassVar[frozenset[Capability]] = frozenset()
     schemes: ClassVar[frozenset[str] | None] = None  # None: any scheme with the capabilities
     summary: ClassVar[str] = ""
+    headline: ClassVar[tuple[str, ...]] = ("A_ud",)  # the metrics a leaderboard shows first
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()

@@ -157,6 +157,7 @@ class Scheme(ABC):
     Config: ClassVar[type]
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     summary: ClassVar[str] = ""
+    forge_kinds: ClassVar[tuple[str, ...]] = ()  # fake credentials forge_credential can make
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
@@ -202,6 +203,17 @@ class Scheme(ABC):
         if not self.has(Capability.INPUT_SPACE) or credential.transform is None:
             raise IpbenchError(f"scheme {self.name!r} has no input-space credentials")
         return credential.transform(x)
+
+    def forge_credential(
+        self, protected: Protected, kind: str, ctx: EvalContext
+    ) -> Credential | None:
+        """A fake credential of ``kind`` (one of ``forge_kinds``), made without the owner's
+        secret, for the fake-credential attack; None where this deployment cannot make that
+        kind (e.g. it needs ``ctx.baseline`` and there is none)."""
+        raise IpbenchError(
+            f"scheme {self.name!r} forges no credential of kind {kind!r}; "
+            f"valid: {', '.join(self.forge_kinds) or '(none)'}"
+        )
 
     def identify(self, protected: Protected, x: torch.Tensor) -> list[str | None]:
         """IDENTIFY: who sent each query (None where it cannot tell)."""

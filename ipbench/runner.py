@@ -332,7 +332,14 @@ class Runner:
                 if reason:
                     return {"status": "skipped", "notes": {"skipped": reason}}
                 ctx = AttackContext(
-                    res.scheme, protected, splits, self.trainer, res.preset, seed, res.device
+                    res.scheme,
+                    protected,
+                    splits,
+                    self.trainer,
+                    res.preset,
+                    seed,
+                    res.device,
+                    baseline_copy,
                 )
                 return {"metrics": attack.run(ctx)}
 

@@ -130,6 +130,7 @@ class AdvParams(Scheme):
     version = 2  # 2: CPU latency timed single-threaded (overhead metrics changed)
     Config = AdvParamsConfig
     summary = "AdvParams: a few weights perturbed by gradient ascent (no retraining)"
+    forge_kinds = ("random_key",)
 
     def __init__(self, config: Any = None):
         super().__init__(config)
@@ -178,6 +179,14 @@ class AdvParams(Scheme):
             "forger", "advparams_key",
             {"layer": layer, "index": index, "original": original, "delta": torch.zeros(n)},
         )  # fmt: skip
+
+    def forge_credential(
+        self, protected: Protected, kind: str, ctx: EvalContext
+    ) -> Credential | None:
+        """random_key: random positions and values of the owner key's size (forge)."""
+        if kind == "random_key":
+            return self.forge(protected, ctx.seed)
+        return super().forge_credential(protected, kind, ctx)
 
     def decrypted(self, protected: Protected, credential: Credential) -> nn.Module:
         def make() -> nn.Module:

@@ -85,6 +85,7 @@ class ChaoW(Scheme):
     version = 2  # 2: CPU latency timed single-threaded (overhead metrics changed)
     Config = ChaoWConfig
     summary = "ChaoW: layer weights permuted by a logistic-map key (no retraining)"
+    forge_kinds = ("random_key", "near_key")
 
     def __init__(self, config: Any = None):
         super().__init__(config)
@@ -138,6 +139,15 @@ class ChaoW(Scheme):
         else:
             tensors = self.draw_key(len(protected.meta["layers"]), forged_generator(seed, 1))
         return Credential("forger", "chaotic_key", tensors, {"layers": protected.meta["layers"]})
+
+    def forge_credential(
+        self, protected: Protected, kind: str, ctx: EvalContext
+    ) -> Credential | None:
+        """random_key: a fresh logistic key; near_key: the owner's x0 off by 1e-12 (a thief
+        who nearly recovered the key: chaos makes it as useless as a random one)."""
+        if kind in self.forge_kinds:
+            return self.forge(protected, ctx.seed, near=kind == "near_key")
+        return super().forge_credential(protected, kind, ctx)
 
     def decrypted(self, protected: Protected, credential: Credential) -> nn.Module:
         """A copy of the model un-permuted with ``credential``'s key (cached per credential)."""

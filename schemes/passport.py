@@ -57,6 +57,7 @@ class Passport(Scheme):
     Config = PassportConfig
     summary = "Fan et al. passport layers (V1): weights that need a secret passport"
     capabilities = frozenset({Capability.OWNERSHIP})
+    forge_kinds = ("random_passport", "features_passport")
 
     def __init__(self, config: Any = None):
         super().__init__(config)
@@ -182,6 +183,17 @@ class Passport(Scheme):
             ctx.baseline(), sites, ctx.splits.attacker.x[pick], ctx.device
         )
         return Credential("forger", "passport", tensors)
+
+    def forge_credential(
+        self, protected: Protected, kind: str, ctx: EvalContext
+    ) -> Credential | None:
+        """random_passport: noise (forge); features_passport: the attacker's own images through
+        the pretrained model (forge_from_features), None without a pretrained model."""
+        if kind == "random_passport":
+            return self.forge(protected, ctx.seed)
+        if kind == "features_passport":
+            return None if ctx.baseline is None else self.forge_from_features(protected, ctx)
+        return super().forge_credential(protected, kind, ctx)
 
     def verify_ownership(self, protected: Protected, model: nn.Module) -> dict[str, float]:
         """Signature detection rate (percent of sign(gamma) bits equal to the owner's signature)
