@@ -12,7 +12,9 @@ slice through the deployed service (every forged image is quantised to 8 bits, a
 - ``mismatched``: the residual made for another test image, G(x', s) - x', added to x (Table VII;
   for an image-independent sticker this equals the genuine token, reported anyway).
 
-``A_td`` is the best forged accuracy, leaving out gamma_f = 1 (the genuine token itself).
+``A_td`` (the headline) is the better of the two forgeries a thief can make without any part of
+the genuine token, Gaussian and mismatched. The deteriorated curve assumes the thief holds part
+of a genuine token (a lossy copy), so it is reported as a curve, not folded into A_td.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ class FakeToken(Attack):
         if "mismatched" in c.modes:
             other = other_image(len(x), seeded(ctx.seed, 3))
             out["A_fake@mismatched"] = served_accuracy(ctx, quantize(x + residual[other]), y)
-        genuine_key = curve_key("A_fake", "gamma_f", 1.0)
-        forged = [v for k, v in out.items() if k.startswith("A_fake@") and k != genuine_key]
-        out["A_td"] = max(forged) if forged else float("nan")
+        forged = [out[k] for k in ("A_fake@gaussian", "A_fake@mismatched") if k in out]
+        if forged:
+            out["A_td"] = max(forged)
         return out

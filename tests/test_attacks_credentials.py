@@ -74,8 +74,8 @@ def test_fake_token_endpoints_reproduce_genuine_and_clean_accuracy(deploy):
     assert abs(atk["A_fake@gamma_f=0"] - ev["A_ud"]) < 2  # no token is a clean image
     assert atk["A_fake@gaussian"] < ev["A_ud"] + 15  # noise of the token's scale opens nothing
     assert atk["token_sigma"] > 0
-    forged = [v for k, v in atk.items() if k.startswith("A_fake@") and k != "A_fake@gamma_f=1"]
-    assert atk["A_td"] == max(forged) and len(forged) == 12  # gaussian, mismatched, 10 gammas
+    assert sum(k.startswith("A_fake@gamma_f=") for k in atk) == 11  # Fig. 4's sweep, 0..1
+    assert atk["A_td"] == max(atk["A_fake@gaussian"], atk["A_fake@mismatched"])
 
 
 def test_fake_credential_is_skipped_on_an_input_space_scheme(deploy):
