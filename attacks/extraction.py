@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from ipbench.attacks._common import first, thief_data, thief_train
+from ipbench.metrics.accuracy import accuracy
 
 from ipbench.attack import Attack, AttackContext
-from ipbench.attacks._common import first, thief_data, thief_train
 from ipbench.errors import IpbenchError
 from ipbench.evaluate import eval_users, query_logits
-from ipbench.metrics.accuracy import accuracy
 from ipbench.models import build_model
 from ipbench.registry import attacks
 

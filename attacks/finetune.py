@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from ipbench.attacks._common import redeploy, score, steal, thief_data, thief_train
 from torch import nn
 
 from ipbench.attack import Attack, AttackContext
-from ipbench.attacks._common import redeploy, score, steal, thief_data, thief_train
 from ipbench.errors import IpbenchError
 from ipbench.registry import attacks
 
@@ -108,6 +108,9 @@ class Finetune(Attack):
                 done = budget
             deployed = redeploy(ctx.scheme, ctx.protected, model)
             points.append(
-                (budget, score(ctx.scheme, deployed, ctx.splits.test, ctx.device, ctx.seed, c.max_test))
+                (
+                    budget,
+                    score(ctx.scheme, deployed, ctx.splits.test, ctx.device, ctx.seed, c.max_test),
+                )
             )
         return points

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ipbench.attacks._common import redeploy, score, steal
 from torch import nn
 from torch.nn.utils import prune
 
 from ipbench.attack import Attack, AttackContext
 from ipbench.errors import IpbenchError
 from ipbench.registry import attacks
-
-from ipbench.attacks._common import redeploy, score, steal
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ipbench.attacks._common import first, score, steal
+
 from ipbench.attack import Attack, AttackContext
 from ipbench.errors import IpbenchError
 from ipbench.registry import attacks
-
-from ipbench.attacks._common import first, score, steal
 
 
 @dataclass(frozen=True)

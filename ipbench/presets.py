@@ -89,8 +89,8 @@ presets.register("smoke")(
         attack_defaults={
             "finetune": {"epochs": 2, "budgets": (0, 1, 2), "lr": 0.01},
             "prune": {"rates": (0.0, 0.5, 0.9)},
-            "extraction": {"queries": 400, "epochs": 4},
-            "passport-retrain": {"epochs": 3, "lr": 0.05},
+            "extraction": {"queries": 500, "epochs": 15},
+            "passport-retrain": {"epochs": 15},
         },
     )
 )
@@ -130,7 +130,7 @@ presets.register("quick")(
             "prune": {"max_test": 2000},
             "extraction": {"epochs": 15, "max_test": 2000},
             "strip-control": {"max_test": 2000},
-            "passport-retrain": {"epochs": 10, "lr": 0.05, "max_test": 2000},
+            "passport-retrain": {"epochs": 10, "max_test": 2000},
         },
     )
 )

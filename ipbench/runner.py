@@ -178,7 +178,9 @@ def resolve(req: RunRequest) -> Resolved:
     models.get(model)
     base_cfg = override(scheme_cls.Config(), preset.scheme_defaults.get(req.scheme, {}), "scheme")
     plain = {k: v for k, v in req.overrides.items() if not is_attack_key(k)}
-    scheme_cfg, _, preset, ev = _route_overrides(plain, base_cfg, preset.train, preset, EvalConfig())
+    scheme_cfg, _, preset, ev = _route_overrides(
+        plain, base_cfg, preset.train, preset, EvalConfig()
+    )
     if req.attacks in ("all", ""):
         names = attacks.names()
     elif req.attacks == "none":
