@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ipbench.attacks._tokens import served_accuracy, test_slice
+from ipbench.attacks._common import served_accuracy, test_slice
 
 from ipbench.attack import Attack, AttackContext
 from ipbench.contract import EvalContext, Scheme

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from ipbench.attacks._tokens import seeded, served_accuracy, test_slice
+from ipbench.attacks._common import seeded, served_accuracy, test_slice
 
 from ipbench.attack import Attack, AttackContext
 from ipbench.contract import Capability

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from ipbench.attacks._tokens import seeded, served_accuracy, test_slice
+from ipbench.attacks._common import seeded, served_accuracy, test_slice
 from ipbench.schemes.activeguard_fingerprint import CWSettings, cw_fingerprints
 from torch import nn
 

@@ -40,7 +40,9 @@ class Attack(ABC):
     requires: ClassVar[frozenset[Capability]] = frozenset()
     schemes: ClassVar[frozenset[str] | None] = None  # None: any scheme with the capabilities
     summary: ClassVar[str] = ""
-    headline: ClassVar[tuple[str, ...]] = ("A_ud",)  # the metrics a leaderboard shows first
+    # Metrics (no ``@``) summarising the attack at its strongest setting, for the leaderboard;
+    # curve points are named ``<metric>@<param>=<value>``.
+    headline: ClassVar[tuple[str, ...]] = ("A_ud",)
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()

@@ -104,6 +104,37 @@ def run(
         out.print(f"stages: {walls}")
 
 
+@app.command()
+def attack(
+    run_ref: str = typer.Argument(..., metavar="RUN", help="run id, unique prefix, or 'last'"),
+    attack_: str = typer.Option(
+        ..., "--attack", "-a", help="attack name(s), comma-separated (ipbench list attacks)"
+    ),
+    set_: list[str] = typer.Option(
+        None, "--set", help="attack setting: --set attack.finetune.epochs=5 (repeatable)"
+    ),
+    workdir: str = typer.Option("ipbench-runs", "--workdir", help=WORKDIR_HELP),
+    data_root: str = typer.Option(
+        None, "--data-root", help="folder holding the datasets (default $IPBENCH_DATA or ./data)"
+    ),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+) -> None:
+    """Attack a stored run, reusing its cached model; results join that run's record."""
+    from ipbench.runner import Runner, attack_request
+    from ipbench.store import Store
+
+    with user_errors():
+        request = attack_request(
+            Store(workdir), run_ref, attack_, parse_assignments(set_), workdir, data_root, device
+        )
+        runner = Runner(request)
+        outcome = runner.run()
+        record = runner.store.require_run(outcome.run_id)
+        wanted = {f"attack:{a.name}" for a in runner.res.attacks}
+        rows = [m for m in outcome.metrics if m["stage"] in wanted]
+        out.print(metrics_table(_run_title(record), rows))
+
+
 class What(str, Enum):
     schemes = "schemes"
     attacks = "attacks"

@@ -6,6 +6,7 @@ weights), is measured through these calls, so one evaluator and one attack suite
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 from abc import ABC, abstractmethod
@@ -182,6 +183,13 @@ class Scheme(ABC):
     def stolen(self, protected: Protected) -> nn.Module:
         """Exactly what a thief who copies the deployed artefact holds."""
         return protected.model
+
+    def redeploy(self, protected: Protected, model: nn.Module) -> Protected:
+        """The deployment users would query if ``model`` (a thief's modified copy of
+        ``stolen(protected)``) were served in its place; the secrets stay the owner's.
+
+        Override when ``stolen`` wraps the network (ActiveGuard's control layer)."""
+        return dataclasses.replace(protected, model=model, runtime={})
 
     def load_protected(self, folder: str | Path) -> Protected:
         """Read back what ``protect`` returned; override when the architecture is modified."""

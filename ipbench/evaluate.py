@@ -52,28 +52,38 @@ def query_logits(
     return torch.cat(outs)
 
 
+def ad_ud_accuracy(
+    scheme: Scheme, protected: Protected, test: ImageSet, device: torch.device, seed: int,
+    users: int = EvalConfig.users, batch_size: int = EvalConfig.batch_size,
+) -> tuple[float, float, list[str]]:  # fmt: skip
+    """A_ad (the test set shared among ``users`` authorized users) and A_ud (no credential).
+
+    The one place the user/credential split is made, so attacks score exactly like evaluate.
+    Also returns the users, for metrics that need one of them.
+    """
+    names = eval_users(seed, max(1, min(users, len(test))))
+    chunks = torch.arange(len(test)).tensor_split(len(names))
+    ad_logits = torch.cat(
+        [
+            query_logits(
+                scheme, protected, test.x[idx], scheme.authorize(protected, user), device,
+                batch_size,
+            )
+            for user, idx in zip(names, chunks, strict=True)
+        ]
+    )  # fmt: skip
+    ud_logits = query_logits(scheme, protected, test.x, None, device, batch_size)
+    return accuracy(ad_logits, test.y), accuracy(ud_logits, test.y), names
+
+
 def evaluate(
     scheme: Scheme, protected: Protected, test: ImageSet, a_or: float, device: torch.device,
     seed: int, cfg: EvalConfig = EvalConfig(),
 ) -> dict[str, float | str]:  # fmt: skip
     """A_ad (authorized users, test set shared among them), A_ud (no credential), A_od, A_pd."""
-    users = eval_users(seed, max(1, min(cfg.users, len(test))))
-    chunks = torch.arange(len(test)).tensor_split(len(users))
-    ad_logits = torch.cat(
-        [
-            query_logits(
-                scheme,
-                protected,
-                test.x[idx],
-                scheme.authorize(protected, user),
-                device,
-                cfg.batch_size,
-            )
-            for user, idx in zip(users, chunks, strict=True)
-        ]
+    a_ad, a_ud, users = ad_ud_accuracy(
+        scheme, protected, test, device, seed, cfg.users, cfg.batch_size
     )
-    ud_logits = query_logits(scheme, protected, test.x, None, device, cfg.batch_size)
-    a_ad, a_ud = accuracy(ad_logits, test.y), accuracy(ud_logits, test.y)
     out: dict[str, float | str] = {
         "A_or": a_or,
         "A_ad": a_ad,

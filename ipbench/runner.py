@@ -32,6 +32,39 @@ from ipbench.store import Store
 from ipbench.training import Trainer, to_float_images
 
 PRESET_FIELDS = ("attacker_fraction", "max_train", "max_test")
+ATTACK_PREFIX = "attack."
+
+
+def is_attack_key(key: str) -> bool:
+    return key.startswith(ATTACK_PREFIX)
+
+
+def attack_overrides(overrides: dict[str, str]) -> dict[str, dict[str, str]]:
+    """``attack.NAME.FIELD=v`` settings grouped by attack name (names checked here)."""
+    out: dict[str, dict[str, str]] = {}
+    for key, value in overrides.items():
+        if not is_attack_key(key):
+            continue
+        name, dot, fld = key[len(ATTACK_PREFIX) :].rpartition(".")
+        if not dot or not name or not fld:
+            raise IpbenchError(f"attack settings are attack.NAME.FIELD=VALUE; got {key!r}")
+        attacks.get(name)  # an unknown attack name lists the valid ones
+        out.setdefault(name, {})[fld] = value
+    return out
+
+
+def build_attacks(names: list[str], preset: Preset, overrides: dict[str, str]) -> list[Attack]:
+    """Attacks configured by paper defaults, then the preset's budget, then ``--set``.
+
+    Settings for attacks not selected are still checked, so a typo never passes silently.
+    """
+    per_attack = attack_overrides(overrides)
+    built = {}
+    for name in dict.fromkeys([*names, *per_attack]):
+        cls = attacks.get(name)
+        cfg = override(cls.Config(), preset.attack_defaults.get(name, {}), f"attack {name}")
+        built[name] = cls(override(cfg, per_attack.get(name, {}), f"attack {name}"))
+    return [built[n] for n in names]
 
 
 @dataclass
@@ -49,6 +82,17 @@ class RunRequest:
     device: str | None = None
     attacks: str = "all"
     download: bool = True
+    # ``ipbench attack``: baseline and protect must come from the cache, never be retrained
+    require_cached: bool = False
+    expect_run: str | None = None  # ``ipbench attack``: the stored run this must rebuild
+
+    def stored(self) -> dict[str, Any]:
+        """What ``ipbench attack`` needs to rebuild this run (attack settings excluded)."""
+        return {
+            "scheme": self.scheme, "dataset": self.dataset, "model": self.model,
+            "preset": self.preset, "seed": self.seed,
+            "overrides": {k: v for k, v in self.overrides.items() if not is_attack_key(k)},
+        }  # fmt: skip
 
 
 @dataclass
@@ -133,8 +177,9 @@ def resolve(req: RunRequest) -> Resolved:
     model = req.model or preset.model_for(dataset)
     models.get(model)
     base_cfg = override(scheme_cls.Config(), preset.scheme_defaults.get(req.scheme, {}), "scheme")
+    plain = {k: v for k, v in req.overrides.items() if not is_attack_key(k)}
     scheme_cfg, _, preset, ev = _route_overrides(
-        req.overrides, base_cfg, preset.train, preset, EvalConfig()
+        plain, base_cfg, preset.train, preset, EvalConfig()
     )
     if req.attacks in ("all", ""):
         names = attacks.names()
@@ -142,7 +187,7 @@ def resolve(req: RunRequest) -> Resolved:
         names = []
     else:
         names = [a.strip() for a in req.attacks.split(",") if a.strip()]
-    attack_objs = [attacks.get(n)() for n in names]
+    attack_objs = build_attacks(names, preset, req.overrides)
     return Resolved(
         scheme_cls(scheme_cfg), preset, dataset, model, device, attack_objs, ev, req.preset is None
     )
@@ -174,6 +219,12 @@ class Runner:
         self.store.begin_stage(self.run_id, name, key)
         folder_name = name.replace(":", "-")
         hit = self.cache.lookup(folder_name, key) is not None
+        if not hit and self.req.require_cached and name in ("baseline", "protect"):
+            self.store.finish_stage(self.run_id, name, status="failed")
+            raise IpbenchError(
+                f"run {self.run_id}: the cached {name} artefact (key {key}) is missing from "
+                f"{self.cache.root}; rerun it with `ipbench run` before attacking"
+            )
         self.log(f"[bold cyan]{name}[/] {'(cached) ' if hit else ''}key {key}")
 
         def timed(work: Path) -> dict[str, Any]:
@@ -237,14 +288,23 @@ class Runner:
             "scheme": scheme.name, "scheme_config": scheme.config, "dataset": res.dataset,
             "dataset_fingerprint": ds.fingerprint(), "model": spec, "preset": res.preset.name,
             "train": res.preset.train, "data": {f: getattr(res.preset, f) for f in PRESET_FIELDS},
-            "eval": res.eval, "seed": req.seed, "attacks": sorted(a.name for a in res.attacks),
+            "eval": res.eval, "seed": req.seed,
         }  # fmt: skip
+        # The attack list is not part of the run id: attacks only add stages, so `--attacks`
+        # and a later `ipbench attack` extend the same run; each attack stage is keyed by its
+        # own config.
         self.run_id = content_hash("run", config, length=12)
+        if req.expect_run and self.run_id != req.expect_run:
+            raise IpbenchError(
+                f"run {req.expect_run} does not rebuild from its stored request (got run "
+                f"{self.run_id}; ipbench {__version__} or the data changed); rerun it with `ipbench run`"
+            )
         _, resumed = self.store.start_run(
             self.run_id,
             {
                 "scheme": scheme.name, "dataset": ds.name, "model": res.model, "preset": res.preset.name,
-                "seed": req.seed, "reduced": res.preset.reduced, "config": to_jsonable(config),
+                "seed": req.seed, "reduced": res.preset.reduced,
+                "config": to_jsonable({**config, "request": req.stored()}),
                 "provenance": collect(res.device),
             },
         )  # fmt: skip
@@ -347,5 +407,34 @@ class Runner:
                 f"attack:{attack.name}",
                 key,
                 run_attack,
-                {"attack": attack.name, "protect": protect_key},
+                {"attack": attack.name, "config": attack.config, "protect": protect_key},
             )
+
+
+def attack_request(
+    store: Store, run_ref: str, names: str, overrides: dict[str, str], workdir: str,
+    data_root: str | None = None, device: str | None = None,
+) -> RunRequest:  # fmt: skip
+    """The request that adds attacks ``names`` to stored run ``run_ref``, reusing its stages."""
+    rec = store.require_run(run_ref)
+    stored = rec.config.get("request")
+    if not stored:
+        raise IpbenchError(
+            f"run {rec.run_id} was recorded without its request; rerun it with `ipbench run`"
+        )
+    plain = [k for k in overrides if not is_attack_key(k)]
+    if plain:
+        raise IpbenchError(
+            f"ipbench attack takes attack settings only (attack.NAME.FIELD=VALUE); got "
+            f"{', '.join(map(repr, plain))}; other settings make a new run: use `ipbench run`"
+        )
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    if not chosen:
+        raise IpbenchError(f"--attack names no attack; valid attacks: {', '.join(attacks.names())}")
+    for name in chosen:
+        attacks.get(name)
+    return RunRequest(
+        **{**stored, "overrides": {**stored["overrides"], **overrides}},
+        data_root=data_root, workdir=workdir, device=device, attacks=",".join(chosen),
+        require_cached=True, expect_run=rec.run_id,
+    )  # fmt: skip

@@ -38,13 +38,15 @@ class LastModelCache:
     many batches, so decrypting once per credential instead of once per batch."""
 
     def __init__(self) -> None:
-        self._entry: tuple[tuple, torch.nn.Module] | None = None
+        self._entry: tuple[Protected, tuple, torch.nn.Module] | None = None
 
     def get(self, protected: Protected, credential: Credential, make) -> torch.nn.Module:
-        key = (id(protected), credential_fingerprint(credential))
-        if self._entry is None or self._entry[0] != key:
-            self._entry = (key, make())
-        return self._entry[1]
+        # Keyed by the deployment object itself, not its id: attacks redeploy many modified
+        # copies in turn, and a freed copy's id is reused by the next one.
+        key = credential_fingerprint(credential)
+        if self._entry is None or self._entry[0] is not protected or self._entry[1] != key:
+            self._entry = (protected, key, make())
+        return self._entry[2]
 
     def clear(self) -> None:
         self._entry = None

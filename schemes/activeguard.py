@@ -245,6 +245,11 @@ class ActiveGuard(Scheme):
             int(ctl.generator.initial_seed()), ctl.passthrough,
         ).eval()  # fmt: skip
 
+    def redeploy(self, protected: Protected, model: nn.Module) -> Protected:
+        """A thief's copy is a control layer around the network: serve the network inside it."""
+        inner = model.model if isinstance(model, ControlLayer) else model
+        return super().redeploy(protected, inner)
+
     def verify_ownership(self, protected: Protected, model: nn.Module) -> dict[str, float]:
         """Read the watermark from a suspect ``model`` (bare network or a stolen wrapper)."""
         return WatermarkKey.from_tensors(protected.secrets).verify(model)

@@ -198,8 +198,16 @@ class Passport(Scheme):
     def verify_ownership(self, protected: Protected, model: nn.Module) -> dict[str, float]:
         """Signature detection rate (percent of sign(gamma) bits equal to the owner's signature)
         of ``model`` run with the owner's passport."""
+        return self.signature_match(protected, model, self.owner_passports(protected))
+
+    def signature_match(
+        self, protected: Protected, model: nn.Module, passports: dict[str, torch.Tensor]
+    ) -> dict[str, float]:
+        """Percent of sign(gamma) bits of ``model`` under ``passports`` equal to the owner's
+        signature: with the owner's passport, ownership; with a forged one, how far a forger's
+        gamma signs still carry (or erase) the owner's signature."""
         sites = protected.meta["sites"]
-        with pl.using(model, sites, self.owner_passports(protected)):
+        with pl.using(model, sites, passports):
             got = pl.signs(model, sites)
         bits = torch.cat([protected.secrets[f"signature.{s}"] for s in sites])
         match = torch.cat([got[s] for s in sites]) == bits

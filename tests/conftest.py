@@ -64,3 +64,33 @@ def _fresh_dataset_cache():
     clear_cache()
     yield
     clear_cache()
+
+
+@pytest.fixture(scope="session")
+def activeguard_smoke(tmp_path_factory):
+    """A watermarked, fingerprinted smoke ActiveGuard deployment and an unwatermarked model
+    with the same recipe: (scheme, protected, plain, splits, trainer). Built once, shared by
+    the scheme's tests and the attacks'."""
+    import torch
+    from ipbench.schemes.activeguard import ActiveGuard, ActiveGuardConfig
+
+    from ipbench.cache import StageCache
+    from ipbench.contract import Task
+    from ipbench.datasets import load_dataset, make_splits
+    from ipbench.models import build_model
+    from ipbench.registry import presets
+    from ipbench.runner import model_spec_for
+    from ipbench.training import Trainer
+
+    ds = load_dataset("synthetic")
+    splits = make_splits(ds, 0, 0.2, 1500, 500)
+    spec = model_spec_for("tiny", ds)
+    preset = presets.get("smoke")
+    trainer = Trainer("cpu")
+    torch.manual_seed(0)
+    plain = build_model(spec)
+    trainer.fit(plain, splits.owner.x, splits.owner.y, preset.train, seed=0)
+    cache = StageCache(tmp_path_factory.mktemp("cache"))
+    task = Task(splits, spec, preset, 0, torch.device("cpu"), trainer, cache, lambda: plain)
+    scheme = ActiveGuard(ActiveGuardConfig(cw_steps=200, fp_retries=3, fp_trials=2))
+    return scheme, scheme.protect(task), plain, splits, trainer

@@ -10,34 +10,21 @@ import torch
 from ipbench.schemes.activeguard import ActiveGuard, ActiveGuardConfig
 from ipbench.schemes.activeguard_fingerprint import ControlLayer
 
-from ipbench.cache import StageCache
-from ipbench.contract import Credential, Task
-from ipbench.datasets import load_dataset, make_splits
+from ipbench.contract import Credential
+from ipbench.datasets import load_dataset
 from ipbench.errors import IpbenchError
 from ipbench.models import build_model
-from ipbench.registry import presets
 from ipbench.runner import Runner, RunRequest, model_spec_for
-from ipbench.training import Trainer, to_float_images
+from ipbench.training import to_float_images
 
 CHI2_DF9_P001 = 27.877  # chi-square critical value, 9 degrees of freedom, p = 0.001
 CFG = ActiveGuardConfig(cw_steps=200, fp_retries=3, fp_trials=2)
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """A watermarked, fingerprinted smoke model and an unwatermarked one with the same recipe."""
-    ds = load_dataset("synthetic")
-    splits = make_splits(ds, 0, 0.2, 1500, 500)
-    spec = model_spec_for("tiny", ds)
-    preset = presets.get("smoke")
-    trainer = Trainer("cpu")
-    torch.manual_seed(0)
-    plain = build_model(spec)
-    trainer.fit(plain, splits.owner.x, splits.owner.y, preset.train, seed=0)
-    cache = StageCache(tmp_path_factory.mktemp("cache"))
-    task = Task(splits, spec, preset, 0, torch.device("cpu"), trainer, cache, lambda: plain)
-    scheme = ActiveGuard(CFG)
-    return scheme, scheme.protect(task), plain, splits, trainer
+def setup(activeguard_smoke):
+    assert activeguard_smoke[0].config == CFG
+    return activeguard_smoke
 
 
 def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:

@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 from ipbench.cli import app
 
 runner = CliRunner()
-FAST = ["--set", "epochs=1", "--set", "max_train=300", "--set", "max_test=100"]
+FAST = ["--set", "epochs=1", "--set", "max_train=300", "--set", "max_test=100", "--attacks", "none"]
 
 
 def test_list_shows_every_registry():

@@ -30,7 +30,9 @@ def smoke(tmp_path_factory):
 
     def run(scheme: str) -> tuple[dict[str, float], Path]:
         if scheme not in done:
-            req = RunRequest(scheme=scheme, preset="smoke", workdir=str(workdir), device="cpu")
+            req = RunRequest(
+                scheme=scheme, preset="smoke", workdir=str(workdir), device="cpu", attacks="none"
+            )
             out = Runner(req, log=lambda _m: None).run()
             values = {m["name"]: m["value"] for m in out.metrics if m["stage"] == "evaluate"}
             folder = Path(next(s["artifact"] for s in out.stages if s["name"] == "protect"))

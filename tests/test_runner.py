@@ -18,7 +18,7 @@ def _request(workdir, **kw) -> RunRequest:
         workdir=str(workdir),
         overrides=dict(FAST),
         device="cpu",
-        **kw,
+        **{"attacks": "none", **kw},  # attacks are tested in test_attacks_model.py
     )
 
 

@@ -1,0 +1,116 @@
+"""``finetune``: the thief fine-tunes its stolen copy on its own labelled data.
+
+ActiveDaemon paper Table VI (50 epochs of SGD on the thief's split), with the watermark
+literature's three variants: ``last`` (the classifier only), ``all`` (every layer) and
+``reinit`` (a re-initialised classifier, then every layer). A_ad and A_ud are scored after each
+epoch budget in ``budgets``, so one run gives the whole curve. For ActiveGuard the thief trains
+the control-layer artefact as a whole: gradients reach the network only through the queries the
+layer passes through (random answers carry none), which is all the thief can do without
+stripping it (see ``strip-control``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from ipbench.attacks._common import redeploy, score, steal, thief_data, thief_train
+from torch import nn
+
+from ipbench.attack import Attack, AttackContext
+from ipbench.errors import IpbenchError
+from ipbench.registry import attacks
+
+VARIANTS = ("last", "all", "reinit")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    variants: tuple[str, ...] = VARIANTS
+    epochs: int = 50  # paper Table VI
+    budgets: tuple[int, ...] = (0, 1, 5, 10, 20, 50)  # scored after these epochs (capped)
+    lr: float = 0.01  # constant-rate SGD, the usual fine-tuning rate (the paper gives none)
+    images: int | None = None  # thief's labelled images (None: its whole split)
+    max_test: int | None = None
+    dataset: str | None = None  # transfer to another dataset: not supported yet
+
+
+def head(model: nn.Module) -> nn.Linear:
+    """The classifier: the last linear layer of the network."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise IpbenchError(f"{type(model).__name__} has no linear classifier to fine-tune")
+    return linears[-1]
+
+
+@attacks.register("finetune")
+class Finetune(Attack):
+    """Fine-tune the stolen copy (last layer / all layers / re-initialised head)."""
+
+    name = "finetune"
+    Config = FinetuneConfig
+    summary = "fine-tune the stolen weights on the thief's data (paper Table VI)"
+    headline = ("A_ad", "A_ud")
+
+    def budgets(self) -> list[int]:
+        c = self.config
+        return sorted({b for b in c.budgets if 0 <= b <= c.epochs} | {c.epochs})
+
+    def check(self) -> None:
+        c = self.config
+        if c.dataset is not None:
+            raise IpbenchError(
+                f"finetune dataset={c.dataset!r}: transfer fine-tuning is not supported yet; "
+                "leave dataset unset (same task)"
+            )
+        bad = [v for v in c.variants if v not in VARIANTS]
+        if bad or not c.variants:
+            raise IpbenchError(
+                f"finetune variants {', '.join(bad) or '(none)'} unknown; valid: {', '.join(VARIANTS)}"
+            )
+        if c.epochs < 1:
+            raise IpbenchError(f"finetune epochs={c.epochs} must be >= 1")
+
+    def run(self, ctx: AttackContext) -> dict[str, float]:
+        self.check()
+        out: dict[str, float] = {}
+        best: tuple[float, float] | None = None  # (A_ud, A_ad) at the thief's best setting
+        for variant in self.config.variants:
+            for epochs, (a_ad, a_ud) in self.curve(ctx, variant):
+                out[f"A_ad@{variant},epochs={epochs}"] = a_ad
+                out[f"A_ud@{variant},epochs={epochs}"] = a_ud
+                if epochs > 0 and (best is None or a_ud > best[0]):
+                    best = (a_ud, a_ad)
+        assert best is not None
+        out["A_ud"], out["A_ad"] = best
+        return out
+
+    def curve(self, ctx: AttackContext, variant: str) -> list[tuple[int, tuple[float, float]]]:
+        """Fine-tune one stolen copy in budget increments, scoring after each."""
+        c = self.config
+        model = steal(ctx.scheme, ctx.protected)
+        params = None
+        if variant == "last":
+            params = list(head(model).parameters())
+            for p in model.parameters():  # a frozen body: no gradients computed through it
+                p.requires_grad_(any(p is q for q in params))
+        elif variant == "reinit":
+            torch.manual_seed(ctx.seed + 17)
+            head(model).reset_parameters()
+        data = thief_data(ctx, c.images)
+        points, done = [], 0
+        for budget in self.budgets():
+            if budget > done:
+                ctx.trainer.fit(
+                    model, data.x, data.y, thief_train(ctx, budget - done, c.lr, "constant"),
+                    seed=ctx.seed + 1000 * done, params=params, desc=f"finetune {variant}",
+                )  # fmt: skip
+                done = budget
+            deployed = redeploy(ctx.scheme, ctx.protected, model)
+            points.append(
+                (
+                    budget,
+                    score(ctx.scheme, deployed, ctx.splits.test, ctx.device, ctx.seed, c.max_test),
+                )
+            )
+        return points
