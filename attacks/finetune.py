@@ -3,7 +3,13 @@
 ActiveDaemon paper Table VI (50 epochs of SGD on the thief's split), with the watermark
 literature's three variants: ``last`` (the classifier only), ``all`` (every layer) and
 ``reinit`` (a re-initialised classifier, then every layer). A_ad and A_ud are scored after each
-epoch budget in ``budgets``, so one run gives the whole curve. For ActiveGuard the thief trains
+epoch budget in ``budgets``, so one run gives the whole curve.
+
+``dataset=NAME`` is Table VI's transfer: the thief moves the stolen body to another task of the
+same image size, with a fresh head for its classes, trains on that dataset's training split
+(first ``images``) and is scored on its test split, with (A_ad: the owner's credential path, e.g.
+the token on the new images) and without credential (A_ud). Every transfer variant needs a new
+head, so ``all`` and ``reinit`` coincide there. For ActiveGuard the thief trains
 the control-layer artefact as a whole: gradients reach the network only through the queries the
 layer passes through (random answers carry none), which is all the thief can do without
 stripping it (see ``strip-control``).
@@ -14,10 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from ipbench.attacks._common import redeploy, score, steal, thief_data, thief_train
+from ipbench.attacks._common import first, redeploy, score, steal, thief_data, thief_train
 from torch import nn
 
 from ipbench.attack import Attack, AttackContext
+from ipbench.contract import Scheme
+from ipbench.datasets import ImageSet, load_dataset
 from ipbench.errors import IpbenchError
 from ipbench.registry import attacks
 
@@ -32,7 +40,7 @@ class FinetuneConfig:
     lr: float = 0.01  # constant-rate SGD, the usual fine-tuning rate (the paper gives none)
     images: int | None = None  # thief's labelled images (None: its whole split)
     max_test: int | None = None
-    dataset: str | None = None  # transfer to another dataset: not supported yet
+    dataset: str | None = None  # transfer to another ipbench dataset (Table VI); None: same task
 
 
 def head(model: nn.Module) -> nn.Linear:
@@ -41,6 +49,28 @@ def head(model: nn.Module) -> nn.Linear:
     if not linears:
         raise IpbenchError(f"{type(model).__name__} has no linear classifier to fine-tune")
     return linears[-1]
+
+
+def replace_head(model: nn.Module, num_classes: int) -> None:
+    """Swap the classifier for a fresh one with ``num_classes`` outputs (transfer learning)."""
+    old = head(model)
+    name = next(n for n, m in model.named_modules() if m is old)
+    parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+    new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+    setattr(parent, name.rpartition(".")[2], new.to(old.weight.device))
+
+
+def transfer_data(
+    ctx: AttackContext, name: str, images: int | None, max_test: int | None
+) -> tuple[ImageSet, ImageSet, int]:
+    """The transfer task's (train, test, classes), checked against the stolen model's input."""
+    ds = load_dataset(name, ctx.data_root, download=ctx.download)
+    want = tuple(ctx.splits.test.x.shape[1:])
+    if tuple(ds.shape) != want:
+        raise IpbenchError(
+            f"finetune dataset={name!r} has {tuple(ds.shape)} images; the stolen model takes {want}"
+        )
+    return first(ds.train, images), first(ds.test, max_test), ds.num_classes
 
 
 @attacks.register("finetune")
@@ -56,13 +86,16 @@ class Finetune(Attack):
         c = self.config
         return sorted({b for b in c.budgets if 0 <= b <= c.epochs} | {c.epochs})
 
+    def skip_reason(self, scheme: Scheme) -> str | None:
+        if self.config.dataset is not None and scheme.name == "activeguard":
+            return (
+                "transfer is undefined for ActiveGuard's artefact: its control layer answers in "
+                "the original classes (strip-control first)"
+            )
+        return super().skip_reason(scheme)
+
     def check(self) -> None:
         c = self.config
-        if c.dataset is not None:
-            raise IpbenchError(
-                f"finetune dataset={c.dataset!r}: transfer fine-tuning is not supported yet; "
-                "leave dataset unset (same task)"
-            )
         bad = [v for v in c.variants if v not in VARIANTS]
         if bad or not c.variants:
             raise IpbenchError(
@@ -83,21 +116,32 @@ class Finetune(Attack):
                     best = (a_ud, a_ad)
         assert best is not None
         out["A_ud"], out["A_ad"] = best
+        if self.config.dataset is not None:  # Table VI's cells: every layer, the full budget
+            variant = "all" if "all" in self.config.variants else self.config.variants[0]
+            for m in ("A_ad", "A_ud"):
+                out[f"{m}@to={self.config.dataset}"] = out[
+                    f"{m}@{variant},epochs={self.config.epochs}"
+                ]
         return out
 
     def curve(self, ctx: AttackContext, variant: str) -> list[tuple[int, tuple[float, float]]]:
         """Fine-tune one stolen copy in budget increments, scoring after each."""
         c = self.config
         model = steal(ctx.scheme, ctx.protected)
+        if c.dataset is None:
+            data, test = thief_data(ctx, c.images), ctx.splits.test
+        else:
+            data, test, classes = transfer_data(ctx, c.dataset, c.images, c.max_test)
+            torch.manual_seed(ctx.seed + 17)
+            replace_head(model, classes)
         params = None
         if variant == "last":
             params = list(head(model).parameters())
             for p in model.parameters():  # a frozen body: no gradients computed through it
                 p.requires_grad_(any(p is q for q in params))
-        elif variant == "reinit":
+        elif variant == "reinit" and c.dataset is None:
             torch.manual_seed(ctx.seed + 17)
             head(model).reset_parameters()
-        data = thief_data(ctx, c.images)
         points, done = [], 0
         for budget in self.budgets():
             if budget > done:
@@ -110,7 +154,7 @@ class Finetune(Attack):
             points.append(
                 (
                     budget,
-                    score(ctx.scheme, deployed, ctx.splits.test, ctx.device, ctx.seed, c.max_test),
+                    score(ctx.scheme, deployed, test, ctx.device, ctx.seed, c.max_test),
                 )
             )
         return points

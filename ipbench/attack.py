@@ -30,6 +30,8 @@ class AttackContext:
     # The unprotected model of the same recipe: what a forger who "knows the pretrained model"
     # holds (passport's features-forged passport). None where the caller has none.
     baseline: Callable[[], nn.Module] | None = None
+    data_root: str | None = None  # where other datasets are read (transfer fine-tuning)
+    download: bool = False
 
 
 class Attack(ABC):

@@ -400,6 +400,8 @@ class Runner:
                     seed,
                     res.device,
                     baseline_copy,
+                    self.req.data_root,
+                    self.req.download,
                 )
                 return {"metrics": attack.run(ctx)}
 

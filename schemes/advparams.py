@@ -16,6 +16,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from ipbench.schemes._modelside import (
@@ -118,7 +119,8 @@ def write_values(model: nn.Module, layers: list[str], key: dict[str, torch.Tenso
         ):
             if not (0 <= li < len(layers)) or not (0 <= pi < params[layers[li]].numel()):
                 raise IpbenchError(f"AdvParams key position ({li}, {pi}) is outside the model")
-            params[layers[li]].view(-1)[pi] = v.to(params[layers[li]].dtype)
+            w = params[layers[li]]  # indexed by shape, not view(-1): fine-tuned copies may be
+            w[tuple(int(i) for i in np.unravel_index(pi, w.shape))] = v.to(w.dtype)  # channels_last
     return model
 
 

@@ -64,6 +64,24 @@ def test_finetune_keeps_an_unprotected_model_and_retrains_a_fresh_head(workdir):
     assert got["A_ud"] == max(v for k, v in got.items() if "@" in k and "epochs=0" not in k)
 
 
+def test_transfer_finetune_learns_the_new_task_with_a_fresh_head(workdir):
+    m = attacked(
+        workdir, "none", "finetune",
+        **{"attack.finetune.dataset": "synthetic:1000", "attack.finetune.variants": "all"},
+    )  # fmt: skip
+    got = m["attack:finetune"]
+    assert got["A_ud@all,epochs=0"] < CHANCE_PLUS  # a fresh head for the new task
+    assert got["A_ud@to=synthetic:1000"] == got["A_ud@all,epochs=2"] > m["baseline"]["A_or"] - 15
+
+
+def test_transfer_finetune_refuses_other_shapes_and_activeguard():
+    from ipbench.attacks.finetune import Finetune, FinetuneConfig
+
+    atk = Finetune(FinetuneConfig(dataset="synthetic"))
+    assert "strip-control" in atk.skip_reason(schemes.get("activeguard")())
+    assert atk.skip_reason(schemes.get("mlock")()) is None
+
+
 def test_prune_at_zero_is_exact_and_at_ninety_percent_hurts(workdir):
     m = attacked(workdir, "none", "prune")
     got = m["attack:prune"]
