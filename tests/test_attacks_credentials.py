@@ -165,8 +165,11 @@ def test_candidate_grid_is_the_papers():
 
 
 # --- neural cleanse ---------------------------------------------------------------------------
-def test_neural_cleanse_recovers_a_visible_token(deploy):
-    m, _, ctx = deploy("adip", "fake-token,fake-credential", epochs="8")
+# M-LOCK's random-position sticker needs 20 smoke epochs to be learnt (tests/test_visible_tokens.py).
+@pytest.mark.parametrize(("scheme", "epochs"), [("adip", "8"), ("mlock", "20")])
+def test_neural_cleanse_recovers_a_visible_token(deploy, scheme, epochs):
+    m, _, ctx = deploy(scheme, "fake-token,fake-credential", epochs=epochs)
+    assert m["evaluate"]["A_ud"] < CHANCE_PLUS  # locked without the sticker
     cfg = NeuralCleanseConfig(steps=300, eval_every=50, max_test=500)
     out = NeuralCleanse(cfg).run(ctx)
     assert out["A_re"] > m["evaluate"]["A_ud"] + 30
