@@ -52,12 +52,18 @@ def thief_data(ctx: AttackContext, n: int | None = None) -> ImageSet:
 
 
 def thief_train(
-    ctx: AttackContext, epochs: int, lr: float | None = None, schedule: str | None = None
-) -> TrainConfig:
+    ctx: AttackContext, epochs: int, lr: float | None = None, schedule: str | None = None,
+    batch_size: int | None = None,
+) -> TrainConfig:  # fmt: skip
     """The preset's recipe with the thief's budget (None keeps the preset's lr / schedule).
 
-    A constant schedule has no warm-up: fine-tuning starts from trained weights."""
+    A constant schedule has no warm-up: fine-tuning starts from trained weights. A smaller
+    batch (more steps on a small set) scales the preset's learning rate linearly with it."""
     changes: dict = {"epochs": epochs}
+    if batch_size is not None:
+        changes["batch_size"] = batch_size
+        if lr is None:
+            lr = ctx.preset.train.lr * batch_size / ctx.preset.train.batch_size
     if lr is not None:
         changes["lr"] = lr
     if schedule is not None:

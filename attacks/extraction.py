@@ -28,6 +28,7 @@ class ExtractionConfig:
     queries: int = 2500  # paper Table V
     labels: tuple[str, ...] = ("hard",)
     epochs: int | None = None  # the substitute's training budget (None: the preset's)
+    batch_size: int | None = None  # None: the preset's (lr scales linearly with a smaller one)
     max_test: int | None = None
 
 
@@ -54,7 +55,7 @@ class Extraction(Attack):
             ctx.scheme, ctx.protected, test.x,
             ctx.scheme.authorize(ctx.protected, eval_users(ctx.seed, 1)[0]), ctx.device,
         ).argmax(1)  # fmt: skip
-        cfg = thief_train(ctx, c.epochs or ctx.preset.train.epochs)
+        cfg = thief_train(ctx, c.epochs or ctx.preset.train.epochs, batch_size=c.batch_size)
         out: dict[str, float] = {"queries": float(len(x))}
         for mode in c.labels:
             targets = answers.argmax(1) if mode == "hard" else answers.softmax(1)

@@ -108,7 +108,10 @@ def run(
 def attack(
     run_ref: str = typer.Argument(..., metavar="RUN", help="run id, unique prefix, or 'last'"),
     attack_: str = typer.Option(
-        ..., "--attack", "-a", help="attack name(s), comma-separated (ipbench list attacks)"
+        ...,
+        "--attack",
+        "-a",
+        help="'all' or attack name(s), comma-separated (ipbench list attacks)",
     ),
     set_: list[str] = typer.Option(
         None, "--set", help="attack setting: --set attack.finetune.epochs=5 (repeatable)"

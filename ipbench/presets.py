@@ -131,7 +131,9 @@ presets.register("quick")(
         attack_defaults={
             "finetune": {"epochs": 8, "budgets": (0, 1, 4, 8), "max_test": 2000},
             "prune": {"max_test": 2000},
-            "extraction": {"epochs": 15, "max_test": 2000},
+            # 2,500 queries are 10 steps per epoch at batch 256: a batch of 64 for 30 epochs
+            # (measured: 64% for a substitute on 2,500 true labels, against 24% at 256 x 15).
+            "extraction": {"epochs": 30, "batch_size": 64, "max_test": 2000},
             "strip-control": {"max_test": 2000},
             "passport-retrain": {"epochs": 10, "max_test": 2000},
             "neural-cleanse": {"steps": 1000},

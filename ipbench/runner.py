@@ -431,6 +431,8 @@ def attack_request(
             f"{', '.join(map(repr, plain))}; other settings make a new run: use `ipbench run`"
         )
     chosen = [n.strip() for n in names.split(",") if n.strip()]
+    if chosen == ["all"]:
+        chosen = attacks.names()
     if not chosen:
         raise IpbenchError(f"--attack names no attack; valid attacks: {', '.join(attacks.names())}")
     for name in chosen:
