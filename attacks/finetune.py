@@ -80,7 +80,7 @@ class Finetune(Attack):
     name = "finetune"
     Config = FinetuneConfig
     summary = "fine-tune the stolen weights on the thief's data (paper Table VI)"
-    headline = ("A_ad", "A_ud")
+    headline = ("A_ud", "A_ad")
 
     def budgets(self) -> list[int]:
         c = self.config

@@ -43,7 +43,7 @@ class Prune(Attack):
     name = "prune"
     Config = PruneConfig
     summary = "global L1 pruning of conv/linear weights at 0..90% (paper Figs. 7-8)"
-    headline = ("A_ad", "A_ud", "rate_best")
+    headline = ("A_ud", "A_ad", "rate_best")
 
     def run(self, ctx: AttackContext) -> dict[str, float]:
         bad = [r for r in self.config.rates if not 0 <= r < 1]
