@@ -13,6 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from ipbench.registry import schemes
+
 POINT = re.compile(r"^(?P<metric>[^@]+)@(?P<param>[^=,]+)=(?P<value>[-+0-9.eE]+)$")
 
 
@@ -50,11 +52,19 @@ def _lines(points: pd.DataFrame, metrics: list[str], xlabel: str, title: str, pa
 def sweep_points(col_runs: pd.DataFrame, agg: pd.DataFrame, field: str) -> pd.DataFrame:
     """A_ad/A_ud per value of a swept scheme field (e.g. the poisoning ratio ``gamma``)."""
     key = f"scheme_config.{field}"
-    rows = []
+    rows, defaults = [], []
     for r in agg[(agg.stage == "evaluate") & agg.name.isin(["A_ad", "A_ud"])].itertuples():
         var = json.loads(r.variant)
         if set(var) == {key} and r.n > 0:
             rows.append((r.scheme, r.name, float(json.loads(var[key])), r.mean, r.std))
+        elif not var and r.n > 0:
+            defaults.append(r)
+    swept = {row[0] for row in rows}  # the default run is the sweep's point at the default value
+    for r in defaults:
+        if r.scheme in swept and r.scheme in schemes:
+            value = getattr(schemes.get(r.scheme).Config(), field, None)
+            if isinstance(value, int | float):
+                rows.append((r.scheme, r.name, float(value), r.mean, r.std))
     return pd.DataFrame(rows, columns=["scheme", "metric", "x", "mean", "std"]).sort_values(
         ["scheme", "metric", "x"], ignore_index=True
     )
