@@ -27,6 +27,11 @@ def steal(scheme: Scheme, protected: Protected) -> nn.Module:
     return copy.deepcopy(scheme.stolen(protected))
 
 
+def bare_network(stolen: nn.Module) -> nn.Module:
+    """The network inside a stolen artefact (ActiveGuard ships it wrapped in a control layer)."""
+    return getattr(stolen, "model", stolen)
+
+
 def redeploy(scheme: Scheme, protected: Protected, stolen_model: nn.Module) -> Protected:
     """The deployment users would query if the thief's modified copy were served."""
     return scheme.redeploy(protected, stolen_model)
@@ -77,9 +82,8 @@ def test_slice(ctx: AttackContext, max_test: int) -> tuple[torch.Tensor, torch.T
     """The first ``max_test`` test images in [0, 1] and their labels (0: all of them)."""
     if max_test < 0:
         raise IpbenchError(f"max_test={max_test} must be >= 0 (0: the whole test split)")
-    test = ctx.splits.test
-    n = len(test) if max_test == 0 else min(max_test, len(test))
-    return to_float_images(test.x[:n]), test.y[:n]
+    test = first(ctx.splits.test, max_test or None)
+    return to_float_images(test.x), test.y
 
 
 def served_accuracy(

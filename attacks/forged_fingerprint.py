@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from ipbench.attacks._common import seeded, served_accuracy, test_slice
+from ipbench.attacks._common import bare_network, seeded, served_accuracy, test_slice
 from ipbench.schemes.activeguard_fingerprint import CWSettings, cw_fingerprints
 from torch import nn
 
@@ -48,11 +48,6 @@ def candidate_grid(interval: tuple[float, float], eps: float) -> tuple[float, ..
         raise IpbenchError(f"interval={interval}, eps={eps}: need 0 < z1 < z2 < 1, 0 < eps < 0.5")
     n = round((z2 - z1) / (2 * eps))
     return tuple(round(z1 + 2 * eps * i, 6) for i in range(n) if z1 + 2 * eps * i < z2 - 1e-9)
-
-
-def bare_network(stolen: nn.Module) -> nn.Module:
-    """The network inside a stolen artefact (ActiveGuard ships it wrapped in a control layer)."""
-    return getattr(stolen, "model", stolen)
 
 
 def forge_fingerprints(

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from ipbench.attacks._common import seeded, served_accuracy, test_slice
-from ipbench.attacks.forged_fingerprint import bare_network
+from ipbench.attacks._common import bare_network, seeded, served_accuracy, test_slice
 
 from ipbench.attack import Attack, AttackContext
 from ipbench.contract import Capability

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ipbench.attacks._common import first, score, steal
+from ipbench.attacks._common import bare_network, first, score, steal
 
 from ipbench.attack import Attack, AttackContext
 from ipbench.errors import IpbenchError
@@ -31,8 +31,8 @@ class StripControl(Attack):
 
     def run(self, ctx: AttackContext) -> dict[str, float]:
         wrapped = steal(ctx.scheme, ctx.protected)
-        inner = getattr(wrapped, "model", None)
-        if inner is None:
+        inner = bare_network(wrapped)
+        if inner is wrapped:
             raise IpbenchError(f"{ctx.scheme.name}: the stolen artefact has no inner network")
         test = first(ctx.splits.test, self.config.max_test)
         bs = ctx.preset.train.eval_batch_size

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ipbench.errors import IpbenchError
 from ipbench.poisoning import validate
-from ipbench.runner import RunRequest, resolve
+from ipbench.request import RunRequest, resolve
 
 
 def _check(scheme: object) -> None:

@@ -39,7 +39,7 @@ def _flatten(section: str, value: Any) -> dict[str, Any]:
 def default_config(scheme: str, dataset: str, preset: str) -> dict[str, Any] | None:
     """The configuration ``ipbench run`` uses without ``--set``, or None when unknown (a scheme
     or preset no longer registered): such runs count as the default configuration."""
-    from ipbench.runner import PRESET_FIELDS, RunRequest, resolve
+    from ipbench.request import PRESET_FIELDS, RunRequest, resolve
 
     try:
         res = resolve(RunRequest(scheme=scheme, dataset=dataset, preset=preset, device="cpu"))
