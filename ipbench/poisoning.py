@@ -35,6 +35,9 @@ class PoisonConfig:
     gaussian_std: float = 0.02
     saltpepper_amount: float = 0.01
     jpeg_quality: int = 75
+    # Epochs of protection training; None: the preset's, as for the baseline. The quick
+    # preset sets twice the baseline's (see ipbench/presets.py for why).
+    protect_epochs: int | None = None
 
 
 def validate(cfg: PoisonConfig, num_classes: int) -> None:
@@ -50,6 +53,8 @@ def validate(cfg: PoisonConfig, num_classes: int) -> None:
         raise IpbenchError(
             f"surjective_candidates {cfg.surjective_candidates} outside 0..{num_classes - 1}"
         )
+    if cfg.protect_epochs is not None and cfg.protect_epochs < 1:
+        raise IpbenchError(f"protect_epochs must be >= 1 (or None), got {cfg.protect_epochs}")
     if not 0.0 <= cfg.noise_fraction <= 1.0:
         raise IpbenchError(f"noise_fraction must be in [0, 1], got {cfg.noise_fraction}")
 

@@ -63,14 +63,18 @@ class TokenScheme(Scheme):
             task.seed,
             lambda x, idx: self.tokenize_train(secrets, x, task.seed),
         )
+        train = task.preset.train
+        if pcfg.protect_epochs is not None:
+            train = dataclasses.replace(train, epochs=pcfg.protect_epochs)
         model = task.new_model()
         result = task.trainer.fit(
-            model, poisoned.x, poisoned.y_true, task.preset.train, seed=task.seed,
+            model, poisoned.x, poisoned.y_true, train, seed=task.seed,
             targets_fn=poisoned.targets, checkpoint_dir=task.stage_dir, desc=f"{self.name} protection",
         )  # fmt: skip
         meta = {
             "authorized_images": int(poisoned.authorized.sum()),
             "unauthorized_images": int((~poisoned.authorized).sum()),
+            "train_epochs": train.epochs,
             "train_wall_s": result.wall_s,
             **getattr(self, "prepare_meta", {}),
         }
