@@ -3,6 +3,7 @@ plots, determinism; reference.csv checks; the sweep command's input errors."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from typer.testing import CliRunner
 from ipbench.cli import app
 from ipbench.errors import IpbenchError
 from ipbench.leaderboard.build import build
-from ipbench.leaderboard.collect import default_config
+from ipbench.leaderboard.collect import default_config, variant
+from ipbench.leaderboard.plots import sweep_points
 from ipbench.leaderboard.reference import load_reference
 from ipbench.store import Store
 
@@ -181,3 +183,36 @@ def test_sweep_rejects_bad_fields_and_values_before_running(tmp_path, args, mess
                                    "--device", "cpu", "--workdir", str(tmp_path), *args])  # fmt: skip
     assert res.exit_code == 2 and message in res.output.replace("\n", " "), res.output
     assert not (tmp_path / "ipbench.sqlite").exists()  # nothing ran
+
+
+def test_a_run_stored_before_a_field_existed_is_not_the_current_default():
+    # quick sets protect_epochs=12 for mlock; a run stored without the field trained with the
+    # class default (None: the preset's epochs), so it is a variant, not the default.
+    base = default_config("mlock", "cifar10", "quick")
+    assert base is not None and base["scheme_config"]["protect_epochs"] == 12
+    assert variant(base, base) == {}
+    old = {**base, "scheme_config": dict(base["scheme_config"])}
+    del old["scheme_config"]["protect_epochs"]
+    assert variant(old, base) == {"scheme_config.protect_epochs": "null"}
+
+
+def test_sweep_series_are_split_by_the_other_changed_settings():
+    v = json.dumps
+    agg = pd.DataFrame(
+        [
+            ("mlock", v({}), "evaluate", "A_ad", 80.0, 0.0, 1),
+            ("mlock", v({"scheme_config.gamma": "0.9"}), "evaluate", "A_ad", 85.0, 0.0, 1),
+            ("mlock", v({"scheme_config.protect_epochs": "null"}), "evaluate", "A_ad", 75.0, 0.0, 1),
+            ("mlock", v({"scheme_config.gamma": "0.1", "scheme_config.protect_epochs": "null"}),
+             "evaluate", "A_ad", 41.0, 0.0, 1),
+            ("adip", v({}), "evaluate", "A_ad", 70.0, 0.0, 1),  # never swept: no series
+        ],
+        columns=["scheme", "variant", "stage", "name", "mean", "std", "n"],
+    )  # fmt: skip
+    runs = pd.DataFrame({"scheme": ["mlock", "adip"], "dataset": "cifar10", "preset": "quick"})
+    pts = sweep_points(runs, agg, "gamma")
+    got = {(r.scheme, r.x, r.mean) for r in pts.itertuples()}
+    assert got == {
+        ("mlock", 0.5, 80.0), ("mlock", 0.9, 85.0),
+        ("mlock (protect_epochs=None)", 0.5, 75.0), ("mlock (protect_epochs=None)", 0.1, 41.0),
+    }  # fmt: skip

@@ -84,6 +84,7 @@ def test_ordinary_noise_changes_images_but_keeps_dtype():
         (PoisonConfig(gamma=1.2), "gamma must be in"),
         (PoisonConfig(strategy="single", target_class=12), "target_class 12 outside"),
         (PoisonConfig(strategy="nearest"), "unknown strategy 'nearest'; valid: single, random"),  # type: ignore[arg-type]
+        (PoisonConfig(protect_epochs=0), "protect_epochs must be >= 1"),
     ],
 )
 def test_bad_poison_configs(cfg, message):

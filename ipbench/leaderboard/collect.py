@@ -38,7 +38,12 @@ def _flatten(section: str, value: Any) -> dict[str, Any]:
 
 def default_config(scheme: str, dataset: str, preset: str) -> dict[str, Any] | None:
     """The configuration ``ipbench run`` uses without ``--set``, or None when unknown (a scheme
-    or preset no longer registered): such runs count as the default configuration."""
+    or preset no longer registered): such runs count as the default configuration.
+
+    Under ``"legacy"``: the config classes' own defaults, which is what a run stored before a
+    field existed did (fields are added with a backward-compatible class default), even where
+    the preset now sets another value.
+    """
     from ipbench.request import PRESET_FIELDS, RunRequest, resolve
 
     try:
@@ -50,18 +55,28 @@ def default_config(scheme: str, dataset: str, preset: str) -> dict[str, Any] | N
         "train": to_jsonable(res.preset.train),
         "data": {f: getattr(res.preset, f) for f in PRESET_FIELDS},
         "eval": to_jsonable(res.eval),
+        "legacy": {
+            "scheme_config": to_jsonable(type(res.scheme.config)()),
+            "train": to_jsonable(type(res.preset.train)()),
+            "eval": to_jsonable(type(res.eval)()),
+        },
     }
 
 
 def variant(config: dict[str, Any], default: dict[str, Any] | None) -> dict[str, str]:
-    """Fields (``section.name`` -> JSON value) in which a run differs from the default config."""
+    """Fields (``section.name`` -> JSON value) in which a run differs from the default config.
+
+    A field the stored config lacks (it predates the field) takes the class default, so a run
+    made before the preset changed that field is not mistaken for the current default.
+    """
     if default is None:
         return {}
     mine: dict[str, Any] = {}
     base: dict[str, Any] = {}
     for section in VARIANT_SECTIONS:
         if section in config:
-            mine.update(_flatten(section, config[section]))
+            legacy = default.get("legacy", {}).get(section, {})
+            mine.update(_flatten(section, {**legacy, **config[section]}))
             base.update(_flatten(section, default.get(section, {})))
     return {k: v for k, v in sorted(mine.items()) if k in base and base[k] != v}
 

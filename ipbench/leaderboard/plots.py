@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from ipbench.registry import schemes
+from ipbench.leaderboard.collect import default_config
 
 POINT = re.compile(r"^(?P<metric>[^@]+)@(?P<param>[^=,]+)=(?P<value>[-+0-9.eE]+)$")
 
@@ -49,22 +49,40 @@ def _lines(points: pd.DataFrame, metrics: list[str], xlabel: str, title: str, pa
     _save(fig, path)
 
 
+def _label(scheme: str, fields: dict[str, str]) -> str:
+    """A series name: the scheme and any other setting its runs changed."""
+    if not fields:
+        return scheme
+    rest = ", ".join(f"{k.split('.', 1)[1]}={json.loads(v)}" for k, v in sorted(fields.items()))
+    return f"{scheme} ({rest})"
+
+
 def sweep_points(col_runs: pd.DataFrame, agg: pd.DataFrame, field: str) -> pd.DataFrame:
-    """A_ad/A_ud per value of a swept scheme field (e.g. the poisoning ratio ``gamma``)."""
+    """A_ad/A_ud per value of a swept scheme field (e.g. the poisoning ratio ``gamma``).
+
+    One series per scheme and per combination of the other changed settings, so runs made
+    under another setting (e.g. an older protection schedule) form their own curve. A run at
+    the default value of ``field`` is that series' point at the default value.
+    """
     key = f"scheme_config.{field}"
-    rows, defaults = [], []
+    defaults = {}
+    for r in col_runs.drop_duplicates(["scheme", "dataset", "preset"]).itertuples():
+        base = default_config(r.scheme, r.dataset, r.preset)
+        value = (base or {}).get("scheme_config", {}).get(field)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            defaults[r.scheme] = float(value)
+    swept, at_default = [], []
     for r in agg[(agg.stage == "evaluate") & agg.name.isin(["A_ad", "A_ud"])].itertuples():
+        if r.n == 0:
+            continue
         var = json.loads(r.variant)
-        if set(var) == {key} and r.n > 0:
-            rows.append((r.scheme, r.name, float(json.loads(var[key])), r.mean, r.std))
-        elif not var and r.n > 0:
-            defaults.append(r)
-    swept = {row[0] for row in rows}  # the default run is the sweep's point at the default value
-    for r in defaults:
-        if r.scheme in swept and r.scheme in schemes:
-            value = getattr(schemes.get(r.scheme).Config(), field, None)
-            if isinstance(value, int | float):
-                rows.append((r.scheme, r.name, float(value), r.mean, r.std))
+        value = json.loads(var.pop(key, "null"))
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            swept.append((_label(r.scheme, var), r.name, float(value), r.mean, r.std))
+        elif key not in json.loads(r.variant) and r.scheme in defaults:
+            at_default.append((_label(r.scheme, var), r.name, defaults[r.scheme], r.mean, r.std))
+    series = {row[0] for row in swept}
+    rows = swept + [row for row in at_default if row[0] in series]
     return pd.DataFrame(rows, columns=["scheme", "metric", "x", "mean", "std"]).sort_values(
         ["scheme", "metric", "x"], ignore_index=True
     )

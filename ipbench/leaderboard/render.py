@@ -189,12 +189,12 @@ def sweeps(col: Collected, agg_all: pd.DataFrame) -> str:
             f"{k.split('.', 1)[1]}={json.loads(x)}" for k, x in json.loads(v).items()
         )
         cells = []
-        for m in ("A_ad", "A_ud", "A_pd"):
+        for m in ("A_ad", "A_ud", "A_od", "A_pd"):
             hit = agg_all[(agg_all.scheme == scheme) & (agg_all.variant == v)
                           & (agg_all.stage == "evaluate") & (agg_all.name == m)]  # fmt: skip
             cells.append(cell(m, *hit[["mean", "std", "n"]].iloc[0]) if len(hit) else "–")
         rows.append([scheme, fields, *cells])
-    return _table(["scheme", "setting", "A_ad", "A_ud", "A_pd"], rows)
+    return _table(["scheme", "setting", "A_ad", "A_ud", "A_od", "A_pd"], rows)
 
 
 def provenance(col: Collected, preset: str) -> str:
@@ -250,7 +250,15 @@ def render(
     ]
     sweep = sweeps(col, agg_all)
     if sweep:
-        parts += ["## Sweeps", "Runs that change a setting; they feed the plots only.", sweep]
+        parts += [
+            "## Sweeps",
+            (
+                "Runs that differ from the current default in the settings named (a run stored "
+                "before a setting existed counts with its class default, e.g. `protect_epochs=None`: "
+                "the preset's epochs); they feed the plots, not the tables above."
+            ),
+            sweep,
+        ]
     if figures:
         parts += ["## Figures", "\n".join(f"![{t}]({p})" for t, p in figures)]
     if page.sources:
