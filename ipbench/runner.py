@@ -100,6 +100,9 @@ class Runner:
         if res.preset_defaulted:
             why = " (default: CUDA present)" if res.device.type == "cuda" else " (default: no CUDA)"
         self.log(f"preset [bold]{res.preset.name}[/]{why}: {res.preset.description} [{label}]")
+        if tuned := res.preset.scheme_defaults.get(res.scheme.name):
+            sets = ", ".join(f"{k}={getattr(res.scheme.config, k)}" for k in tuned)
+            self.log(f"{res.preset.name} sets for {res.scheme.name}: {sets}")
         ds = load_dataset(res.dataset, req.data_root, download=req.download)
         splits = make_splits(
             ds, req.seed, res.preset.attacker_fraction, res.preset.max_train, res.preset.max_test
