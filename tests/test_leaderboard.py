@@ -14,9 +14,10 @@ from typer.testing import CliRunner
 from ipbench.cli import app
 from ipbench.errors import IpbenchError
 from ipbench.leaderboard.build import build
-from ipbench.leaderboard.collect import default_config, variant
+from ipbench.leaderboard.collect import RUN_COLUMNS, Collected, default_config, variant
 from ipbench.leaderboard.plots import sweep_points
 from ipbench.leaderboard.reference import load_reference
+from ipbench.leaderboard.render import provenance
 from ipbench.store import Store
 
 REFERENCE = """scheme,dataset,model,metric,value,source,note
@@ -216,3 +217,10 @@ def test_sweep_series_are_split_by_the_other_changed_settings():
         ("mlock", 0.5, 80.0), ("mlock", 0.9, 85.0),
         ("mlock (protect_epochs=None)", 0.5, 75.0), ("mlock (protect_epochs=None)", 0.1, 41.0),
     }  # fmt: skip
+
+
+def test_provenance_names_the_scheme_settings_the_preset_sets():
+    row = {c: "x" for c in RUN_COLUMNS} | {"scheme": "mlock", "seed": 0, "reduced": True}
+    col = Collected(pd.DataFrame([row], columns=RUN_COLUMNS), pd.DataFrame(), pd.DataFrame())
+    assert "mlock: protect_epochs=12" in provenance(col, "quick")
+    assert "preset sets" not in provenance(col, "smoke")  # smoke sets nothing for mlock

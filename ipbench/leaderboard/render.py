@@ -11,6 +11,7 @@ import pandas as pd
 from ipbench.leaderboard.aggregate import cell, fmt
 from ipbench.leaderboard.collect import Collected
 from ipbench.leaderboard.reference import published
+from ipbench.registry import presets
 
 ACCURACY = ("A_or", "A_ad", "A_ud", "A_od", "A_pd")
 STEALTH = ("PSNR", "SSIM", "ERGAS", "LPIPS")
@@ -210,6 +211,14 @@ def provenance(col: Collected, preset: str) -> str:
         f"- ipbench version(s): {', '.join(sorted(set(r['version'])))}",
         f"- runs: {len(r)} (the latest successful run per scheme, seed and configuration)",
     ]
+    if preset in presets:
+        tuned = presets.get(preset).scheme_defaults
+        sets = [
+            f"{s}: " + ", ".join(f"{k}={v}" for k, v in sorted(tuned[s].items()))
+            for s in sorted(set(r["scheme"])) if s in tuned
+        ]  # fmt: skip
+        if sets:
+            lines.append(f"- scheme settings the preset sets: {'; '.join(sets)}")
     if len(col.ignored):
         gone = ", ".join(f"{x.run_id} ({x.scheme}, {x.status})" for x in col.ignored.itertuples())
         lines.append(f"- ignored (failed, interrupted or unfinished): {gone}")
