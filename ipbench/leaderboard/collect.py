@@ -81,6 +81,11 @@ def variant(config: dict[str, Any], default: dict[str, Any] | None) -> dict[str,
     return {k: v for k, v in sorted(mine.items()) if k in base and base[k] != v}
 
 
+def settings_text(fields: dict[str, str]) -> str:
+    """``{"scheme_config.gamma": "0.1"}`` -> ``gamma=0.1``: a variant as the tables name it."""
+    return ", ".join(f"{k.split('.', 1)[1]}={json.loads(v)}" for k, v in sorted(fields.items()))
+
+
 def _date(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d")
 

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from ipbench.leaderboard.collect import default_config
+from ipbench.leaderboard.collect import default_config, settings_text
 
 POINT = re.compile(r"^(?P<metric>[^@]+)@(?P<param>[^=,]+)=(?P<value>[-+0-9.eE]+)$")
 
@@ -51,10 +51,7 @@ def _lines(points: pd.DataFrame, metrics: list[str], xlabel: str, title: str, pa
 
 def _label(scheme: str, fields: dict[str, str]) -> str:
     """A series name: the scheme and any other setting its runs changed."""
-    if not fields:
-        return scheme
-    rest = ", ".join(f"{k.split('.', 1)[1]}={json.loads(v)}" for k, v in sorted(fields.items()))
-    return f"{scheme} ({rest})"
+    return f"{scheme} ({settings_text(fields)})" if fields else scheme
 
 
 def sweep_points(col_runs: pd.DataFrame, agg: pd.DataFrame, field: str) -> pd.DataFrame:
@@ -76,10 +73,11 @@ def sweep_points(col_runs: pd.DataFrame, agg: pd.DataFrame, field: str) -> pd.Da
         if r.n == 0:
             continue
         var = json.loads(r.variant)
+        changed = key in var
         value = json.loads(var.pop(key, "null"))
         if isinstance(value, int | float) and not isinstance(value, bool):
             swept.append((_label(r.scheme, var), r.name, float(value), r.mean, r.std))
-        elif key not in json.loads(r.variant) and r.scheme in defaults:
+        elif not changed and r.scheme in defaults:
             at_default.append((_label(r.scheme, var), r.name, defaults[r.scheme], r.mean, r.std))
     series = {row[0] for row in swept}
     rows = swept + [row for row in at_default if row[0] in series]

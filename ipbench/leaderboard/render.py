@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ipbench.leaderboard.aggregate import cell, fmt
-from ipbench.leaderboard.collect import Collected
+from ipbench.leaderboard.collect import Collected, settings_text
 from ipbench.leaderboard.reference import published
 from ipbench.registry import presets
 
@@ -186,9 +186,7 @@ def sweeps(col: Collected, agg_all: pd.DataFrame) -> str:
         return ""
     rows = []
     for (scheme, v), _ in var.groupby(["scheme", "variant"], sort=True):
-        fields = ", ".join(
-            f"{k.split('.', 1)[1]}={json.loads(x)}" for k, x in json.loads(v).items()
-        )
+        fields = settings_text(json.loads(v))
         cells = []
         for m in ("A_ad", "A_ud", "A_od", "A_pd"):
             hit = agg_all[(agg_all.scheme == scheme) & (agg_all.variant == v)
