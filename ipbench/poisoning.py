@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -38,6 +38,16 @@ class PoisonConfig:
     # Epochs of protection training; None: the preset's, as for the baseline. The quick
     # preset sets twice the baseline's (see ipbench/presets.py for why).
     protect_epochs: int | None = None
+    # Where the owner's token goes relative to the trainer's crop-and-flip augmentation. False:
+    # tokens made once, before training, then cropped and mirrored with their image (the
+    # reference code's order: it generates the poisoned set offline). True: on each augmented
+    # batch, so training sees the token exactly where and how a user's query carries it.
+    # Needs a token the scheme can apply per batch (M-LOCK and ADIP default to True).
+    token_after_augment: bool = False
+
+    # What runs stored before a field existed did, where it differs from a subclass's default
+    # (the leaderboard names such runs by these values).
+    LEGACY: ClassVar[dict[str, Any]] = {"token_after_augment": False}
 
 
 def validate(cfg: PoisonConfig, num_classes: int) -> None:

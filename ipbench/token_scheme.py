@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 from abc import abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from ipbench.contract import Capability, Credential, Protected, Scheme, Task
+from ipbench.errors import IpbenchError
 from ipbench.poisoning import PoisonConfig, build_poisoned_set, validate
+from ipbench.training import BatchTransform
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -24,6 +27,26 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 def quantize(x: torch.Tensor) -> torch.Tensor:
     return (x.clamp(0, 1) * 255).round() / 255
+
+
+OwnerToken = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (images, rows) -> images
+
+
+def _after_augment(token: OwnerToken, authorized: torch.Tensor) -> BatchTransform:
+    """The trainer's per-batch hook: the token on the batch's authorized images, quantised as a
+    user's query would be. The poisoned set lists authorized images first, so an authorized
+    image's index is its row among them."""
+
+    def apply(xb: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        auth = authorized[idx]
+        if not auth.any():
+            return xb
+        out = xb.clone()
+        sel = auth.to(xb.device)
+        out[sel] = quantize(token(xb[sel], idx[auth]))
+        return out
+
+    return apply
 
 
 class TokenScheme(Scheme):
@@ -39,11 +62,26 @@ class TokenScheme(Scheme):
     def prepare(self, task: Task) -> dict[str, torch.Tensor]:
         """Make the token (train a generator, draw a sticker); returns tensors kept as secrets."""
 
-    @abstractmethod
+    def owner_token(
+        self, secrets: dict[str, torch.Tensor], shape: tuple[int, ...], seed: int
+    ) -> OwnerToken | None:
+        """The token on the owner's authorized images (``shape``: theirs, N first) as
+        ``f(x, rows)``: ``x`` floats in [0, 1], ``rows`` their positions among the N (for
+        per-image placements drawn once).
+
+        A scheme whose token is cheap returns one, which lets protection apply it per batch
+        after augmentation (``token_after_augment``); None: only ``tokenize_train``.
+        """
+        return None
+
     def tokenize_train(
         self, secrets: dict[str, torch.Tensor], x: torch.Tensor, seed: int
     ) -> torch.Tensor:
         """Authorized versions (uint8) of the owner's uint8 images ``x``, for poisoning."""
+        token = self.owner_token(secrets, x.shape, seed)
+        if token is None:
+            raise NotImplementedError(f"{self.name}: implement tokenize_train or owner_token")
+        return to_uint8(token(x.float() / 255, torch.arange(len(x))))
 
     @abstractmethod
     def token_transform(self, protected: Protected, user: str) -> Any:
@@ -53,16 +91,24 @@ class TokenScheme(Scheme):
         pcfg = self.poison_config()
         k = task.model_spec.num_classes
         validate(pcfg, k)
+        after = pcfg.token_after_augment
+        if after and type(self).owner_token is TokenScheme.owner_token:
+            raise IpbenchError(
+                f"{self.name} makes its tokens once, before training; token_after_augment=True "
+                "needs a token applied per batch (mlock, adip)"
+            )
         secrets = self.prepare(task)
         owner = task.splits.owner
         poisoned = build_poisoned_set(
-            owner.x,
-            owner.y,
-            k,
-            pcfg,
-            task.seed,
-            lambda x, idx: self.tokenize_train(secrets, x, task.seed),
-        )
+            owner.x, owner.y, k, pcfg, task.seed,
+            (lambda x, idx: x) if after else lambda x, idx: self.tokenize_train(secrets, x, task.seed),
+        )  # fmt: skip
+        hook = None
+        if after:  # authorized images stay clean in the set; the trainer adds the token
+            n_auth = int(poisoned.authorized.sum())
+            token = self.owner_token(secrets, (n_auth, *poisoned.x.shape[1:]), task.seed)
+            assert token is not None  # checked above
+            hook = _after_augment(token, poisoned.authorized)
         train = task.preset.train
         if pcfg.protect_epochs is not None:
             train = dataclasses.replace(train, epochs=pcfg.protect_epochs)
@@ -70,11 +116,13 @@ class TokenScheme(Scheme):
         result = task.trainer.fit(
             model, poisoned.x, poisoned.y_true, train, seed=task.seed,
             targets_fn=poisoned.targets, checkpoint_dir=task.stage_dir, desc=f"{self.name} protection",
+            batch_transform=hook,
         )  # fmt: skip
         meta = {
             "authorized_images": int(poisoned.authorized.sum()),
             "unauthorized_images": int((~poisoned.authorized).sum()),
             "train_epochs": train.epochs,
+            "token_after_augment": after,
             "train_wall_s": result.wall_s,
             **getattr(self, "prepare_meta", {}),
         }

@@ -28,6 +28,7 @@ from ipbench.tensorio import read_tensors, write_tensors
 
 TargetsFn = Callable[[int], torch.Tensor]  # epoch -> labels (N,) or soft targets (N, K)
 ExtraLoss = Callable[[nn.Module], torch.Tensor]  # model -> a regulariser added to the loss
+BatchTransform = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (batch, indices) -> batch
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -116,6 +117,7 @@ class Trainer:
         seed: int,
         targets_fn: TargetsFn | None = None,
         extra_loss: ExtraLoss | None = None,
+        batch_transform: BatchTransform | None = None,
         params: list[nn.Parameter] | None = None,
         checkpoint_dir: str | Path | None = None,
         desc: str = "train",
@@ -123,7 +125,9 @@ class Trainer:
         """Train ``model`` in place on images ``x`` with labels (or soft targets) ``y``.
 
         ``targets_fn(epoch)`` replaces ``y`` each epoch (label strategies re-drawn per epoch);
-        ``extra_loss(model)`` adds a regulariser (watermarks, passport signs); ``params``
+        ``extra_loss(model)`` adds a regulariser (watermarks, passport signs);
+        ``batch_transform(xb, idx)`` changes each augmented batch (floats in [0, 1]; ``idx``
+        the images' indices in ``x``), for what augmentation must not move; ``params``
         restricts what is trained (default: every parameter). With ``checkpoint_dir``, the
         state after each epoch is saved there and a later call resumes from it.
         """
@@ -162,6 +166,8 @@ class Trainer:
                     xb = crop_flip(
                         xb, cfg.crop_padding, aug["dy"][idx], aug["dx"][idx], aug["flip"][idx]
                     )
+                    if batch_transform is not None:
+                        xb = batch_transform(xb, idx)
                     xb = xb.contiguous(memory_format=torch.channels_last)
                     for group in opt.param_groups:
                         group["lr"] = lr_at(step, total, steps_per_epoch, cfg)

@@ -14,7 +14,7 @@ import torch
 from ipbench.contract import EvalContext, Protected, Task
 from ipbench.poisoning import PoisonConfig
 from ipbench.registry import schemes
-from ipbench.token_scheme import TokenScheme, quantize, to_uint8
+from ipbench.token_scheme import OwnerToken, TokenScheme, quantize
 
 PUBLISHED_CAPACITY = 252
 
@@ -23,6 +23,9 @@ PUBLISHED_CAPACITY = 252
 class AdipConfig(PoisonConfig):
     alpha: float = 0.5
     grid: int = 3  # squares per side
+    # The grid sits at fixed pixels: put on before crop-and-flip it would train on shifted and
+    # mirrored grids no user sends (see PoisonConfig; measured in the README).
+    token_after_augment: bool = True
 
 
 def grid_mask(size: int, grid: int = 3) -> torch.Tensor:
@@ -55,10 +58,10 @@ class Adip(TokenScheme):
     def prepare(self, task: Task) -> dict[str, torch.Tensor]:
         return {"mask": grid_mask(task.model_spec.image_size, self.config.grid)}
 
-    def tokenize_train(
-        self, secrets: dict[str, torch.Tensor], x: torch.Tensor, seed: int
-    ) -> torch.Tensor:
-        return to_uint8(blend_grid(x.float() / 255, secrets["mask"], self.config.alpha))
+    def owner_token(
+        self, secrets: dict[str, torch.Tensor], shape: tuple[int, ...], seed: int
+    ) -> OwnerToken:
+        return lambda x, rows: blend_grid(x, secrets["mask"], self.config.alpha)
 
     def token_transform(self, protected: Protected, user: str):
         mask = protected.secrets["mask"]

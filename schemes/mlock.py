@@ -18,7 +18,7 @@ from ipbench.contract import EvalContext, Protected, Task
 from ipbench.errors import IpbenchError
 from ipbench.poisoning import PoisonConfig
 from ipbench.registry import schemes
-from ipbench.token_scheme import TokenScheme, quantize, to_uint8
+from ipbench.token_scheme import OwnerToken, TokenScheme, quantize
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,9 @@ class MLockConfig(PoisonConfig):
     placement: Literal["random", "bottom_right"] = "random"
     alpha: float = 1.0
     sticker_seed: int = 0  # with the run seed, determines the sticker's colours
+    # Put on before crop-and-flip, a sticker would be trained mirrored and cut at the border,
+    # as no user sends it (see PoisonConfig; measured in the README).
+    token_after_augment: bool = True
 
 
 def paste(
@@ -74,11 +77,15 @@ class MLock(TokenScheme):
         top, left = positions(len(x), x.shape[-1], sticker.shape[-1], self.config.placement, g)
         return paste(x, sticker, top, left, self.config.alpha)
 
-    def tokenize_train(
-        self, secrets: dict[str, torch.Tensor], x: torch.Tensor, seed: int
-    ) -> torch.Tensor:
+    def owner_token(
+        self, secrets: dict[str, torch.Tensor], shape: tuple[int, ...], seed: int
+    ) -> OwnerToken:
+        """One position per authorized image, drawn once (the same draws whether the sticker
+        goes on before or after augmentation)."""
         g = torch.Generator().manual_seed(seed + 31)
-        return to_uint8(self._stick(secrets["sticker"], x.float() / 255, g))
+        s = secrets["sticker"]
+        top, left = positions(shape[0], shape[-1], s.shape[-1], self.config.placement, g)
+        return lambda x, rows: paste(x, s.to(x.device), top[rows], left[rows], self.config.alpha)
 
     def token_transform(self, protected: Protected, user: str):
         sticker = protected.secrets["sticker"]

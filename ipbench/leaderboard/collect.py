@@ -40,9 +40,9 @@ def default_config(scheme: str, dataset: str, preset: str) -> dict[str, Any] | N
     """The configuration ``ipbench run`` uses without ``--set``, or None when unknown (a scheme
     or preset no longer registered): such runs count as the default configuration.
 
-    Under ``"legacy"``: the config classes' own defaults, which is what a run stored before a
-    field existed did (fields are added with a backward-compatible class default), even where
-    the preset now sets another value.
+    Under ``"legacy"``: what a run stored before a field existed did: the config classes' own
+    defaults (fields are added with a backward-compatible default), even where the preset now
+    sets another value, or the class's ``LEGACY`` value where a scheme defaults to new behaviour.
     """
     from ipbench.request import PRESET_FIELDS, RunRequest, resolve
 
@@ -50,13 +50,14 @@ def default_config(scheme: str, dataset: str, preset: str) -> dict[str, Any] | N
         res = resolve(RunRequest(scheme=scheme, dataset=dataset, preset=preset, device="cpu"))
     except IpbenchError:
         return None
+    cfg_cls = type(res.scheme.config)
     return {
         "scheme_config": to_jsonable(res.scheme.config),
         "train": to_jsonable(res.preset.train),
         "data": {f: getattr(res.preset, f) for f in PRESET_FIELDS},
         "eval": to_jsonable(res.eval),
         "legacy": {
-            "scheme_config": to_jsonable(type(res.scheme.config)()),
+            "scheme_config": {**to_jsonable(cfg_cls()), **getattr(cfg_cls, "LEGACY", {})},
             "train": to_jsonable(type(res.preset.train)()),
             "eval": to_jsonable(type(res.eval)()),
         },
