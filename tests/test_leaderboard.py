@@ -195,6 +195,14 @@ def test_a_run_stored_before_a_field_existed_is_not_the_current_default():
     old = {**base, "scheme_config": dict(base["scheme_config"])}
     del old["scheme_config"]["protect_epochs"]
     assert variant(old, base) == {"scheme_config.protect_epochs": "null"}
+    # M-LOCK defaults to token_after_augment=True; runs from before the field put the sticker on
+    # before augmentation, which the config's LEGACY value records.
+    assert base["scheme_config"]["token_after_augment"] is True
+    del old["scheme_config"]["token_after_augment"]
+    assert variant(old, base) == {
+        "scheme_config.protect_epochs": "null",
+        "scheme_config.token_after_augment": "false",
+    }
 
 
 def test_sweep_series_are_split_by_the_other_changed_settings():

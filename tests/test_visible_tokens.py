@@ -1,14 +1,22 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from ipbench.schemes.adip import blend_grid, grid_mask
 from ipbench.schemes.mlock import paste
 
-from ipbench.contract import Protected
+from ipbench.cache import StageCache
+from ipbench.contract import Protected, Task
+from ipbench.datasets import make_splits
+from ipbench.datasets.base import Dataset, ImageSet
+from ipbench.errors import IpbenchError
 from ipbench.models import ModelSpec, build_model
-from ipbench.registry import schemes
+from ipbench.registry import presets, schemes
 from ipbench.runner import Runner, RunRequest
+from ipbench.token_scheme import quantize
+from ipbench.training import Trainer
 
 SPEC = ModelSpec("tiny", 10, 3, 32, (0.5,) * 3, (0.25,) * 3)
 
@@ -72,3 +80,56 @@ def test_smoke_model_is_locked_without_the_token_and_unlocked_with_it(tmp_path, 
     m = {r["name"]: r["value"] for r in outcome.metrics if r["stage"] == "evaluate"}
     assert m["A_ad"] > 85 and m["A_ud"] < 25 and m["A_pd"] > 60
     assert m["PSNR"] < 40  # a visible token
+
+
+class _Recorder(Trainer):
+    """A trainer that keeps every batch the model is trained on."""
+
+    def __init__(self) -> None:
+        super().__init__("cpu")
+        self.seen: list[torch.Tensor] = []
+
+    def fit(self, model, *args, **kwargs):
+        model.register_forward_pre_hook(lambda m, inp: self.seen.append(inp[0].detach().clone()))
+        return super().fit(model, *args, **kwargs)
+
+
+def _black_task(trainer: Trainer, tmp_path) -> Task:
+    """Black 32x32 images: crop padding is black too, so a trained image shows only the token."""
+    n = 64
+    black = ImageSet(torch.zeros(n, 3, 32, 32, dtype=torch.uint8), torch.arange(n) % 10)
+    ds = Dataset("black", black, black, 10, mean=(0.5,) * 3, std=(0.25,) * 3)
+    preset = presets.get("smoke")
+    preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, epochs=1))
+    return Task(
+        make_splits(ds, 0, 0.1), SPEC, preset, 0, torch.device("cpu"), trainer,
+        StageCache(tmp_path), lambda: build_model(SPEC),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("after", [True, False])
+def test_adip_token_after_augmentation_is_trained_where_users_put_it(tmp_path, after):
+    """With ``token_after_augment`` every authorized training image carries the grid exactly as
+    a query does (0.5 inside the squares, black elsewhere); before augmentation, crop and flip
+    move it, so some authorized images show a shifted grid."""
+    trainer = _Recorder()
+    scheme = schemes.get("adip")(schemes.get("adip").Config(token_after_augment=after))
+    assert trainer.seen == [] and scheme.config.alpha == 0.5
+    scheme.protect(_black_task(trainer, tmp_path))
+    seen = torch.cat(trainer.seen)
+    token = quantize(blend_grid(torch.zeros(1, 3, 32, 32), grid_mask(32), 0.5))  # 128/255
+    exact = (seen == token).flatten(1).all(1)
+    clean = seen.flatten(1).eq(0).all(1)
+    assert clean.sum() > 0
+    if after:
+        assert (exact | clean).all() and exact.sum() == clean.sum()  # gamma 0.5
+    else:
+        assert (~(exact | clean)).sum() > 0  # moved grids
+
+
+def test_activedaemon_refuses_token_after_augmentation_before_training(tmp_path):
+    scheme = schemes.get("activedaemon")(
+        schemes.get("activedaemon").Config(token_after_augment=True)
+    )
+    with pytest.raises(IpbenchError, match="token_after_augment=True"):
+        scheme.protect(_black_task(Trainer("cpu"), tmp_path))
