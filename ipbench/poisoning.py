@@ -39,10 +39,10 @@ class PoisonConfig:
     # preset sets twice the baseline's (see ipbench/presets.py for why).
     protect_epochs: int | None = None
     # Where the owner's token goes relative to the trainer's crop-and-flip augmentation. False:
-    # tokens made once, before training, then cropped and mirrored with their image (the
-    # reference code's order: it generates the poisoned set offline). True: on each augmented
-    # batch, so training sees the token exactly where and how a user's query carries it.
-    # Needs a token the scheme can apply per batch (M-LOCK and ADIP default to True).
+    # tokens made once, before training, then cropped and mirrored with their image (the common
+    # order in backdoor code; the papers do not say). True: on each augmented batch, so training
+    # sees the token exactly where and how a user's query carries it. Needs a token the scheme
+    # can apply per batch (M-LOCK and ADIP, which default to True; see the README).
     token_after_augment: bool = False
 
     # What runs stored before a field existed did, where it differs from a subclass's default
