@@ -1,8 +1,9 @@
 """The common shape of input-token schemes (ActiveDaemon, M-LOCK, ADIP).
 
 They differ only in the token: a subclass says how to prepare it (``prepare``), how to put
-it on the owner's training images (``tokenize_train``) and how a user's credential
-transforms an image (``token_transform``). Poisoning, training, querying and saving are here.
+it on the owner's training images (``tokenize_train`` once before training, or ``owner_token``,
+which can also go on each batch after augmentation) and how a user's credential transforms an
+image (``token_transform``). Poisoning, training, querying and saving are here.
 """
 
 from __future__ import annotations
