@@ -55,6 +55,15 @@ class TokenScheme(Scheme):
 
     capabilities = frozenset({Capability.INPUT_SPACE})
 
+    def __init__(self, config: Any = None):
+        super().__init__(config)
+        # Checked here, when the run is resolved, so the error comes before any training.
+        if self.config.token_after_augment and type(self).owner_token is TokenScheme.owner_token:
+            raise IpbenchError(
+                f"{self.name} makes its tokens once, before training; token_after_augment=True "
+                "needs a token applied per batch (mlock, adip)"
+            )
+
     def poison_config(self) -> PoisonConfig:
         names = {f.name for f in dataclasses.fields(PoisonConfig)}
         return PoisonConfig(**{n: getattr(self.config, n) for n in names})
@@ -93,11 +102,6 @@ class TokenScheme(Scheme):
         k = task.model_spec.num_classes
         validate(pcfg, k)
         after = pcfg.token_after_augment
-        if after and type(self).owner_token is TokenScheme.owner_token:
-            raise IpbenchError(
-                f"{self.name} makes its tokens once, before training; token_after_augment=True "
-                "needs a token applied per batch (mlock, adip)"
-            )
         secrets = self.prepare(task)
         owner = task.splits.owner
         poisoned = build_poisoned_set(
@@ -108,7 +112,7 @@ class TokenScheme(Scheme):
         if after:  # authorized images stay clean in the set; the trainer adds the token
             n_auth = int(poisoned.authorized.sum())
             token = self.owner_token(secrets, (n_auth, *poisoned.x.shape[1:]), task.seed)
-            assert token is not None  # checked above
+            assert token is not None  # checked in __init__
             hook = _after_augment(token, poisoned.authorized)
         train = task.preset.train
         if pcfg.protect_epochs is not None:

@@ -6,8 +6,10 @@ import pytest
 import torch
 from ipbench.schemes.adip import blend_grid, grid_mask
 from ipbench.schemes.mlock import paste
+from typer.testing import CliRunner
 
 from ipbench.cache import StageCache
+from ipbench.cli import app
 from ipbench.contract import Protected, Task
 from ipbench.datasets import make_splits
 from ipbench.datasets.base import Dataset, ImageSet
@@ -127,9 +129,14 @@ def test_adip_token_after_augmentation_is_trained_where_users_put_it(tmp_path, a
         assert (~(exact | clean)).sum() > 0  # moved grids
 
 
-def test_activedaemon_refuses_token_after_augmentation_before_training(tmp_path):
-    scheme = schemes.get("activedaemon")(
-        schemes.get("activedaemon").Config(token_after_augment=True)
-    )
+def test_activedaemon_refuses_token_after_augmentation_before_any_training(tmp_path):
+    cfg = schemes.get("activedaemon").Config(token_after_augment=True)
     with pytest.raises(IpbenchError, match="token_after_augment=True"):
-        scheme.protect(_black_task(Trainer("cpu"), tmp_path))
+        schemes.get("activedaemon")(cfg)
+    res = CliRunner().invoke(
+        app,
+        ["run", "--scheme", "activedaemon", "--preset", "smoke", "--workdir", str(tmp_path),
+         "--set", "token_after_augment=true", "--attacks", "none"],
+    )  # fmt: skip
+    assert res.exit_code == 2 and "needs a token applied per batch" in res.output
+    assert not (tmp_path / "artifacts").exists()  # nothing was trained
