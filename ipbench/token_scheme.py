@@ -35,8 +35,9 @@ OwnerToken = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (images, ro
 
 def _after_augment(token: OwnerToken, authorized: torch.Tensor) -> BatchTransform:
     """The trainer's per-batch hook: the token on the batch's authorized images, quantised as a
-    user's query would be. The poisoned set lists authorized images first, so an authorized
-    image's index is its row among them."""
+    user's query would be. ``row[i]`` is image i's position among the authorized images,
+    whatever order the poisoned set keeps them in."""
+    row = torch.cumsum(authorized.long(), 0) - 1
 
     def apply(xb: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         auth = authorized[idx]
@@ -44,7 +45,7 @@ def _after_augment(token: OwnerToken, authorized: torch.Tensor) -> BatchTransfor
             return xb
         out = xb.clone()
         sel = auth.to(xb.device)
-        out[sel] = quantize(token(xb[sel], idx[auth]))
+        out[sel] = quantize(token(xb[sel], row[idx[auth]]))
         return out
 
     return apply
