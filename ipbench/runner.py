@@ -23,6 +23,7 @@ from ipbench.contract import EvalContext, Protected, Task
 from ipbench.datasets import Splits, load_dataset, make_splits
 from ipbench.errors import IpbenchError
 from ipbench.evaluate import EVAL_VERSION, eval_users, evaluate, overhead
+from ipbench.health import run_warnings
 from ipbench.models import ModelSpec, build_model
 from ipbench.progress import console
 from ipbench.provenance import collect
@@ -231,6 +232,9 @@ class Runner:
             return {"metrics": metrics, "notes": notes}
 
         self._stage("evaluate", eval_key, run_eval, {"protect": protect_key, "eval": res.eval})
+        found = self.cache.info("evaluate", eval_key).get("metrics", {})
+        for warning in run_warnings(found):
+            self.log(f"[bold yellow]warning:[/] {warning}")
 
         for attack in res.attacks:
             reason = attack.skip_reason(res.scheme)

@@ -94,6 +94,12 @@ class TokenScheme(Scheme):
             raise NotImplementedError(f"{self.name}: implement tokenize_train or owner_token")
         return to_uint8(token(x.float() / 255, torch.arange(len(x))))
 
+    def unauthorized_noise(
+        self, pcfg: PoisonConfig, secrets: dict[str, torch.Tensor], x: torch.Tensor, seed: int
+    ) -> PoisonConfig:
+        """The poisoning recipe once the token exists (a scheme may scale D_u's noise to it)."""
+        return pcfg
+
     @abstractmethod
     def token_transform(self, protected: Protected, user: str) -> Any:
         """The function a user's credential applies to a clean image batch in [0, 1]."""
@@ -105,6 +111,7 @@ class TokenScheme(Scheme):
         after = pcfg.token_after_augment
         secrets = self.prepare(task)
         owner = task.splits.owner
+        pcfg = self.unauthorized_noise(pcfg, secrets, owner.x, task.seed)
         poisoned = build_poisoned_set(
             owner.x, owner.y, k, pcfg, task.seed,
             (lambda x, idx: x) if after else lambda x, idx: self.tokenize_train(secrets, x, task.seed),

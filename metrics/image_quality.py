@@ -8,7 +8,6 @@ with the reason, never computed on a random backbone.
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 from pathlib import Path
 
@@ -55,19 +54,43 @@ ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's ImageNet AlexNet, LPI
 
 @functools.lru_cache(maxsize=1)
 def _lpips_model() -> tuple[torch.nn.Module | None, str]:
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
-    if not cached.exists() and os.environ.get("IPBENCH_OFFLINE", "") in ("1", "true", "yes"):
-        return None, f"LPIPS backbone weights not cached ({cached}) and IPBENCH_OFFLINE is set"
+    """LPIPS-alex with its ImageNet backbone, or ``(None, reason)``; never a random backbone.
+
+    Order: torchvision's cached AlexNet; the file ``ipbench weights lpips`` converts; a
+    torchvision download, tried only where the network answers (``ipbench.network.online``).
+    """
+    from ipbench.weights import load_lpips_weights, lpips_weights_path
+
+    hub_file = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
+    converted = lpips_weights_path()
     try:
         import lpips
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = lpips.LPIPS(net="alex", verbose=False).eval()
-    except Exception as exc:  # offline: torchvision cannot fetch AlexNet's ImageNet weights
+            if hub_file.exists():
+                return lpips.LPIPS(net="alex", verbose=False).eval(), ""
+            if converted.exists():
+                model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
+                result = model.load_state_dict(load_lpips_weights(converted), strict=False)
+                # lins.N are the same modules as linN; the scaling layer holds constants
+                left = [k for k in result.missing_keys if not k.startswith(("lins.", "scaling"))]
+                if left or result.unexpected_keys:
+                    return None, f"LPIPS weights {converted} lack {left or result.unexpected_keys}"
+                return model.eval(), ""
+            from ipbench.network import online
+
+            if online():
+                return lpips.LPIPS(net="alex", verbose=False).eval(), ""
+    except IpbenchError as exc:  # a corrupt converted file: say so, never compute on it
+        return None, f"LPIPS backbone unusable: {exc}"
+    except Exception as exc:  # a download that failed after all
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return None, f"LPIPS backbone (AlexNet, ImageNet weights) could not be loaded: {reason}"
-    return model, ""
+    return None, (
+        f"LPIPS backbone (ImageNet AlexNet) not found ({hub_file} or {converted}) and no "
+        "network; run: ipbench weights lpips"
+    )
 
 
 def lpips_distance(x: torch.Tensor, y: torch.Tensor) -> float | str:

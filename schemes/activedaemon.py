@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import random
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -51,8 +51,22 @@ class ActiveDaemonConfig(PoisonConfig):
     secret_gate_acc: float = 0.0  # see TokenConfig: 0 keeps the reference's fixed schedule
     image_ramp_steps: int = 15_000
     noise_ramp_steps: int = 10_000
-    jpeg_quality: int = 0  # 0: no JPEG noise layer while training the token generator
+    # Train until the held-out bit accuracy under full noise reaches this, token_steps being
+    # the cap (0: the reference's fixed token_steps); see TokenConfig.
+    token_converge_bit_acc: float = 0.0
+    token_min_full_steps: int = 0
+    token_lpips_images: int = 0  # LPIPS on this many images of each batch (0: all)
+    # The generator's JPEG noise layer (0: off, as StegaStamp before its JPEG ramp). Poisoning's
+    # own JPEG noise in D_u is PoisonConfig.jpeg_quality: two fields, two jobs.
+    token_jpeg_quality: int = 0
     strength: float = 1.0  # l_t, the token's strength at authorization time
+    # Ordinary noise in the unauthorized set (paper Sec. IV-B: Gaussian and S&P images mixed into
+    # D_u "to distinguish noise from tokens"; the paper gives no fraction). 20% of D_u, a third
+    # each Gaussian, salt-and-pepper and JPEG (jpeg_quality). noise_scale="token": the Gaussian
+    # std is the trained token's own residual std and the S&P amount gives the same MSE
+    # (3 sigma^2), measured on the owner's images; "fixed": gaussian_std / saltpepper_amount.
+    noise_fraction: float = 0.2
+    noise_scale: Literal["token", "fixed"] = "token"
     eval_identify: int = 500  # authorized test images decoded for A_dec
     # Reuse a generator trained elsewhere (paper Table IX): a `tokens` artefact folder of an
     # earlier run, e.g. WORKDIR/artifacts/tokens/KEY; empty trains one on this task's data.
@@ -65,8 +79,9 @@ def _token_config(cfg: ActiveDaemonConfig) -> TokenConfig:
         l_ssim=cfg.l_ssim, l_lpips=cfg.l_lpips, l_yuv=cfg.l_yuv, l_critic=cfg.l_critic, critic=cfg.critic,
         stn=cfg.stn, secret_only_steps=cfg.secret_only_steps, secret_gate_acc=cfg.secret_gate_acc,
         image_ramp_steps=cfg.image_ramp_steps,
-        noise_ramp_steps=cfg.noise_ramp_steps, noise=NoiseConfig(jpeg_quality=cfg.jpeg_quality),
-        strength=cfg.strength,
+        noise_ramp_steps=cfg.noise_ramp_steps, noise=NoiseConfig(jpeg_quality=cfg.token_jpeg_quality),
+        strength=cfg.strength, converge_bit_acc=cfg.token_converge_bit_acc,
+        min_full_steps=cfg.token_min_full_steps, lpips_images=cfg.token_lpips_images,
     )  # fmt: skip
 
 
@@ -165,6 +180,19 @@ class ActiveDaemon(TokenScheme):
 
         spec = ModelSpec("none", 1, x.shape[1], x.shape[-1], (), ())
         return self._generator(Protected(self.name, torch.nn.Identity(), spec, secrets))
+
+    def unauthorized_noise(
+        self, pcfg: PoisonConfig, secrets: dict[str, torch.Tensor], x: torch.Tensor, seed: int
+    ) -> PoisonConfig:
+        """D_u's ordinary noise at the token's own scale (``noise_scale="token"``)."""
+        if self.config.noise_scale != "token" or pcfg.noise_fraction <= 0:
+            return pcfg
+        sample = x[:512].float() / 255
+        gen = self._generator_from_secrets(secrets, x)
+        bits = self.codec.encode_many(random_identities(len(sample), seed + 3))
+        sigma = (quantize(gen.authorize(sample, bits)) - sample).std().item()
+        self.prepare_meta["d_u_noise"] = {"gaussian_std": sigma, "saltpepper_amount": 3 * sigma**2}
+        return replace(pcfg, gaussian_std=sigma, saltpepper_amount=min(1.0, 3 * sigma**2))
 
     # --- users -------------------------------------------------------------------------------
     def token_transform(self, protected: Protected, user: str):

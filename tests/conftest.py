@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,14 @@ import pytest
 
 os.environ["IPBENCH_PROGRESS"] = "0"
 os.environ["IPBENCH_OFFLINE"] = "1"
+# Pretrained weights the user installed stay out of the tests (LPIPS is "missing" everywhere),
+# except in the one test that checks them by their path.
+from ipbench.weights import lpips_weights_path  # noqa: E402
+
+os.environ["IPBENCH_REAL_LPIPS_WEIGHTS"] = str(lpips_weights_path())
+_EMPTY_CACHE = tempfile.mkdtemp(prefix="ipbench-test-cache-")
+os.environ["IPBENCH_CACHE"] = _EMPTY_CACHE
+os.environ["TORCH_HOME"] = str(Path(_EMPTY_CACHE) / "torch")
 
 
 def write_fake_cifar(root: Path, n_train: int = 50, n_test: int = 20, classes: int = 10) -> Path:

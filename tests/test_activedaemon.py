@@ -44,11 +44,15 @@ def test_smoke_protected_model_serves_authorized_users_and_refuses_others(tmp_pa
 
     request = RunRequest(
         scheme="activedaemon", preset="smoke", workdir=str(tmp_path), device="cpu",
-        overrides={"epochs": "8"}, attacks="none",
+        overrides={"epochs": "8"}, attacks="fake-token",
     )  # fmt: skip
     outcome = Runner(request).run()
     m = {r["name"]: r["value"] for r in outcome.metrics if r["stage"] == "evaluate"}
     assert m["A_ad"] > 85 and m["A_ud"] < 25 and m["A_pd"] > 60
+    # Gaussian noise at the token's own scale is answered like an unauthorized query: D_u held
+    # such noise (noise_scale="token"), so the model keys on the token, not on any perturbation.
+    fake = {r["name"]: r["value"] for r in outcome.metrics if r["stage"] == "attack:fake-token"}
+    assert fake["A_fake@gaussian"] < 25
     assert 0 < m["PSNR"] < 60 and "A_dec" in m and "id_rate" in m
     notes = {r["name"]: r["note"] for r in outcome.metrics if r["note"]}
     assert "LPIPS" in notes  # offline: reported missing with its reason, not computed
@@ -113,3 +117,19 @@ def test_new_users_get_working_credentials_without_retraining():
     assert torch.equal(xa, (xa * 255).round() / 255)  # users send 8-bit images
     assert scheme.query(protected, x, a).shape == (4, 10)
     assert len(scheme.identify(protected, xa)) == 4
+
+
+def test_poisoning_and_generator_jpeg_fields_are_distinct():
+    """token_jpeg_quality drives the generator's noise layer; jpeg_quality the noise in D_u."""
+    import dataclasses
+
+    from ipbench.schemes.activedaemon import _token_config
+
+    cls = schemes.get("activedaemon")
+    cfg = dataclasses.replace(cls.Config(), jpeg_quality=40, token_jpeg_quality=90)
+    scheme = cls(cfg)
+    assert _token_config(cfg).noise.jpeg_quality == 90
+    assert scheme.poison_config().jpeg_quality == 40
+    default = cls.Config()
+    assert default.jpeg_quality == 75 and default.token_jpeg_quality == 0
+    assert default.noise_fraction == 0.2 and default.noise_scale == "token"
