@@ -29,6 +29,7 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -67,7 +68,7 @@ def lpips_weights_path() -> Path:
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Rebuilds numpy arrays and plain containers; refuses every other global."""
 
-    ALLOWED = {
+    ALLOWED: ClassVar[set[tuple[str, str]]] = {
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         ("numpy.core.multiarray", "_reconstruct"),

@@ -14,7 +14,7 @@ os.environ["IPBENCH_PROGRESS"] = "0"
 os.environ["IPBENCH_OFFLINE"] = "1"
 # Pretrained weights the user installed stay out of the tests (LPIPS is "missing" everywhere),
 # except in the one test that checks them by their path.
-from ipbench.weights import lpips_weights_path  # noqa: E402
+from ipbench.weights import lpips_weights_path
 
 os.environ["IPBENCH_REAL_LPIPS_WEIGHTS"] = str(lpips_weights_path())
 _EMPTY_CACHE = tempfile.mkdtemp(prefix="ipbench-test-cache-")

