@@ -232,3 +232,21 @@ def test_provenance_names_the_scheme_settings_the_preset_sets():
     col = Collected(pd.DataFrame([row], columns=RUN_COLUMNS), pd.DataFrame(), pd.DataFrame())
     assert "mlock: protect_epochs=12" in provenance(col, "quick")
     assert "preset sets" not in provenance(col, "smoke")  # smoke sets nothing for mlock
+
+
+def test_tracing_block_and_a_flag_on_protection_that_did_not_take(tmp_path):
+    workdir = tmp_path / "runs"
+    store = Store(workdir)
+    for seed, id_rate in ((0, 0.2), (1, 0.6)):
+        _run(store, f"ad-{seed}", "activedaemon", seed, {})
+        _stage(store, f"ad-{seed}", "evaluate", {
+            "A_or": 85.0, "A_ad": 80.0, "A_ud": 82.0, "A_od": -5.0, "A_pd": -2.0,
+            "A_dec_raw": 72.0, "A_dec": 79.0, "id_rate": id_rate, "bch_failures": 90.0,
+        })  # fmt: skip
+    store.close()
+    ref = tmp_path / "reference.csv"
+    ref.write_text(REFERENCE)
+    md = _build(workdir, ref, tmp_path / "board").read_text()
+    assert "## Identity tracing" in md and "| activedaemon | 72.00 ± 0.00 | 79.00 ± 0.00 |" in md
+    assert "**Warning:** `activedaemon`: protection did not take: A_pd = -2.00" in md
+    assert "identity tracing did not take: id_rate = 0.4%" in md

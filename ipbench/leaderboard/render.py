@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ipbench.health import run_warnings
 from ipbench.leaderboard.aggregate import cell, fmt
 from ipbench.leaderboard.collect import Collected, settings_text
 from ipbench.leaderboard.reference import published
@@ -15,6 +16,7 @@ from ipbench.registry import presets
 
 ACCURACY = ("A_or", "A_ad", "A_ud", "A_od", "A_pd")
 STEALTH = ("PSNR", "SSIM", "ERGAS", "LPIPS")
+TRACING = ("A_dec_raw", "A_dec", "id_rate", "bch_failures")
 CAPACITY = ("capacity", "capacity_published", "capacity_used", "users_evaluated")
 OVERHEAD = (
     "params", "params_base", "flops", "flops_base", "peak_act_bytes", "peak_act_bytes_base",
@@ -179,6 +181,20 @@ def capacity(page: Page, schemes: list[str]) -> str:
     return _table(header, rows)
 
 
+def flagged(page: Page, schemes: list[str]) -> dict[str, list[str]]:
+    """Schemes whose mean protection or tracing did not take (``ipbench.health``'s rule)."""
+    out = {}
+    for s in schemes:
+        means = {}
+        for m in ("A_pd", "id_rate"):
+            row = page.value(s, "evaluate", m)
+            if row is not None and row["n"] > 0:
+                means[m] = float(row["mean"])
+        if found := run_warnings(means):
+            out[s] = found
+    return out
+
+
 def sweeps(col: Collected, agg_all: pd.DataFrame) -> str:
     """Runs that differ from the default configuration, grouped by the fields they change."""
     var = col.runs[~col.runs["default"]]
@@ -241,10 +257,28 @@ def render(
         "published numbers from `leaderboard/reference.csv`; their models and recipes differ "
         "from a reduced preset's.",
         "## Accuracy (Table I)", _block(page, "accuracy", schemes, ACCURACY),
+    ]  # fmt: skip
+    warnings = flagged(page, schemes)
+    if warnings:
+        parts += [
+            "**Warning:** "
+            + "; ".join(f"`{s}`: {', '.join(w)}" for s, w in warnings.items())
+            + ". Their rows are not results about the scheme until this is explained."
+        ]
+    tracing = [s for s in schemes if page.value(s, "evaluate", "id_rate") is not None]
+    parts += [
         "## Stealthiness (Table III)",
         _block(page, "stealthiness", input_space, STEALTH) or "No input-space scheme ran.",
-        "## Robustness", robustness(page, schemes),
-    ]  # fmt: skip
+    ]
+    if tracing:
+        parts += [
+            "## Identity tracing",
+            "Bits read back from authorized test images of users never seen in training: "
+            "`A_dec_raw` before and `A_dec` after BCH correction (message bits), `id_rate` the "
+            "share of identities decoded exactly, `bch_failures` the share BCH could not correct.",
+            _block(page, "tracing", tracing, TRACING),
+        ]
+    parts += ["## Robustness", robustness(page, schemes)]
     points = attack_points(page, schemes)
     if points:
         parts += ["### Published attack numbers", points]
