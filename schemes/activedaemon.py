@@ -26,7 +26,12 @@ from ipbench.poisoning import PoisonConfig
 from ipbench.registry import schemes
 from ipbench.token_scheme import TokenScheme, quantize, to_uint8
 from ipbench.tokens.bch import IdentityCodec
-from ipbench.tokens.generator import TokenConfig, TokenGenerator, train_token_generator
+from ipbench.tokens.generator import (
+    TokenConfig,
+    TokenGenerator,
+    train_token_generator,
+    trajectory_config,
+)
 from ipbench.tokens.noise import NoiseConfig
 
 IDENTITY_CHARS = string.ascii_letters + string.digits
@@ -121,8 +126,17 @@ class ActiveDaemon(TokenScheme):
             task.seed,
         )
 
+        # Checkpoints of the generator's trajectory, shared by every config that differs only in
+        # where training stops (a killed run resumes; a step sweep trains each step once).
+        trajectory = task.cache.root / "token-trajectory" / content_hash(
+            "token-trajectory", trajectory_config(tcfg), n_bits,
+            task.splits.dataset.fingerprint(), task.splits.owner_index[:64], len(owner), task.seed,
+        )  # fmt: skip
+
         def train(work: Path) -> dict[str, Any]:
-            gen, stats = train_token_generator(owner.x, n_bits, tcfg, task.device, task.seed)
+            gen, stats = train_token_generator(
+                owner.x, n_bits, tcfg, task.device, task.seed, checkpoint_dir=trajectory
+            )
             gen.save(work)
             return {"metrics": {}, "stats": stats}
 

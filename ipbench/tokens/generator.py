@@ -8,6 +8,8 @@ As in the reference code, the secret loss trains alone at first and the image lo
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import math
 import time
@@ -69,6 +71,7 @@ class TokenConfig:
     # loop's largest extra cost, and the mean over k random images estimates the batch mean.
     lpips_images: int = 0
     snapshot_steps: tuple[int, ...] = ()
+    checkpoint_every: int = 2500  # kept checkpoints of the trajectory (see train_token_generator)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     strength: float = 1.0  # l_t: x_a = clip(x + strength * residual)
     precision: str = "auto"  # bf16 autocast where the hardware runs it natively
@@ -249,6 +252,104 @@ def _ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ssim(a.float(), b.float(), data_range=1.0, size_average=True)
 
 
+TRAJECTORY_FIELDS = ("steps", "converge_bit_acc", "min_full_steps", "snapshot_steps")
+
+
+def trajectory_config(cfg: TokenConfig) -> TokenConfig:
+    """The config with the fields that only decide where training stops blanked: two configs
+    with one trajectory config pass through identical states, so checkpoints are shared."""
+    return dataclasses.replace(
+        cfg, steps=0, converge_bit_acc=0.0, min_full_steps=0, snapshot_steps=()
+    )
+
+
+def _stops(cfg: TokenConfig, history: list[dict[str, Any]], ev: dict[str, Any]) -> bool:
+    """The convergence rule at evaluation ``ev`` (``history`` up to and including it)."""
+    if cfg.converge_bit_acc <= 0 or not ev["full"]:
+        return False
+    first_full = min(h["step"] for h in history if h["full"])
+    return (
+        ev["step"] - first_full >= cfg.min_full_steps
+        and ev["bit_acc_noisy"] >= 100 * cfg.converge_bit_acc
+    )
+
+
+@dataclass
+class _LoopState:
+    step: int = 0
+    gate: int | None = None
+    recent: list[float] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _save_checkpoint(folder: Path, name: str, t: GeneratorTraining, st: _LoopState) -> None:
+    tensors = {f"enc.{k}": v for k, v in t.enc.state_dict().items()}
+    tensors |= {f"dec.{k}": v for k, v in t.dec.state_dict().items()}
+    for i, state in t.opt.state_dict()["state"].items():
+        tensors |= {f"opt.{i}.{k}": v for k, v in state.items()}
+    if t.critic is not None and t.opt_c is not None:
+        tensors |= {f"critic.{k}": v for k, v in t.critic.state_dict().items()}
+        for i, state in t.opt_c.state_dict()["state"].items():
+            tensors |= {f"optc.{i}.{k}": v for k, v in state.items()}
+    tensors["rng"] = t.g.get_state()
+    folder.mkdir(parents=True, exist_ok=True)
+    write_tensors(tensors, folder / f"{name}.safetensors")
+    meta = {"step": st.step, "gate": st.gate, "recent": st.recent, "history": st.history}
+    tmp = folder / f"{name}.json.tmp"
+    tmp.write_text(json.dumps(meta))
+    tmp.replace(folder / f"{name}.json")
+
+
+def _usable_checkpoint(folder: Path, cfg: TokenConfig) -> tuple[str, dict[str, Any]] | None:
+    """The furthest checkpoint this config's run passes through (not beyond its cap, and not
+    beyond a point where its convergence rule would already have stopped it)."""
+    best: tuple[str, dict[str, Any]] | None = None
+    for meta_file in folder.glob("*.json"):
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (OSError, ValueError):
+            continue  # a torn write of the rolling checkpoint: ignore it, use another
+        if not (meta_file.with_suffix(".safetensors")).exists() or meta["step"] > cfg.steps:
+            continue
+        hist = meta["history"]
+        if any(
+            _stops(cfg, hist[: i + 1], ev) for i, ev in enumerate(hist) if ev["step"] < meta["step"]
+        ):
+            continue
+        if best is None or meta["step"] > best[1]["step"]:
+            best = (meta_file.stem, meta)
+    return best
+
+
+def _load_checkpoint(folder: Path, name: str, t: GeneratorTraining) -> None:
+    tensors = read_tensors(folder / f"{name}.safetensors", "token-generator checkpoint")
+    t.enc.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("enc.")})
+    t.dec.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("dec.")})
+    _load_optimizer(t.opt, tensors, "opt.")
+    if t.critic is not None and t.opt_c is not None:
+        t.critic.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("critic.")})
+        _load_optimizer(t.opt_c, tensors, "optc.")
+    t.g.set_state(tensors["rng"])
+
+
+def _load_optimizer(
+    opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], prefix: str
+) -> None:
+    state = opt.state_dict()
+    for key, value in tensors.items():
+        if key.startswith(prefix):
+            i, k = key[len(prefix) :].split(".", 1)
+            state["state"].setdefault(int(i), {})[k] = value
+    opt.load_state_dict(state)
+    # safetensors hands back contiguous tensors; moments must keep their parameter's strides
+    # (channels_last convs), which the fused kernel assumes
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for k, v in opt.state.get(p, {}).items():
+                if torch.is_tensor(v) and v.shape == p.shape:
+                    opt.state[p][k] = torch.empty_like(p).copy_(v)
+
+
 def train_token_generator(
     x: torch.Tensor,
     n_bits: int,
@@ -256,6 +357,7 @@ def train_token_generator(
     device: torch.device,
     seed: int,
     snapshot: Callable[[int, TokenGenerator], None] | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> tuple[TokenGenerator, dict[str, Any]]:
     """Train encoder and decoder on uint8 images ``x``; returns the generator and stats.
 
@@ -265,6 +367,11 @@ def train_token_generator(
     ``eval_every`` steps, once both ramps are complete and ``min_full_steps`` steps at full
     strength have passed) whose bit accuracy under full noise reaches it; ``steps`` caps it.
     ``snapshot(step, generator)`` is called at ``cfg.snapshot_steps`` (for step sweeps).
+
+    ``checkpoint_dir`` holds the trajectory's checkpoints (a rolling one every 500 steps, a
+    kept one every ``checkpoint_every``): a killed run resumes, and a run of the same
+    trajectory with another cap or stopping rule starts from the furthest state it shares.
+    Resumed runs are bitwise identical to uninterrupted ones (weights, Adam, RNG restored).
     """
     t = GeneratorTraining(x, n_bits, cfg, device, seed)
     if t.lpips is None:
@@ -274,62 +381,65 @@ def train_token_generator(
     n_eval = min(cfg.eval_images, len(x))
     eval_x = x[torch.randperm(len(x), generator=ge)[:n_eval]].float() / 255
     eval_bits = torch.randint(0, 2, (n_eval, n_bits), generator=ge).float()
+    st, resumed_from = _LoopState(), 0
+    t0, stop, loss = time.perf_counter(), cfg.steps, float("nan")
+    found = _usable_checkpoint(checkpoint_dir, cfg) if checkpoint_dir else None
+    if found is not None and checkpoint_dir is not None:
+        _load_checkpoint(checkpoint_dir, found[0], t)
+        meta = found[1]
+        st = _LoopState(meta["step"], meta["gate"], meta["recent"], meta["history"])
+        resumed_from = st.step
+        last = st.history[-1] if st.history else None
+        if last is not None and last["step"] == st.step and _stops(cfg, st.history, last):
+            stop = st.step  # the state it stopped at last time: nothing left to train
+    with make_progress() as bar:
+        task = bar.add_task("token generator", total=cfg.steps, completed=st.step, info="")
+        while st.step < stop:
+            if (
+                st.gate is None
+                and st.step >= cfg.secret_only_steps
+                and (not st.recent or sum(st.recent) / len(st.recent) >= cfg.secret_gate_acc)
+            ):
+                st.gate = st.step
+            start = st.gate if st.gate is not None and cfg.secret_gate_acc > 0 else 0
+            noise_level = _ramp(st.step, start, cfg.noise_ramp_steps)
+            w_img = 0.0 if st.gate is None else _ramp(st.step, st.gate, cfg.image_ramp_steps)
+            xb, bits = t.batch()
+            loss, logits = t.step(xb, bits, noise_level, w_img, st.step % cfg.lpips_every == 0)
+            st.recent = [*st.recent[-49:], ((logits > 0).float() == bits).float().mean().item()]
+            st.step += 1
+            if st.step % cfg.eval_every == 0 or st.step == cfg.steps:
+                full = st.gate is not None and noise_level >= 1 and w_img >= 1
+                ev = t.evaluate(eval_x, eval_bits, seed + 13) | {"step": st.step, "full": full}
+                st.history.append(ev)
+                log.debug("token step %d: %s", st.step, ev)
+                if _stops(cfg, st.history, ev):
+                    stop = st.step
+            if snapshot is not None and st.step in cfg.snapshot_steps:
+                snapshot(st.step, TokenGenerator(t.enc, t.dec, cfg.strength))
+            if checkpoint_dir is not None:
+                if st.step % cfg.checkpoint_every == 0 or st.step >= stop:
+                    _save_checkpoint(checkpoint_dir, f"step_{st.step}", t, st)
+                elif st.step % 500 == 0:
+                    _save_checkpoint(checkpoint_dir, "latest", t, st)
+            if st.step % 20 == 0 or st.step >= stop:
+                acc = 100 * sum(st.recent) / len(st.recent)
+                bar.update(task, completed=st.step, info=f"bit acc {acc:.1f}% loss {loss:.3f}")
+    converged = (cfg.converge_bit_acc > 0 and st.step < cfg.steps) or bool(
+        st.history and _stops(cfg, st.history, st.history[-1])
+    )
     stats: dict[str, Any] = {
         "perceptual": "lpips" if t.lpips is not None else "yuv_l2",
         "lpips_missing": t.lpips_reason,
-        "history": [],
+        "history": st.history,
+        "gate_step": st.gate,
+        "steps": st.step,
+        "resumed_from_step": resumed_from,
+        "wall_s": time.perf_counter() - t0,
+        "train_bit_acc": 100 * sum(st.recent) / max(1, len(st.recent)),
+        "converged": converged or cfg.converge_bit_acc <= 0,
     }
-    t0, recent, gate, stop = time.perf_counter(), [], None, cfg.steps
-    step = 0
-    with make_progress() as bar:
-        task = bar.add_task("token generator", total=cfg.steps, info="")
-        while step < cfg.steps:
-            if (
-                gate is None
-                and step >= cfg.secret_only_steps
-                and (not recent or sum(recent) / len(recent) >= cfg.secret_gate_acc)
-            ):
-                gate = step
-                stats["gate_step"] = step
-            start = gate if gate is not None and cfg.secret_gate_acc > 0 else 0
-            noise_level = _ramp(step, start, cfg.noise_ramp_steps)
-            w_img = 0.0 if gate is None else _ramp(step, gate, cfg.image_ramp_steps)
-            xb, bits = t.batch()
-            loss, logits = t.step(xb, bits, noise_level, w_img, step % cfg.lpips_every == 0)
-            recent = [*recent[-49:], ((logits > 0).float() == bits).float().mean().item()]
-            step += 1
-            full = gate is not None and noise_level >= 1 and w_img >= 1
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                ev = t.evaluate(eval_x, eval_bits, seed + 13) | {"step": step}
-                stats["history"].append(ev)
-                log.debug("token step %d: %s", step, ev)
-                if (
-                    cfg.converge_bit_acc > 0
-                    and full
-                    and step - _full_since(stats, step, full) >= cfg.min_full_steps
-                    and ev["bit_acc_noisy"] >= 100 * cfg.converge_bit_acc
-                ):
-                    stop = step
-                    stats["converged_step"] = step
-            if snapshot is not None and step in cfg.snapshot_steps:
-                snapshot(step, TokenGenerator(t.enc, t.dec, cfg.strength))
-            if step % 20 == 0 or step >= stop:
-                bar.update(
-                    task,
-                    completed=step,
-                    info=f"bit acc {100 * sum(recent) / len(recent):.1f}% loss {loss:.3f}",
-                )
-            if step >= stop:
-                break
-    stats.update(
-        {
-            "steps": step,
-            "wall_s": time.perf_counter() - t0,
-            "train_bit_acc": 100 * sum(recent) / max(1, len(recent)),
-            "converged": "converged_step" in stats or cfg.converge_bit_acc <= 0,
-        }
-    )
-    if cfg.converge_bit_acc > 0 and "converged_step" not in stats:
+    if cfg.converge_bit_acc > 0 and not converged:
         console.print(
             f"[yellow]token generator: bit accuracy under full noise did not reach "
             f"{100 * cfg.converge_bit_acc:.0f}% within the cap of {cfg.steps} steps[/]"
@@ -337,10 +447,3 @@ def train_token_generator(
     t.enc.eval()
     t.dec.eval()
     return TokenGenerator(t.enc, t.dec, cfg.strength), stats
-
-
-def _full_since(stats: dict[str, Any], step: int, full: bool) -> int:
-    """The step at which both ramps first reached full strength (remembered in ``stats``)."""
-    if full and "full_step" not in stats:
-        stats["full_step"] = step
-    return stats.get("full_step", step)
