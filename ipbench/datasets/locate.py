@@ -17,8 +17,11 @@ def resolve_root(root: str | os.PathLike | None) -> Path:
 
 
 def downloads_allowed(download: bool) -> bool:
-    """Downloads happen only when asked for and not switched off by ``IPBENCH_OFFLINE=1``."""
-    return download and os.environ.get("IPBENCH_OFFLINE", "") not in ("1", "true", "yes")
+    """Downloads happen only when asked for, not switched off by ``IPBENCH_OFFLINE=1``, and
+    on a machine whose network answers (checked once per process: ``ipbench.network``)."""
+    from ipbench.network import offline_by_setting, online
+
+    return download and not offline_by_setting() and online()
 
 
 def try_download(name: str, base: Path, fetch: Callable[[], None], download: bool) -> None:
