@@ -61,6 +61,7 @@ class ActiveDaemonConfig(PoisonConfig):
     token_converge_bit_acc: float = 0.0
     token_min_full_steps: int = 0
     token_lpips_images: int = 0  # LPIPS on this many images of each batch (0: all)
+    token_image_loss: Literal["paper", "reference"] = "paper"  # see TokenConfig.image_loss
     # The generator's JPEG noise layer (0: off, as StegaStamp before its JPEG ramp). Poisoning's
     # own JPEG noise in D_u is PoisonConfig.jpeg_quality: two fields, two jobs.
     token_jpeg_quality: int = 0
@@ -87,6 +88,7 @@ def _token_config(cfg: ActiveDaemonConfig) -> TokenConfig:
         noise_ramp_steps=cfg.noise_ramp_steps, noise=NoiseConfig(jpeg_quality=cfg.token_jpeg_quality),
         strength=cfg.strength, converge_bit_acc=cfg.token_converge_bit_acc,
         min_full_steps=cfg.token_min_full_steps, lpips_images=cfg.token_lpips_images,
+        image_loss=cfg.token_image_loss,
     )  # fmt: skip
 
 

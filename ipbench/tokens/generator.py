@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +49,11 @@ class TokenConfig:
     l_ssim: float = -2.0  # l_p1 (negative: SSIM is maximised)
     l_lpips: float = 1.5  # l_p2
     l_critic: float = 0.5  # l_c, used only with critic=True
-    l_yuv: float = 1.5  # weight of the YUV-L2 that replaces LPIPS when its backbone is missing
+    l_yuv: float = 1.5  # weight of the YUV-L2 (reference loss, or LPIPS's stand-in when missing)
+    # "paper": Eq. 4's image terms, SSIM and LPIPS. "reference": the reference code's, a
+    # YUV-weighted L2 and LPIPS (no SSIM). Either way a missing LPIPS backbone is replaced by
+    # the YUV-L2, said on the terminal and recorded.
+    image_loss: Literal["paper", "reference"] = "paper"
     yuv_weights: tuple[float, float, float] = (1.0, 100.0, 100.0)
     critic: bool = False  # the reference code disables it
     stn: bool = True
@@ -200,12 +204,13 @@ class GeneratorTraining:
         # The perceptual terms stay in fp32: near-identical images differ in the 3rd-4th digit
         # of SSIM and of AlexNet's normalised features, below bf16's resolution.
         if w_img > 0:
-            loss = loss + w_img * cfg.l_ssim * _ssim(xa, xb)
+            if cfg.image_loss == "paper":
+                loss = loss + w_img * cfg.l_ssim * _ssim(xa, xb)
             if self.lpips is not None and lpips_on:
                 k = cfg.lpips_images or len(xa)  # a subset's mean: unbiased, k/B of the cost
                 d = self.lpips(xa[:k] * 2 - 1, xb[:k] * 2 - 1).mean()
                 loss = loss + w_img * cfg.l_lpips * d
-            elif self.lpips is None:
+            if self.lpips is None or cfg.image_loss == "reference":
                 loss = loss + w_img * cfg.l_yuv * _yuv_l2(xa, xb, cfg.yuv_weights)
             if self.critic is not None:
                 loss = loss + w_img * cfg.l_critic * self.critic(xa).mean()
