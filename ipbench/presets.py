@@ -20,15 +20,35 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
-    schedule: Literal["multistep", "cosine", "onecycle", "constant"] = "multistep"
+    schedule: Literal["multistep", "cosine", "onecycle", "constant", "triangle"] = "multistep"
     milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the epochs
     lr_gamma: float = 0.1
     warmup_epochs: float = 0.0
+    # schedule "triangle" (airbench): lr x lr_start_frac at step 0, linear up to lr at
+    # lr_peak_frac of the steps, linear down to lr x lr_end_frac at the last step
+    lr_start_frac: float = 0.2
+    lr_peak_frac: float = 0.23
+    lr_end_frac: float = 0.07
     label_smoothing: float = 0.0
     crop_padding: int = 4  # random pad-and-crop; 0 turns it off
+    crop_pad_mode: Literal["zeros", "reflect"] = "zeros"  # what the crop's border holds
     flip: bool = True
+    # "random": each image flipped with p=0.5 each epoch; "alternate" (airbench): a random half
+    # flipped in even epochs, the other half in odd ones, so each image is seen both ways
+    flip_mode: Literal["random", "alternate"] = "random"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     eval_batch_size: int = 1000
+    # learning-rate multiplier for BatchNorm biases (their weight decay divided by the same, so
+    # the decay per step stays); airbench's 64 with BN scales frozen
+    norm_bias_lr_scale: float = 1.0
+    # Lookahead (Zhang et al. 2019) as airbench runs it: every k steps the slow weights move
+    # towards the fast ones by 1 - lookahead_decay * (t / T)^3 and the fast ones restart from
+    # them; at the end the model holds the slow weights. 0 turns it off.
+    lookahead_every: int = 0
+    lookahead_decay: float = 0.95**5
+    # training images (the first ones passed to fit) from which data-initialised layers
+    # (``init_from_data``, e.g. whitenet's whitening stem) are set before the first step
+    data_init_images: int = 5000
 
 
 @dataclass(frozen=True)
