@@ -95,6 +95,9 @@ class WhiteningConv(nn.Conv2d):
         self.weight.requires_grad_(False)
         with torch.no_grad():
             self.bias.zero_()
+        # saved with the weights: a trained or loaded layer is never set again (fine-tuning a
+        # stolen model on other data must not replace its stem)
+        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
 
     @torch.no_grad()
     def init_from_data(self, x: torch.Tensor) -> None:
@@ -109,6 +112,7 @@ class WhiteningConv(nn.Conv2d):
             -1, c, kh, kw
         )
         self.weight.copy_(torch.cat((filters, -filters)).to(self.weight.dtype))
+        self.initialised.fill_(True)
 
 
 class Scale(nn.Module):

@@ -125,13 +125,19 @@ class _StopForward(Exception):
 
 @torch.no_grad()
 def init_from_data(model: nn.Module, x: torch.Tensor, device: torch.device) -> int:
-    """Call ``init_from_data(input)`` on every submodule that has one, with the input that
-    module sees when the model runs on images ``x`` (the trainer passes the first
-    ``cfg.data_init_images`` training images, unaugmented, in fp32). Returns how many layers
-    were set. The forward stops after the last such layer, runs in eval mode (BatchNorm
-    statistics untouched) and draws no random numbers, so the result depends on ``x`` alone.
+    """Call ``init_from_data(input)`` on every submodule that has one and whose
+    ``initialised`` flag is not set, with the input that module sees when the model runs on
+    images ``x`` (the trainer passes the first ``cfg.data_init_images`` training images,
+    unaugmented, in fp32). Returns how many layers were set. The forward stops after the last
+    such layer, runs in eval mode (BatchNorm statistics untouched) and draws no random
+    numbers, so the result depends on ``x`` alone. Layers of a trained or loaded model carry
+    the flag and are left alone (fine-tuning keeps the stem it was trained with).
     """
-    layers = [m for m in model.modules() if callable(getattr(m, "init_from_data", None))]
+    layers = [
+        m
+        for m in model.modules()
+        if callable(getattr(m, "init_from_data", None)) and not bool(getattr(m, "initialised", 0))
+    ]
     if not layers or len(x) == 0:
         return 0
     pending = set(map(id, layers))
