@@ -77,6 +77,111 @@ def fastnet(num_classes: int, in_channels: int = 3, image_size: int = 32) -> nn.
     return _plain_net((32, 64, 128, 256), in_channels, num_classes)
 
 
+class WhiteningConv(nn.Conv2d):
+    """A frozen 2x2 conv that whitens image patches; its weights come from the training images.
+
+    ``init_from_data(x)`` sets the filters to the eigenvectors of the covariance of every
+    ``k x k`` patch of ``x`` (the layer's own input: normalised images), scaled by
+    ``1 / sqrt(eigenvalue + eps)``, each once as is and once negated, so that a following GELU
+    passes both signs (Jordan's airbench; Page's DAWNBench ResNet whitened the same way). The
+    first layer then starts as a decorrelating transform instead of noise: the network needs no
+    epochs to learn what the pixel statistics already say. Frozen, so it costs no gradient.
+    """
+
+    def __init__(self, in_channels: int, kernel_size: int = 2, eps: float = 5e-4):
+        width = 2 * in_channels * kernel_size**2
+        super().__init__(in_channels, width, kernel_size, padding=0, bias=True)
+        self.eps = eps
+        self.weight.requires_grad_(False)
+        with torch.no_grad():
+            self.bias.zero_()
+        # saved with the weights: a trained or loaded layer is never set again (fine-tuning a
+        # stolen model on other data must not replace its stem)
+        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+
+    @torch.no_grad()
+    def init_from_data(self, x: torch.Tensor) -> None:
+        """Whitening filters from ``x`` (N, C, H, W), this layer's input; deterministic (fp64)."""
+        c, (kh, kw) = self.in_channels, self.kernel_size
+        patches = x.double().unfold(2, kh, 1).unfold(3, kw, 1)  # N, C, H', W', kh, kw
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * kh * kw)
+        cov = patches.T @ patches / len(patches)
+        eigenvalues, eigenvectors = torch.linalg.eigh(cov)  # ascending
+        eigenvalues, eigenvectors = eigenvalues.flip(0), eigenvectors.T.flip(0)
+        filters = (eigenvectors / torch.sqrt(eigenvalues.clamp_min(0) + self.eps)[:, None]).view(
+            -1, c, kh, kw
+        )
+        self.weight.copy_(torch.cat((filters, -filters)).to(self.weight.dtype))
+        self.initialised.fill_(True)
+
+
+class Scale(nn.Module):
+    """Multiplies by a constant: keeps the logits small at the start (airbench: 1/9)."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+
+def _frozen_scale_bn(channels: int) -> nn.BatchNorm2d:
+    """BN with its scale fixed at 1 and only the bias trained (the trainer scales the bias lr),
+    momentum 0.4 and tiny eps as in airbench: with few, large steps the running statistics must
+    follow the weights quickly."""
+    bn = nn.BatchNorm2d(channels, eps=1e-12, momentum=0.4)
+    bn.weight.requires_grad_(False)
+    return bn
+
+
+def _dirac_conv(ci: int, co: int) -> nn.Conv2d:
+    """3x3 conv whose first ``ci`` filters start as the identity (airbench): a fresh network
+    passes its input through, which lets a large learning rate work from the first step."""
+    conv = nn.Conv2d(ci, co, 3, padding=1, bias=False)
+    with torch.no_grad():
+        nn.init.dirac_(conv.weight[: min(ci, co)])
+    return conv
+
+
+def _whiten_group(ci: int, co: int) -> list[nn.Module]:
+    """conv -> max-pool -> BN -> GELU -> conv -> BN -> GELU; pooling before the first BN puts
+    the element-wise work at a quarter of the resolution."""
+    return [
+        _dirac_conv(ci, co), nn.MaxPool2d(2), _frozen_scale_bn(co), nn.GELU(),
+        _dirac_conv(co, co), _frozen_scale_bn(co), nn.GELU(),
+    ]  # fmt: skip
+
+
+def _whitenet(widths: Sequence[int], in_channels: int, num_classes: int) -> nn.Sequential:
+    whiten = WhiteningConv(in_channels)
+    layers: list[nn.Module] = [whiten, nn.GELU()]
+    ci = whiten.out_channels
+    for co in widths:
+        layers += _whiten_group(ci, co)
+        ci = co
+    return nn.Sequential(
+        *layers,
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
+        nn.Linear(ci, num_classes, bias=False),
+        Scale(1 / 9),
+    )
+
+
+@models.register("whitenet")
+def whitenet(num_classes: int, in_channels: int = 3, image_size: int = 32) -> nn.Module:
+    """airbench93's network in ipbench: a data-whitening 2x2 stem, then three groups of two 3x3
+    convs (64-128-128) with GELU and bias-only BN; ~54 M multiply-adds per 32x32 image, as
+    many as ``fastnet``.
+
+    One flat ``nn.Sequential`` like ``fastnet``, so surgery by layer position (passports,
+    pruning) finds conv -> [pool] -> BN in the same places. The whitening needs data: the
+    trainer calls ``init_from_data`` on it before the first step (see ``ipbench.training``).
+    """
+    return _whitenet((64, 128, 128), in_channels, num_classes)
+
+
 @models.register("tiny")
 def tiny(num_classes: int, in_channels: int = 3, image_size: int = 32) -> nn.Module:
     """Four 3x3 convs (8-16-32-64): trains in seconds, for the smoke preset and tests."""

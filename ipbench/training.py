@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -67,13 +68,19 @@ def lr_at(step: int, total: int, steps_per_epoch: int, cfg: TrainConfig) -> floa
     if cfg.schedule == "multistep":
         passed = sum(step >= round(m * total) for m in cfg.milestones)
         return cfg.lr * cfg.lr_gamma**passed
+    if cfg.schedule == "triangle":
+        peak = cfg.lr_peak_frac * total
+        if step < peak:
+            return cfg.lr * (cfg.lr_start_frac + (1 - cfg.lr_start_frac) * step / peak)
+        t = (step - peak) / max(1.0, total - peak)
+        return cfg.lr * (1 + (cfg.lr_end_frac - 1) * t)
     t = (step - warm) / max(1, total - warm)
     if cfg.schedule == "cosine":
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
     if cfg.schedule == "onecycle":
         return cfg.lr * max(0.0, 1.0 - t)
     raise IpbenchError(
-        f"unknown schedule {cfg.schedule!r}; valid: multistep, cosine, onecycle, constant"
+        f"unknown schedule {cfg.schedule!r}; valid: multistep, cosine, onecycle, constant, triangle"
     )
 
 
@@ -84,6 +91,105 @@ def _epoch_seed(seed: int, epoch: int, salt: int = 0) -> int:
 def to_float_images(x: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] or float [0, 1] -> float [0, 1]."""
     return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+
+
+def param_groups(
+    model: nn.Module, params: list[nn.Parameter], cfg: TrainConfig
+) -> list[dict[str, Any]]:
+    """SGD parameter groups: BatchNorm biases apart when ``cfg.norm_bias_lr_scale`` != 1.
+
+    Each group carries ``lr_scale`` (its multiple of the scheduled lr); the BN-bias group's
+    weight decay is divided by the same factor, so that lr x decay, the shrinkage per step,
+    is the same for every parameter (airbench's decoupled form).
+    """
+    scale = cfg.norm_bias_lr_scale
+    if scale == 1.0:
+        return [{"params": params, "lr_scale": 1.0, "weight_decay": cfg.weight_decay}]
+    norm_biases = {
+        id(m.bias)
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None
+    }
+    biases = [p for p in params if id(p) in norm_biases]
+    others = [p for p in params if id(p) not in norm_biases]
+    groups = [
+        {"params": biases, "lr_scale": scale, "weight_decay": cfg.weight_decay / scale},
+        {"params": others, "lr_scale": 1.0, "weight_decay": cfg.weight_decay},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+class _StopForward(Exception):
+    pass
+
+
+@torch.no_grad()
+def init_from_data(model: nn.Module, x: torch.Tensor, device: torch.device) -> int:
+    """Call ``init_from_data(input)`` on every submodule that has one and whose
+    ``initialised`` flag is not set, with the input that module sees when the model runs on
+    images ``x`` (the trainer passes the first ``cfg.data_init_images`` training images,
+    unaugmented, in fp32). Returns how many layers were set. The forward stops after the last
+    such layer, runs in eval mode (BatchNorm statistics untouched) and draws no random
+    numbers, so the result depends on ``x`` alone. Layers of a trained or loaded model carry
+    the flag and are left alone (fine-tuning keeps the stem it was trained with).
+    """
+    layers = [
+        m
+        for m in model.modules()
+        if callable(getattr(m, "init_from_data", None)) and not bool(getattr(m, "initialised", 0))
+    ]
+    if not layers or len(x) == 0:
+        return 0
+    pending = set(map(id, layers))
+
+    def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        if id(module) in pending:
+            module.init_from_data(args[0].float())
+            pending.discard(id(module))
+            if not pending:
+                raise _StopForward
+
+    handles = [m.register_forward_pre_hook(hook) for m in layers]
+    was_training = model.training
+    model.eval()
+    try:
+        model(to_float_images(x.to(device)))
+    except _StopForward:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return len(layers)
+
+
+class Lookahead:
+    """Slow weights for Lookahead as airbench runs it (every floating tensor of the state dict,
+    BatchNorm statistics included): every ``every`` steps ``slow += (1 - d) (fast - slow)``
+    with ``d = decay * (step / total)^3``, then ``fast = slow``; after the last step the model
+    holds the slow weights. Early on d is ~0 (plain SGD); late in the run the weights average
+    over the noisy last steps, as an EMA would, at no extra cost at evaluation.
+    """
+
+    def __init__(self, model: nn.Module, every: int, decay: float):
+        self.every, self.decay = every, decay
+        self.slow = {
+            k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()
+        }
+
+    @torch.no_grad()
+    def _pull(self, model: nn.Module, decay: float) -> None:
+        state = model.state_dict()
+        for k, slow in self.slow.items():
+            slow.lerp_(state[k], 1.0 - decay)
+            state[k].copy_(slow)
+
+    def after_step(self, model: nn.Module, step: int, total: int) -> None:
+        """``step`` counts steps done (1-based)."""
+        if step % self.every == 0:
+            self._pull(model, self.decay * (step / total) ** 3)
+        if step == total:
+            self._pull(model, 1.0)
 
 
 @dataclass
@@ -141,15 +247,25 @@ class Trainer:
         x_dev = x.to(dev)
         params = [p for p in (params or list(model.parameters())) if p.requires_grad]
         opt = torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
-            weight_decay=cfg.weight_decay,
+            param_groups(model, params, cfg), lr=cfg.lr, momentum=cfg.momentum,
+            nesterov=cfg.nesterov and cfg.momentum > 0,
         )  # fmt: skip
         n, bs = len(x), min(cfg.batch_size, len(x))
         steps_per_epoch = math.ceil(n / bs)
         total = cfg.epochs * steps_per_epoch
         ckpt = Path(checkpoint_dir) if checkpoint_dir else None
-        start_epoch = _load_checkpoint(ckpt, model, opt) if ckpt else 0
-        step, last_loss, t0 = start_epoch * steps_per_epoch, float("nan"), time.perf_counter()
+        t0 = time.perf_counter()
+        if not (ckpt and _has_checkpoint(ckpt)):  # a checkpoint holds data-set layers already
+            init_from_data(model, x[: cfg.data_init_images], dev)
+        look = Lookahead(model, cfg.lookahead_every, cfg.lookahead_decay)
+        look = look if cfg.lookahead_every > 0 else None
+        start_epoch = _load_checkpoint(ckpt, model, opt, look) if ckpt else 0
+        step, last_loss = start_epoch * steps_per_epoch, float("nan")
+        # alternating flips: which half of the images is mirrored in even epochs, for the run
+        flip_base = None
+        if cfg.flip and cfg.flip_mode == "alternate":
+            g0 = torch.Generator().manual_seed(_epoch_seed(seed, 0, 2))
+            flip_base = torch.rand(n, generator=g0) < 0.5
         with make_progress() as bar:
             task = bar.add_task(f"{self.desc_prefix}{desc}", total=total, completed=step, info="")
             for epoch in range(start_epoch, cfg.epochs):
@@ -157,20 +273,22 @@ class Trainer:
                 torch.manual_seed(_epoch_seed(seed, epoch, 1))  # dropout and friends
                 g = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
                 perm = torch.randperm(n, generator=g)
-                aug = draw_params(n, cfg.crop_padding, cfg.flip, g)
+                aug = draw_params(n, cfg.crop_padding, cfg.flip, g, flip_base, epoch)
                 targets = (targets_fn(epoch) if targets_fn else y).to(dev)
                 loss_sum = torch.zeros((), device=dev)
                 for i in range(0, n, bs):
                     idx = perm[i : i + bs]
                     xb = to_float_images(x_dev[idx.to(dev)])
                     xb = crop_flip(
-                        xb, cfg.crop_padding, aug["dy"][idx], aug["dx"][idx], aug["flip"][idx]
-                    )
+                        xb, cfg.crop_padding, aug["dy"][idx], aug["dx"][idx], aug["flip"][idx],
+                        cfg.crop_pad_mode,
+                    )  # fmt: skip
                     if batch_transform is not None:
                         xb = batch_transform(xb, idx)
                     xb = xb.contiguous(memory_format=torch.channels_last)
+                    lr = lr_at(step, total, steps_per_epoch, cfg)
                     for group in opt.param_groups:
-                        group["lr"] = lr_at(step, total, steps_per_epoch, cfg)
+                        group["lr"] = lr * group["lr_scale"]
                     with autocast(dev, precision):
                         out = model(xb)
                     loss = F.cross_entropy(
@@ -183,6 +301,8 @@ class Trainer:
                     opt.step()
                     loss_sum += loss.detach()
                     step += 1
+                    if look is not None:
+                        look.after_step(model, step, total)
                     if step % 20 == 0 or i + bs >= n:
                         last_loss = float(loss.detach())
                         if not math.isfinite(float(loss_sum)):
@@ -196,7 +316,7 @@ class Trainer:
                             info=f"ep {epoch + 1}/{cfg.epochs} loss {last_loss:.3f}",
                         )
                 if ckpt:
-                    _save_checkpoint(ckpt, model, opt, epoch + 1)
+                    _save_checkpoint(ckpt, model, opt, epoch + 1, look)
         wall = time.perf_counter() - t0
         done = (cfg.epochs - start_epoch) * n
         return TrainResult(
@@ -233,9 +353,13 @@ class Trainer:
 
 
 def _save_checkpoint(
-    folder: Path, model: nn.Module, opt: torch.optim.Optimizer, epoch: int
+    folder: Path,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    epoch: int,
+    look: Lookahead | None = None,
 ) -> None:
-    """Model weights and momentum buffers after ``epoch``; written atomically."""
+    """Model weights, momentum buffers and Lookahead's slow weights after ``epoch``; atomic."""
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     for i, group in enumerate(opt.param_groups):
@@ -243,13 +367,21 @@ def _save_checkpoint(
             buf = opt.state.get(p, {}).get("momentum_buffer")
             if buf is not None:
                 tensors[f"opt.{i}.{j}"] = buf
+    if look is not None:
+        tensors.update({f"slow.{k}": v for k, v in look.slow.items()})
     write_tensors(tensors, folder / "checkpoint.safetensors")
     (folder / "checkpoint.json").write_text(json.dumps({"epoch": epoch}))
 
 
-def _load_checkpoint(folder: Path, model: nn.Module, opt: torch.optim.Optimizer) -> int:
+def _has_checkpoint(folder: Path) -> bool:
+    return (folder / "checkpoint.json").exists() and (folder / "checkpoint.safetensors").exists()
+
+
+def _load_checkpoint(
+    folder: Path, model: nn.Module, opt: torch.optim.Optimizer, look: Lookahead | None = None
+) -> int:
     meta, weights = folder / "checkpoint.json", folder / "checkpoint.safetensors"
-    if not (meta.exists() and weights.exists()):
+    if not _has_checkpoint(folder):
         return 0
     try:
         epoch = int(json.loads(meta.read_text())["epoch"])
@@ -265,4 +397,12 @@ def _load_checkpoint(folder: Path, model: nn.Module, opt: torch.optim.Optimizer)
             buf = tensors.get(f"opt.{i}.{j}")
             if buf is not None:
                 opt.state[p]["momentum_buffer"] = buf.to(p.device)
+    if look is not None:
+        for k, slow in look.slow.items():
+            saved = tensors.get(f"slow.{k}")
+            if saved is None:
+                raise CorruptArtifactError(
+                    f"{weights}: no Lookahead state for {k}; delete {folder} to restart the stage"
+                )
+            slow.copy_(saved)
     return epoch

@@ -7,7 +7,7 @@ from ipbench.models import ModelSpec, build_model
 from ipbench.registry import models
 
 
-@pytest.mark.parametrize("name", ["tiny", "fastnet", "resnet18", "wrn16_4", "lenet5"])
+@pytest.mark.parametrize("name", ["tiny", "fastnet", "whitenet", "resnet18", "wrn16_4", "lenet5"])
 def test_models_map_cifar_shaped_images_to_logits(name):
     spec = ModelSpec(
         name, num_classes=7, in_channels=3, image_size=32, mean=(0.5,) * 3, std=(0.25,) * 3
