@@ -65,6 +65,7 @@ class ActiveDaemonConfig(PoisonConfig):
     # The generator's JPEG noise layer (0: off, as StegaStamp before its JPEG ramp). Poisoning's
     # own JPEG noise in D_u is PoisonConfig.jpeg_quality: two fields, two jobs.
     token_jpeg_quality: int = 0
+    token_noise_level: float = 1.0  # see TokenConfig.noise_level
     strength: float = 1.0  # l_t, the token's strength at authorization time
     # Ordinary noise in the unauthorized set (paper Sec. IV-B: Gaussian and S&P images mixed into
     # D_u "to distinguish noise from tokens"; the paper gives no fraction). 20% of D_u, a third
@@ -88,7 +89,7 @@ def _token_config(cfg: ActiveDaemonConfig) -> TokenConfig:
         noise_ramp_steps=cfg.noise_ramp_steps, noise=NoiseConfig(jpeg_quality=cfg.token_jpeg_quality),
         strength=cfg.strength, converge_bit_acc=cfg.token_converge_bit_acc,
         min_full_steps=cfg.token_min_full_steps, lpips_images=cfg.token_lpips_images,
-        image_loss=cfg.token_image_loss,
+        image_loss=cfg.token_image_loss, noise_level=cfg.token_noise_level,
     )  # fmt: skip
 
 
