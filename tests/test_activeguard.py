@@ -7,14 +7,14 @@ import dataclasses
 
 import pytest
 import torch
-from ipbench.schemes.activeguard import ActiveGuard, ActiveGuardConfig
-from ipbench.schemes.activeguard_fingerprint import ControlLayer
 
 from ipbench.contract import Credential
 from ipbench.datasets import load_dataset
 from ipbench.errors import IpbenchError
 from ipbench.models import build_model
 from ipbench.runner import Runner, RunRequest, model_spec_for
+from ipbench.schemes._activeguard.fingerprint import ControlLayer
+from ipbench.schemes.activeguard import ActiveGuard, ActiveGuardConfig
 from ipbench.training import to_float_images
 
 CHI2_DF9_P001 = 27.877  # chi-square critical value, 9 degrees of freedom, p = 0.001
@@ -114,7 +114,7 @@ def test_capacity_follows_eq5_and_bad_settings_are_rejected():
 
 
 def test_watermark_layer_out_of_range_names_the_valid_ones():
-    from ipbench.schemes.activeguard_watermark import WatermarkKey
+    from ipbench.schemes._activeguard.watermark import WatermarkKey
 
     ds = load_dataset("synthetic")
     model = build_model(model_spec_for("tiny", ds))

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from ipbench.attacks._common import redeploy, score, steal
-from ipbench.attacks.prune import prune_global
-from ipbench.attacks.strip_control import StripControl
+from conftest import run_context
 from torch import nn
 from typer.testing import CliRunner
 
-from ipbench.attack import AttackContext
+from ipbench.attack import Target, redeploy, score, steal
+from ipbench.attacks.prune import prune_global
+from ipbench.attacks.strip_control import StripControl
 from ipbench.cli import app
 from ipbench.registry import presets, schemes
 from ipbench.runner import Runner, RunRequest
@@ -118,20 +118,21 @@ def test_passport_retrain_forges_a_working_passport(workdir):
 
 def test_strip_control_gives_activeguard_away_and_redeploy_maps_its_copy_back(activeguard_smoke):
     scheme, prot, _, splits, trainer = activeguard_smoke
-    ctx = AttackContext(scheme, prot, splits, trainer, presets.get("smoke"), 0, torch.device("cpu"))
-    got = StripControl().run(ctx)
+    ctx = run_context(splits, prot.model_spec, presets.get("smoke"), trainer).for_thief()
+    target = Target(scheme, prot)
+    got = StripControl().run(target, ctx)
     assert got["A_ud_before"] < CHANCE_PLUS
     assert got["A_ud"] > got["A_ad"] - 5  # the bare network is the authorized model
 
-    again = score(scheme, redeploy(scheme, prot, steal(scheme, prot)), splits.test, ctx.device, 0)
-    before = score(scheme, prot, splits.test, ctx.device, 0)
+    again = score(redeploy(target, steal(target)), splits.test, ctx)
+    before = score(target, splits.test, ctx)
     assert again[0] == before[0]  # fingerprints still authenticate on the unwrapped copy
     assert again[1] == pytest.approx(before[1], abs=6)  # random answers: a fresh RNG stream
 
 
 def test_strip_control_is_skipped_outside_activeguard():
     reason = StripControl().skip_reason(schemes.get("mlock")())
-    assert reason == "strip-control targets activeguard only"
+    assert reason == "mlock lacks capability WrappedDeployment (it has: InputSpaceToken)"
 
 
 cli = CliRunner()

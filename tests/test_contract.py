@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ipbench.contract import Capability, Protected
+from ipbench.capabilities import InputSpaceToken, capabilities_of, capability
+from ipbench.contract import Protected
 from ipbench.errors import CorruptArtifactError, IpbenchError
 from ipbench.models import ModelSpec, build_model
 from ipbench.registry import schemes
@@ -61,6 +62,6 @@ def test_none_scheme_serves_everyone_the_same_model():
     cred = scheme.authorize(p, "alice")
     assert torch.equal(scheme.query(p, x, cred), scheme.query(p, x, None))
     assert scheme.stolen(p) is p.model
-    assert not scheme.has(Capability.INPUT_SPACE)
-    with pytest.raises(IpbenchError, match="no input-space credentials"):
-        scheme.apply(cred, x)
+    assert capabilities_of(scheme) == [] and not isinstance(scheme, InputSpaceToken)
+    with pytest.raises(IpbenchError, match="scheme 'none' lacks capability InputSpaceToken"):
+        capability(scheme, InputSpaceToken)

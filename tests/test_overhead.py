@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ipbench.metrics import overhead as oh
 from torch import nn
 
 from ipbench.errors import IpbenchError
+from ipbench.metrics import overhead as oh
 
 
 def test_linear_params_and_flops_by_hand():
