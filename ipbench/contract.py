@@ -131,6 +131,14 @@ class Scheme(ABC):
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "query" in cls.__dict__:  # the evaluator's entry point must stay the same for all
+            raise TypeError(
+                f"{cls.__qualname__} overrides Scheme.query; override serve instead (query "
+                "applies an input-space credential, then calls serve)"
+            )
+
     def validate(self, spec: ModelSpec) -> None:
         """Check the settings against the task (classes, image size, network) before any
         training starts; raise ``IpbenchError`` naming the bad value and the valid range."""
