@@ -56,7 +56,7 @@ def _source_file(name: str) -> Path | None:
 def _parsed(text: str) -> tuple[str, tuple[tuple[str, tuple[str, ...], int], ...]]:
     """(digest of the code, imports as (module, names, level)) of one module's source text."""
     tree = ast.parse(text)
-    imports = []
+    imports: list[tuple[str, tuple[str, ...], int]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             imports += [(a.name, (), 0) for a in node.names]

@@ -12,6 +12,7 @@ other plugin still loads.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import pkgutil
@@ -83,7 +84,7 @@ class Registry(Generic[T]):
             return
         self._loaded = True
         for module in self.builtin_modules():
-            self._guarded(module, lambda m=module: importlib.import_module(m))
+            self._guarded(module, functools.partial(importlib.import_module, module))
         if self._group:
             for ep in entry_points(group=self._group):
                 self._guarded(f"{ep.name} (entry point {ep.value})", ep.load)

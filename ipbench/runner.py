@@ -263,8 +263,9 @@ class Runner:
         eval_key = content_hash("evaluate", protect_key, res.eval, a_or, EVAL_VERSION)
 
         def run_eval(work: Path) -> dict[str, Any]:
-            found = evaluate(res.scheme, protected, splits.test, a_or, res.device, seed, res.eval)
-            found.update(res.scheme.scheme_metrics(protected, ctx))
+            found: dict[str, float | str | None] = {}
+            found |= evaluate(res.scheme, protected, splits.test, a_or, res.device, seed, res.eval)
+            found |= res.scheme.scheme_metrics(protected, ctx)
             x1 = to_float_images(splits.test.x[:1]).to(res.device)
             user = eval_users(seed, 1)[0]
             found.update(overhead(res.scheme, protected, baseline_copy(), x1, user, res.eval))

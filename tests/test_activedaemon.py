@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ipbench.registry import schemes
@@ -35,6 +36,7 @@ def test_config_defaults_are_the_papers():
     )
 
 
+@pytest.mark.slow
 def test_smoke_protected_model_serves_authorized_users_and_refuses_others(tmp_path):
     """On the easy synthetic task: A_ad near the unprotected accuracy, A_ud near chance (10%).
 
@@ -54,6 +56,7 @@ def test_smoke_protected_model_serves_authorized_users_and_refuses_others(tmp_pa
     assert "LPIPS" in notes  # offline: reported missing with its reason, not computed
 
 
+@pytest.mark.slow
 def test_all_five_strategies_run_through_the_cli_settings(tmp_path, monkeypatch):
     """``ipbench run --set strategy=...`` reaches the labels the protected model trains on, for
     every strategy (one short epoch each; the token generator is trained once and cached)."""

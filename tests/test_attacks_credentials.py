@@ -65,6 +65,7 @@ def deploy(tmp_path_factory):
 
 
 # --- fake-token -------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_fake_token_endpoints_reproduce_genuine_and_clean_accuracy(deploy):
     m, _, _, _ = deploy("adip", "fake-token,fake-credential", epochs="8")
     ev, atk = m["evaluate"], m["attack:fake-token"]
@@ -77,6 +78,7 @@ def test_fake_token_endpoints_reproduce_genuine_and_clean_accuracy(deploy):
     assert atk["A_td"] == max(atk["A_fake@gaussian"], atk["A_fake@mismatched"])
 
 
+@pytest.mark.slow
 def test_fake_credential_is_skipped_on_an_input_space_scheme(deploy):
     _, stages, _, _ = deploy("adip", "fake-token,fake-credential", epochs="8")
     assert "adip lacks capability CredentialForging" in str(stages["attack:fake-credential"])
@@ -101,6 +103,7 @@ def test_bad_attack_settings_are_refused_with_the_valid_ones():
 # --- fake-credential --------------------------------------------------------------------------
 # A passport forged from the pretrained model's features on the thief's own images is a real
 # threat (about 65 on the smoke task), so only the random passport is expected to fail.
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("scheme", "failing"),
     [("passport", ("random_passport",)), ("chaow", ("random_key", "near_key"))],
@@ -118,6 +121,7 @@ def test_fake_credentials_fail_where_the_owners_pass(deploy, scheme, failing):
     assert "lacks capability InputSpaceToken" in skipped
 
 
+@pytest.mark.slow
 def test_random_passport_far_below_genuine_and_unknown_kind_is_refused(deploy):
     m, _, target, ctx = deploy("passport", "fake-credential,fake-token")
     assert m["attack:fake-credential"]["A_td@random_passport"] < CHANCE_PLUS
@@ -139,6 +143,7 @@ def guarded(deploy):
     return Target(ActiveGuard(), prot), ctx
 
 
+@pytest.mark.slow
 def test_fingerprint_made_with_the_owners_windows_authenticates(guarded):
     (scheme, protected), ctx = (guarded[0].scheme, guarded[0].protected), guarded[1]
     cfg = ForgedFingerprint.Config(cw_steps=200)
@@ -150,6 +155,7 @@ def test_fingerprint_made_with_the_owners_windows_authenticates(guarded):
     assert float(scheme.authenticates(protected, images).float().mean()) >= 0.75
 
 
+@pytest.mark.slow
 def test_forged_fingerprint_rates_are_fractions(guarded):
     cfg = ForgedFingerprint.Config(windows=(0.15, 0.3), per_window=3, cw_steps=200, max_test=200)
     out = {str(k): v for k, v in ForgedFingerprint(cfg).run(*guarded).items()}
@@ -167,6 +173,7 @@ def test_candidate_grid_is_the_papers():
 
 # --- neural cleanse ---------------------------------------------------------------------------
 # M-LOCK's random-position sticker needs 20 smoke epochs to be learnt (tests/test_visible_tokens.py).
+@pytest.mark.slow
 @pytest.mark.parametrize(("scheme", "epochs"), [("adip", "8"), ("mlock", "20")])
 def test_neural_cleanse_recovers_a_visible_token(deploy, scheme, epochs):
     m, _, target, ctx = deploy(scheme, "fake-token,fake-credential", epochs=epochs)

@@ -42,6 +42,7 @@ def attacked(workdir: Path, scheme: str, attacks: str, **settings: str) -> dict[
     return out
 
 
+@pytest.mark.slow
 def test_extraction_copies_an_unprotected_model(workdir):
     m = attacked(
         workdir, "none", "extraction",
@@ -53,6 +54,7 @@ def test_extraction_copies_an_unprotected_model(workdir):
     assert got["A_sub_vs_victim_agreement"] > 2 * CHANCE_PLUS
 
 
+@pytest.mark.slow
 def test_finetune_keeps_an_unprotected_model_and_retrains_a_fresh_head(workdir):
     m = attacked(workdir, "none", "finetune")
     a_or, got = m["baseline"]["A_or"], m["attack:finetune"]
@@ -64,6 +66,7 @@ def test_finetune_keeps_an_unprotected_model_and_retrains_a_fresh_head(workdir):
     assert got["A_ud"] == max(v for k, v in got.items() if "@" in k and "epochs=0" not in k)
 
 
+@pytest.mark.slow
 def test_transfer_finetune_learns_the_new_task_with_a_fresh_head(workdir):
     m = attacked(
         workdir, "none", "finetune",
@@ -82,6 +85,7 @@ def test_transfer_finetune_refuses_other_shapes_and_activeguard():
     assert atk.skip_reason(schemes.get("mlock")()) is None
 
 
+@pytest.mark.slow
 def test_prune_at_zero_is_exact_and_at_ninety_percent_hurts(workdir):
     m = attacked(workdir, "none", "prune")
     got = m["attack:prune"]
@@ -105,6 +109,7 @@ def test_global_pruning_zeroes_exactly_the_rate_of_conv_and_linear_weights():
     assert not hasattr(model[0], "weight_orig")  # pruning made permanent
 
 
+@pytest.mark.slow
 def test_passport_retrain_forges_a_working_passport(workdir):
     m = attacked(workdir, "passport", "passport-retrain,strip-control")
     got = m["attack:passport-retrain"]
@@ -116,6 +121,7 @@ def test_passport_retrain_forges_a_working_passport(workdir):
     assert skipped["attack:strip-control"] == "skipped"
 
 
+@pytest.mark.slow
 def test_strip_control_gives_activeguard_away_and_redeploy_maps_its_copy_back(activeguard_smoke):
     scheme, prot, _, splits, trainer = activeguard_smoke
     ctx = run_context(splits, prot.model_spec, presets.get("smoke"), trainer).for_thief()
@@ -138,6 +144,7 @@ def test_strip_control_is_skipped_outside_activeguard():
 cli = CliRunner()
 
 
+@pytest.mark.slow
 def test_attack_command_adds_stages_to_the_stored_run(tmp_path):
     w = str(tmp_path)
     fast = ["--set", "epochs=1", "--set", "max_train=300", "--set", "max_test=100"]

@@ -42,6 +42,7 @@ def smoke(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["chaow", "advparams"])
 def test_key_restores_the_exact_model_and_its_absence_breaks_it(smoke, scheme):
     m, _ = smoke(scheme)
@@ -51,12 +52,14 @@ def test_key_restores_the_exact_model_and_its_absence_breaks_it(smoke, scheme):
     assert m["flops"] == m["flops_base"] and m["params"] == m["params_base"]  # no overhead
 
 
+@pytest.mark.slow
 def test_chaow_is_sensitive_to_the_key(smoke):
     m, _ = smoke("chaow")
     assert m["A_td_near_key"] < CHANCE_PLUS  # x0 off by 1e-12 is as wrong as a random key
     assert m["permuted_pct"] > 90  # default: every conv and linear weight
 
 
+@pytest.mark.slow
 def test_advparams_touches_a_handful_of_weights(smoke):
     m, folder = smoke("advparams")
     assert 1 <= m["params_changed"] <= AdvParamsConfig().max_params
@@ -71,6 +74,7 @@ def test_advparams_touches_a_handful_of_weights(smoke):
     assert torch.equal(shipped - secrets["original"], secrets["delta"])  # the key is not shipped
 
 
+@pytest.mark.slow
 def test_passport_v1_needs_the_passport_and_carries_the_signature(smoke):
     m, folder = smoke("passport")
     assert m["A_ad"] > m["A_or"] - 10
@@ -82,6 +86,7 @@ def test_passport_v1_needs_the_passport_and_carries_the_signature(smoke):
     assert not any("passport" in k for k in weights)  # the stolen artefact has no passport
 
 
+@pytest.mark.slow
 def test_passport_reload_and_ownership_of_an_unrelated_model(smoke):
     smoke("passport")
     scheme = schemes.get("passport")()

@@ -69,6 +69,7 @@ def test_adip_grid_squares_are_where_the_paper_puts_them():
 # sticker only later (measured: A_pd 0-17 after 8 epochs, 87 after 20), so M-LOCK gets 20 epochs
 # of protection training (``protect_epochs``; the baseline keeps the preset's 4): at the preset's
 # epochs it would not lock, so this also shows ``protect_epochs`` reaches the trainer.
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "epochs"), [("adip", 8), ("mlock", 20)])
 def test_smoke_model_is_locked_without_the_token_and_unlocked_with_it(tmp_path, name, epochs):
     outcome = Runner(

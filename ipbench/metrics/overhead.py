@@ -68,7 +68,7 @@ class _PeakTracker(TorchDispatchMode):
             self.current -= entry[0]
             del self.live[key]
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         inputs = {
             a.untyped_storage().data_ptr()

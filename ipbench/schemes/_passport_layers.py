@@ -25,8 +25,11 @@ class PassportLayer(nn.Module):
 
     def __init__(self, conv: nn.Conv2d, channels: int, pool: nn.Module | None = None):
         super().__init__()
-        self.conv, self.pool = conv, pool if pool is not None else nn.Identity()
+        self.conv: nn.Conv2d = conv
+        self.pool = pool if pool is not None else nn.Identity()
         self.norm = nn.BatchNorm2d(channels, affine=False)
+        self.passport_gamma: torch.Tensor  # buffers: never saved with the weights
+        self.passport_beta: torch.Tensor
         self.register_buffer("passport_gamma", torch.zeros(0), persistent=False)
         self.register_buffer("passport_beta", torch.zeros(0), persistent=False)
 
@@ -61,7 +64,8 @@ def passport_sites(model: nn.Module, spec: ModelSpec) -> list[tuple[str, str, st
     (the official ResNet passport configuration).
     """
     if spec.name in ("fastnet", "tiny"):
-        backbone: nn.Sequential = model[1]
+        backbone = model.get_submodule("1")
+        assert isinstance(backbone, nn.Sequential)
         convs = [i for i, m in enumerate(backbone) if isinstance(m, nn.Conv2d)]
         sites = []
         for i in convs[-2:]:
@@ -74,7 +78,7 @@ def passport_sites(model: nn.Module, spec: ModelSpec) -> list[tuple[str, str, st
         return sites
     if spec.name in ("resnet18", "resnet50"):
         sites = []
-        for name, block in model[1].layer4.named_children():
+        for name, block in model.get_submodule("1.layer4").named_children():
             base = f"1.layer4.{name}"
             for k in (1, 2, 3):
                 if hasattr(block, f"conv{k}"):
@@ -93,9 +97,10 @@ def build_passport_model(spec: ModelSpec) -> tuple[nn.Module, list[str]]:
     model = build_model(spec)
     sites = passport_sites(model, spec)
     for conv_path, bn_path, pool_path in sites:
-        bn = _get(model, bn_path)
+        conv, bn = _get(model, conv_path), _get(model, bn_path)
+        assert isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
         pool = _get(model, pool_path) if pool_path else None
-        _set(model, conv_path, PassportLayer(_get(model, conv_path), bn.num_features, pool))
+        _set(model, conv_path, PassportLayer(conv, bn.num_features, pool))
         _set(model, bn_path, nn.Identity())
         if pool_path:
             _set(model, pool_path, nn.Identity())
@@ -103,8 +108,8 @@ def build_passport_model(spec: ModelSpec) -> tuple[nn.Module, list[str]]:
 
 
 def layers(model: nn.Module, sites: list[str]) -> list[PassportLayer]:
-    out = [_get(model, s) for s in sites]
-    if not all(isinstance(m, PassportLayer) for m in out):
+    out = [m for m in (_get(model, s) for s in sites) if isinstance(m, PassportLayer)]
+    if len(out) != len(sites):
         raise IpbenchError(f"model has no passport layers at {', '.join(sites)}")
     return out
 

@@ -105,7 +105,7 @@ def encrypt(
         "layer": layer_idx,
         "index": flat_idx,
         "original": orig if orig is not None else empty,
-        "delta": (enc - orig) if enc is not None else empty,
+        "delta": enc - orig if enc is not None and orig is not None else empty,
         "trace": trace,
     }
 
@@ -208,10 +208,12 @@ class AdvParams(Scheme, CredentialForging):
         model = protected.model if credential is None else self.decrypted(protected, credential)
         return model.eval()(x)
 
-    def scheme_metrics(self, protected: Protected, ctx: RunContext) -> dict[str, float | str]:
+    def scheme_metrics(
+        self, protected: Protected, ctx: RunContext
+    ) -> dict[str, float | str | None]:
         changed, total = protected.meta["changed"], protected.meta["params"]
         delta = protected.secrets["delta"]
-        out: dict[str, float | str] = {
+        out: dict[str, float | str | None] = {
             "A_td": accuracy_with(self, protected, ctx, self.forge(protected, ctx.seed)),
             "params_changed": float(changed),
             "params_changed_pct": 100.0 * changed / total,

@@ -176,13 +176,15 @@ class ChaoW(Scheme, CredentialForging):
         model = protected.model if credential is None else self.decrypted(protected, credential)
         return model.eval()(x)
 
-    def scheme_metrics(self, protected: Protected, ctx: RunContext) -> dict[str, float | str]:
+    def scheme_metrics(
+        self, protected: Protected, ctx: RunContext
+    ) -> dict[str, float | str | None]:
         cred = self.authorize(protected, "owner")
         self._cache.clear()
         t0 = time.perf_counter()
         self.decrypted(protected, cred)
         decrypt_ms = 1000 * (time.perf_counter() - t0)
-        out: dict[str, float | str] = {
+        out: dict[str, float | str | None] = {
             "A_td": accuracy_with(self, protected, ctx, self.forge(protected, ctx.seed)),
             "A_td_near_key": accuracy_with(self, protected, ctx, self.forge(protected, 0, True)),
             "permuted_pct": 100.0 * protected.meta["permuted"] / protected.meta["params"],

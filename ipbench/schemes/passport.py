@@ -240,7 +240,9 @@ class Passport(Scheme, PassportLayers, CredentialForging):
             "bits": float(len(bits)),
         }
 
-    def scheme_metrics(self, protected: Protected, ctx: RunContext) -> dict[str, float | str]:
+    def scheme_metrics(
+        self, protected: Protected, ctx: RunContext
+    ) -> dict[str, float | str | None]:
         own = self.verify_ownership(protected, protected.model)
         n_passport = sum(v.numel() for v in self.owner_passports(protected).values())
         return {

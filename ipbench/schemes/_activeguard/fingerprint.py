@@ -52,6 +52,8 @@ class ControlLayer(nn.Module):
     band; with it off, every query of an unauthenticated session is answered at random.
     """
 
+    confidences: torch.Tensor  # a buffer
+
     def __init__(
         self,
         model: nn.Module,
