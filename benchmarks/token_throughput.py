@@ -26,9 +26,9 @@ import torch.nn.functional as F
 os.environ.setdefault("IPBENCH_PROGRESS", "0")
 
 from ipbench.datasets import load_dataset
-from ipbench.tokens.bch import IdentityCodec
-from ipbench.tokens.generator import GeneratorTraining, TokenConfig
-from ipbench.tokens.noise import NoiseConfig
+from ipbench.schemes._poisoning.tokens.bch import IdentityCodec
+from ipbench.schemes._poisoning.tokens.generator import GeneratorTraining, TokenConfig
+from ipbench.schemes._poisoning.tokens.noise import NoiseConfig
 from ipbench.training import autocast
 
 

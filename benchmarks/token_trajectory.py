@@ -25,9 +25,13 @@ os.environ.setdefault("IPBENCH_PROGRESS", "0")
 
 from ipbench.datasets import load_dataset
 from ipbench.datasets.base import make_splits
-from ipbench.tokens.bch import IdentityCodec
-from ipbench.tokens.generator import TokenConfig, TokenGenerator, train_token_generator
-from ipbench.tokens.noise import NoiseConfig, _jpeg, distort
+from ipbench.schemes._poisoning.tokens.bch import IdentityCodec
+from ipbench.schemes._poisoning.tokens.generator import (
+    TokenConfig,
+    TokenGenerator,
+    train_token_generator,
+)
+from ipbench.schemes._poisoning.tokens.noise import NoiseConfig, _jpeg, distort
 
 
 def costs(gen: TokenGenerator, x: torch.Tensor, codec: IdentityCodec, level: float) -> None:

@@ -171,6 +171,8 @@ def list_(what: What = typer.Argument(What.all, help="which registry to list")) 
         table.add_column("description")
         for name, obj in reg.items():
             table.add_row(name, _summary(obj))
+        for where, why in sorted(reg.failures.items()):
+            table.add_row(f"[red]{where}[/]", f"[red]failed to load: {why}[/]")
         if not reg.names():
             table.add_row("-", "(none registered yet)")
         out.print(table)
@@ -235,7 +237,9 @@ def leaderboard(
     dataset: str = typer.Option(None, "--dataset", "-d", help="only this dataset"),
     preset: str = typer.Option(None, "--preset", "-p", help="only this preset"),
     reference: str = typer.Option(
-        None, "--reference", help="published numbers (default: the repository's reference.csv)"
+        None,
+        "--reference",
+        help="published numbers (default: the reference table shipped with ipbench)",
     ),
     data_root: str = typer.Option(None, "--data-root", help="datasets, for the token gallery"),
     tokens: bool = typer.Option(True, "--tokens/--no-tokens", help="draw the token gallery"),

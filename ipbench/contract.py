@@ -2,12 +2,12 @@
 
 Every scheme, whatever its mechanism (input tokens, fingerprints, passports, encrypted
 weights), is measured through these calls, so one evaluator and one attack suite serve all.
+What a scheme can do beyond them is a typed capability (``ipbench.capabilities``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -18,44 +18,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from ipbench.errors import CorruptArtifactError, IpbenchError
+from ipbench.capabilities import InputSpaceToken
+from ipbench.errors import CorruptArtifactError
+from ipbench.metric import Metric
 from ipbench.models import ModelSpec, build_model
 from ipbench.tensorio import read_tensors, write_tensors
 
 if TYPE_CHECKING:
-    from ipbench.cache import StageCache
-    from ipbench.datasets import Splits
-    from ipbench.presets import Preset
-    from ipbench.training import Trainer
-
-
-class Capability(str, enum.Enum):
-    """Optional abilities a scheme declares, so attacks and metrics know what they may ask."""
-
-    INPUT_SPACE = "input_space"  # apply(credential, x): credentials are image transformations
-    IDENTIFY = "identify"  # identify(protected, x): decode who sent an authorized query
-    OWNERSHIP = "ownership"  # verify_ownership(protected, model): a watermark or signature
-    STOLEN = "stolen"  # stolen(protected) differs from the bare network (control layers, keys)
-
-
-@dataclass
-class Task:
-    """Everything a scheme needs to protect a model on a shared task."""
-
-    splits: Splits
-    model_spec: ModelSpec
-    preset: Preset
-    seed: int
-    device: torch.device
-    trainer: Trainer
-    cache: StageCache
-    baseline: Callable[[], nn.Module]  # a copy of the cached unprotected model
-    stage_dir: Path | None = None  # where the running stage may keep checkpoints
-
-    def new_model(self) -> nn.Module:
-        """A freshly initialised network, deterministic under the task's seed."""
-        torch.manual_seed(self.seed)
-        return build_model(self.model_spec)
+    from ipbench.context import RunContext
 
 
 @dataclass
@@ -136,49 +106,75 @@ class Protected:
         return cls(raw["scheme"], model, spec, secrets, raw["meta"])
 
 
-@dataclass
-class EvalContext:
-    """What a scheme's own metrics may use: the splits, the device and the unprotected model."""
-
-    splits: Splits
-    device: torch.device
-    seed: int
-    trainer: Trainer
-    baseline: Callable[[], nn.Module]
-
-
 class Scheme(ABC):
     """Base class of every protection scheme plugin.
 
-    Subclasses set ``name``, ``Config`` (a dataclass whose defaults are the paper's values) and
-    ``capabilities``, and implement ``protect``, ``authorize`` and ``query``.
+    A plugin is one module: a ``Config`` dataclass whose defaults are the paper's values, a
+    subclass registered with ``@schemes.register("name")`` (the one place its name is given;
+    the decorator sets ``name``), and ``protect``, ``authorize`` and, where the credential acts
+    on the model rather than on the input, ``serve``. Capabilities (``ipbench.capabilities``)
+    are declared by inheriting them.
     """
 
-    name: ClassVar[str]
-    Config: ClassVar[type]
-    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    name: ClassVar[str] = ""  # set by the registry's decorator
+    Config: ClassVar[type[Any]]
     summary: ClassVar[str] = ""
-    forge_kinds: ClassVar[tuple[str, ...]] = ()  # fake credentials forge_credential can make
+    # False only for the unprotected reference, where A_ad = A_ud by design.
+    protects: ClassVar[bool] = True
+    # What this scheme's own numbers (scheme_metrics) mean, beyond the shared ones.
+    metrics: ClassVar[tuple[Metric, ...]] = ()
+    # Config values per preset name, for fields whose paper value does not fit a budget (e.g.
+    # fewer token-generator steps on a CPU); the user's --set still wins. Like timm's
+    # default_cfgs: a scheme's tuning lives with the scheme, presets hold budgets only.
+    preset_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
 
-    def has(self, capability: Capability) -> bool:
-        return capability in self.capabilities
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "query" in cls.__dict__:  # the evaluator's entry point must stay the same for all
+            raise TypeError(
+                f"{cls.__qualname__} overrides Scheme.query; override serve instead (query "
+                "applies an input-space credential, then calls serve)"
+            )
+
+    def validate(self, spec: ModelSpec) -> None:
+        """Check the settings against the task (classes, image size, network) before any
+        training starts; raise ``IpbenchError`` naming the bad value and the valid range."""
+        return None
 
     @abstractmethod
-    def protect(self, task: Task) -> Protected:
-        """Train or modify the model; returns the protected deployment."""
+    def protect(self, ctx: RunContext) -> Protected:
+        """Train or modify the model (owner's data: ``ctx.owner``); the protected deployment."""
 
     @abstractmethod
     def authorize(self, protected: Protected, user: str) -> Credential:
         """Issue the credential of user ``user`` (an identity string)."""
 
-    @abstractmethod
+    @torch.no_grad()
     def query(
         self, protected: Protected, x: torch.Tensor, credential: Credential | None = None
     ) -> torch.Tensor:
-        """What the deployed service answers for images ``x`` in [0, 1]: logits ``(N, K)``."""
+        """What the deployed service answers for clean images ``x`` in [0, 1] sent by a holder
+        of ``credential`` (None: no credential): logits ``(N, K)``.
+
+        This is the evaluator's one entry point: for an ``InputSpaceToken`` scheme the
+        credential is applied to ``x`` here, then ``serve`` answers. Override ``serve``, not
+        this, so every scheme is measured the same way.
+        """
+        protected.model.eval()
+        if credential is not None and isinstance(self, InputSpaceToken):
+            x = self.apply(credential, x)
+        return self.serve(protected, x, credential)
+
+    def serve(
+        self, protected: Protected, x: torch.Tensor, credential: Credential | None
+    ) -> torch.Tensor:
+        """The deployment's answer to images ``x`` as they arrive (any input-space token is
+        on them already). Override where the credential acts on the model (a passport, a
+        decryption key, an authenticated session)."""
+        return protected.model(x)
 
     def stolen(self, protected: Protected) -> nn.Module:
         """Exactly what a thief who copies the deployed artefact holds."""
@@ -188,7 +184,7 @@ class Scheme(ABC):
         """The deployment users would query if ``model`` (a thief's modified copy of
         ``stolen(protected)``) were served in its place; the secrets stay the owner's.
 
-        Override when ``stolen`` wraps the network (ActiveGuard's control layer)."""
+        Override when ``stolen`` wraps the network (a ``WrappedDeployment``)."""
         return dataclasses.replace(protected, model=model, runtime={})
 
     def load_protected(self, folder: str | Path) -> Protected:
@@ -196,7 +192,7 @@ class Scheme(ABC):
         return Protected.load(folder)
 
     def scheme_metrics(
-        self, protected: Protected, ctx: EvalContext
+        self, protected: Protected, ctx: RunContext
     ) -> dict[str, float | str | None]:
         """Numbers only this scheme has (A_dec, watermark checks, fraction of weights touched).
 
@@ -204,29 +200,3 @@ class Scheme(ABC):
         is a note with no value (e.g. why a metric is missing).
         """
         return {}
-
-    # Optional capabilities ------------------------------------------------------------------
-    def apply(self, credential: Credential, x: torch.Tensor) -> torch.Tensor:
-        """INPUT_SPACE: the images the user sends when holding ``credential``."""
-        if not self.has(Capability.INPUT_SPACE) or credential.transform is None:
-            raise IpbenchError(f"scheme {self.name!r} has no input-space credentials")
-        return credential.transform(x)
-
-    def forge_credential(
-        self, protected: Protected, kind: str, ctx: EvalContext
-    ) -> Credential | None:
-        """A fake credential of ``kind`` (one of ``forge_kinds``), made without the owner's
-        secret, for the fake-credential attack; None where this deployment cannot make that
-        kind (e.g. it needs ``ctx.baseline`` and there is none)."""
-        raise IpbenchError(
-            f"scheme {self.name!r} forges no credential of kind {kind!r}; "
-            f"valid: {', '.join(self.forge_kinds) or '(none)'}"
-        )
-
-    def identify(self, protected: Protected, x: torch.Tensor) -> list[str | None]:
-        """IDENTIFY: who sent each query (None where it cannot tell)."""
-        raise IpbenchError(f"scheme {self.name!r} cannot identify users")
-
-    def verify_ownership(self, protected: Protected, model: nn.Module) -> dict[str, float]:
-        """OWNERSHIP: evidence that ``model`` derives from ``protected``."""
-        raise IpbenchError(f"scheme {self.name!r} has no ownership verification")

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ipbench.contract import Capability, Credential, Protected, Scheme
+from ipbench.capabilities import InputSpaceToken
+from ipbench.contract import Credential, Protected, Scheme
 from ipbench.datasets import ImageSet
 from ipbench.metrics.accuracy import accuracy, derived
 from ipbench.metrics.image_quality import image_quality
@@ -91,7 +92,7 @@ def evaluate(
         **derived(a_or, a_ad, a_ud),
     }
     out["users_evaluated"] = float(len(users))
-    if scheme.has(Capability.INPUT_SPACE):
+    if isinstance(scheme, InputSpaceToken):
         out.update(stealthiness(scheme, protected, test, users[0], cfg))
     return out
 
@@ -113,12 +114,13 @@ def overhead(
         lambda b: scheme.query(protected, b, cred), x, protected.model, cfg.overhead_repeats
     )
     out = compare(prot, measure(baseline, x, baseline, cfg.overhead_repeats))
-    if scheme.has(Capability.INPUT_SPACE):
+    if isinstance(scheme, InputSpaceToken):
+        token = scheme
 
         def issue() -> object:
-            return scheme.apply(scheme.authorize(protected, user), x)
+            return token.apply(scheme.authorize(protected, user), x)
 
-        out["credential_flops"] = flops_per_image(lambda b: scheme.apply(cred, b), x)
+        out["credential_flops"] = flops_per_image(lambda b: token.apply(cred, b), x)
     else:
 
         def issue() -> object:
@@ -129,10 +131,11 @@ def overhead(
 
 
 def stealthiness(
-    scheme: Scheme, protected: Protected, test: ImageSet, user: str, cfg: EvalConfig
+    scheme: InputSpaceToken, protected: Protected, test: ImageSet, user: str, cfg: EvalConfig
 ) -> dict[str, float | str]:
     """PSNR, SSIM, ERGAS, LPIPS between clean test images and what an authorized user sends."""
     x = to_float_images(test.x[: cfg.quality_images])
+    assert isinstance(scheme, Scheme)
     cred = scheme.authorize(protected, user)
     xa = torch.cat(
         [

@@ -19,6 +19,9 @@ from ipbench.registry import models
 class Normalize(nn.Module):
     """Per-channel ``(x - mean) / std`` as a layer, saved with the weights."""
 
+    mean: torch.Tensor  # buffers
+    std: torch.Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
         self.register_buffer(

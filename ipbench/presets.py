@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
@@ -65,11 +65,8 @@ class Preset:
     max_train: int | None = None  # cap on the owner's training images (None: all)
     max_test: int | None = None
     reduced: bool = True  # results are from a reduced setting and are labelled as such
-    # Per-scheme config defaults for this budget (e.g. fewer token-generator steps on a CPU);
-    # the user's --set still wins.
-    scheme_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # Per-attack config defaults for this budget (attack name -> fields); --set attack.NAME.F wins.
-    attack_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # A scheme's or an attack's own values for this budget (fewer token-generator steps,
+    # smaller attack budgets) live with the plugin: ``preset_defaults`` on its class.
 
     def model_for(self, dataset: str) -> str:
         family = dataset.split(":", 1)[0]
@@ -94,24 +91,6 @@ presets.register("smoke")(
         max_train=2000,
         max_test=500,
         attacker_fraction=0.2,
-        # Smoke exercises the mechanism, not the token's quality: 60 secret-only steps leave
-        # an unreadable but consistent token, strong enough (x0.3) for a tiny net to key on.
-        scheme_defaults={
-            "activedaemon": {
-                "token_steps": 60,
-                "token_batch_size": 32,
-                "secret_only_steps": 60,
-                "strength": 0.3,
-                "stn": False,
-                "eval_identify": 100,
-            },
-        },
-        attack_defaults={
-            "finetune": {"epochs": 2, "budgets": (0, 1, 2), "lr": 0.01},
-            "prune": {"rates": (0.0, 0.5, 0.9)},
-            "extraction": {"queries": 500, "epochs": 15},
-            "passport-retrain": {"epochs": 15},
-        },
     )
 )
 
@@ -141,44 +120,6 @@ presets.register("quick")(
         ),
         model="whitenet",
         models_by_dataset={"mnist": "lenet5"},
-        # The token generator gets ~1% of the reference's 140k steps: the secret loss trains
-        # alone until the decoder reads 90% of the bits, then noise and image losses ramp in.
-        #
-        # Poisoning schemes train 2x the baseline's epochs here. With gamma 0.5 half of each
-        # epoch's images carry a wrong label, so at equal epochs the protected model sees half
-        # the correctly labelled samples of the baseline; 6 epochs are far from convergence,
-        # and A_od then measured the short schedule, not the protection (measured, CIFAR-10:
-        # A_od -9.7 M-LOCK, -12.0 ADIP, -9.2 ActiveDaemon at 6 epochs). 12 epochs equal the
-        # baseline's 270k correctly labelled samples. The paper preset trains both for 120
-        # epochs, as the papers do; `--set protect_epochs=6` gives the equal-epoch comparison.
-        scheme_defaults={
-            "activedaemon": {
-                "token_steps": 2500,
-                "token_batch_size": 32,
-                "secret_only_steps": 200,
-                "secret_gate_acc": 0.9,
-                "image_ramp_steps": 800,
-                "noise_ramp_steps": 800,
-                "protect_epochs": 12,
-            },
-            "mlock": {"protect_epochs": 12},
-            "adip": {"protect_epochs": 12},
-            # Table 1's success rate from 10 fingerprints per (t, c) cell, not the paper's 100:
-            # each is a 300-step C&W search, and 100 x 30 cells take hours on 2 cores.
-            "activeguard": {"fp_trials": 10},
-        },
-        # Each attack under ~2 minutes on 2 CPU cores for CIFAR-10 with fastnet (thief split
-        # 5,000 images, ~900 img/s training, ~4,000 img/s inference; 2,000 test images scored).
-        attack_defaults={
-            "finetune": {"epochs": 8, "budgets": (0, 1, 4, 8), "max_test": 2000},
-            "prune": {"max_test": 2000},
-            # 2,500 queries are 10 steps per epoch at batch 256: a batch of 64 for 30 epochs
-            # (measured: 64% for a substitute on 2,500 true labels, against 24% at 256 x 15).
-            "extraction": {"epochs": 30, "batch_size": 64, "max_test": 2000},
-            "strip-control": {"max_test": 2000},
-            "passport-retrain": {"epochs": 10, "max_test": 2000},
-            "neural-cleanse": {"steps": 1000},
-        },
     )
 )
 

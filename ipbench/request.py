@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ipbench.attack import Attack
-from ipbench.config import override
+from ipbench.config import override, to_jsonable
 from ipbench.contract import Scheme
 from ipbench.datasets import Dataset, split_spec
 from ipbench.errors import IpbenchError
@@ -45,8 +45,13 @@ def attack_overrides(overrides: dict[str, str]) -> dict[str, dict[str, str]]:
     return out
 
 
+def preset_config(cls: type[Scheme] | type[Attack], preset: str, what: str) -> Any:
+    """A plugin's config: the paper's defaults, then its own values for ``preset``."""
+    return override(cls.Config(), cls.preset_defaults.get(preset, {}), what)
+
+
 def build_attacks(names: list[str], preset: Preset, overrides: dict[str, str]) -> list[Attack]:
-    """Attacks configured by paper defaults, then the preset's budget, then ``--set``.
+    """Attacks configured by paper defaults, then their own values for the preset, then ``--set``.
 
     Settings for attacks not selected are still checked, so a typo never passes silently.
     """
@@ -54,7 +59,7 @@ def build_attacks(names: list[str], preset: Preset, overrides: dict[str, str]) -
     built = {}
     for name in dict.fromkeys([*names, *per_attack]):
         cls = attacks.get(name)
-        cfg = override(cls.Config(), preset.attack_defaults.get(name, {}), f"attack {name}")
+        cfg = preset_config(cls, preset.name, f"attack {name}")
         built[name] = cls(override(cfg, per_attack.get(name, {}), f"attack {name}"))
     return [built[n] for n in names]
 
@@ -116,9 +121,10 @@ def resolve_device(name: str | None) -> torch.device:
 def _route_overrides(
     overrides: dict[str, str], scheme_cfg: Any, train: TrainConfig, preset: Preset, ev: EvalConfig
 ) -> tuple[Any, TrainConfig, Preset, EvalConfig]:
-    """``--set k=v``: a scheme field first, then training, preset and evaluation fields.
+    """``--set k=v`` to the scheme, training, data or evaluation field named ``k``.
 
-    Prefixes ``scheme.``, ``train.``, ``data.`` and ``eval.`` pick one explicitly.
+    Prefixes ``scheme.``, ``train.``, ``data.`` and ``eval.`` pick one explicitly; an
+    unprefixed name that two of them own is an error naming both, never a silent choice.
     """
     targets = {
         "scheme": (scheme_cfg, [f.name for f in dataclasses.fields(scheme_cfg)]),
@@ -136,13 +142,16 @@ def _route_overrides(
                 )
             buckets[prefix][rest] = value
             continue
-        owner = next((t for t, (_, names) in targets.items() if key in names), None)
-        if owner is None:
+        owners = [t for t, (_, names) in targets.items() if key in names]
+        if not owners:
             valid = "; ".join(
                 f"{t}: {', '.join(names) or '-'}" for t, (_, names) in targets.items()
             )
             raise IpbenchError(f"unknown setting {key!r}; valid settings ({valid})")
-        buckets[owner][key] = value
+        if len(owners) > 1:
+            both = " and ".join(f"{t}.{key}" for t in owners)
+            raise IpbenchError(f"setting {key!r} is ambiguous: it is {both}; add the prefix")
+        buckets[owners[0]][key] = value
     scheme_cfg = override(scheme_cfg, buckets["scheme"], "scheme")
     train = override(train, buckets["train"], "train")
     ev = override(ev, buckets["eval"], "eval")
@@ -160,7 +169,7 @@ def resolve(req: RunRequest) -> Resolved:
     datasets.get(split_spec(dataset)[0])
     model = req.model or preset.model_for(dataset)
     models.get(model)
-    base_cfg = override(scheme_cls.Config(), preset.scheme_defaults.get(req.scheme, {}), "scheme")
+    base_cfg = preset_config(scheme_cls, preset.name, "scheme")
     plain = {k: v for k, v in req.overrides.items() if not is_attack_key(k)}
     scheme_cfg, _, preset, ev = _route_overrides(
         plain, base_cfg, preset.train, preset, EvalConfig()
@@ -213,3 +222,32 @@ def attack_request(
         data_root=data_root, workdir=workdir, device=device, attacks=",".join(chosen),
         require_cached=True, expect_run=rec.run_id,
     )  # fmt: skip
+
+
+def default_config(scheme: str, dataset: str, preset: str) -> dict[str, Any] | None:
+    """The configuration ``ipbench run`` uses without ``--set``, or None when unknown (a scheme
+    or preset no longer registered): such runs count as the default configuration.
+
+    Under ``"legacy"``: what a run stored before a field existed did: the config classes' own
+    defaults (fields are added with a backward-compatible default), even where the preset now
+    sets another value, or the class's ``LEGACY`` value where a scheme defaults to new behaviour.
+    """
+    try:
+        req = RunRequest(
+            scheme=scheme, dataset=dataset, preset=preset, device="cpu", attacks="none"
+        )
+        res = resolve(req)
+    except IpbenchError:
+        return None
+    cfg_cls = type(res.scheme.config)
+    return {
+        "scheme_config": to_jsonable(res.scheme.config),
+        "train": to_jsonable(res.preset.train),
+        "data": {f: getattr(res.preset, f) for f in PRESET_FIELDS},
+        "eval": to_jsonable(res.eval),
+        "legacy": {
+            "scheme_config": {**to_jsonable(cfg_cls()), **getattr(cfg_cls, "LEGACY", {})},
+            "train": to_jsonable(type(res.preset.train)()),
+            "eval": to_jsonable(type(res.eval)()),
+        },
+    }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,15 +16,18 @@ from typing import Any
 import torch
 
 from ipbench import __version__
-from ipbench.attack import Attack, AttackContext
+from ipbench.attack import Attack, Target
 from ipbench.cache import StageCache
 from ipbench.config import content_hash, to_jsonable
-from ipbench.contract import EvalContext, Protected, Task
+from ipbench.context import RunContext, ThiefView
+from ipbench.contract import Protected
 from ipbench.datasets import Splits, load_dataset, make_splits
 from ipbench.errors import IpbenchError
 from ipbench.evaluate import EVAL_VERSION, eval_users, evaluate, overhead
 from ipbench.health import run_warnings
+from ipbench.metric import At, Metric
 from ipbench.models import ModelSpec, build_model
+from ipbench.plugins import code_identity
 from ipbench.progress import console
 from ipbench.provenance import collect
 from ipbench.request import (  # noqa: F401  (re-exported: the runner is where users look)
@@ -32,12 +35,26 @@ from ipbench.request import (  # noqa: F401  (re-exported: the runner is where u
     Resolved,
     RunRequest,
     attack_request,
+    default_config,
     model_spec_for,
     resolve,
     resolve_device,
 )
 from ipbench.store import Store
 from ipbench.training import Trainer, to_float_images
+
+
+def flatten(metrics: Mapping[str | At, float]) -> tuple[dict[str, float], dict[str, list[Any]]]:
+    """A stage's results as JSON for its cache marker: values by name, and each curve point's
+    parts (metric, param, x, label) by name."""
+    values = {str(k): v for k, v in metrics.items()}
+    points = {str(k): [k.metric, k.param, k.x, k.label] for k in metrics if isinstance(k, At)}
+    return values, points
+
+
+def unflatten(values: dict[str, float], points: dict[str, list[Any]]) -> dict[str | At, float]:
+    """``flatten`` undone: curve points come back as ``At`` keys."""
+    return {(At(*points[n]) if n in points else n): v for n, v in values.items()}
 
 
 @dataclass
@@ -61,9 +78,11 @@ class Runner:
 
     # --- stage machinery ---------------------------------------------------------------------
     def _stage(
-        self, name: str, key: str, compute: Callable[[Path], dict[str, Any]], key_material: Any
-    ) -> Path:
-        """Run (or reuse) one cached stage and record it with its metrics in the store."""
+        self, name: str, key: str, compute: Callable[[Path], dict[str, Any]], key_material: Any,
+        declared: tuple[Metric, ...] = (),
+    ) -> Path:  # fmt: skip
+        """Run (or reuse) one cached stage and record it with its metrics in the store, each
+        described by ``declared`` (the plugin's metrics) or the shared ones."""
         self.store.begin_stage(self.run_id, name, key)
         folder_name = name.replace(":", "-")
         hit = self.cache.lookup(folder_name, key) is not None
@@ -78,7 +97,8 @@ class Runner:
         def timed(work: Path) -> dict[str, Any]:
             t0 = time.perf_counter()
             info = compute(work)
-            return {**info, "wall_s": time.perf_counter() - t0}
+            values, points = flatten(info.get("metrics", {}))
+            return {**info, "metrics": values, "points": points, "wall_s": time.perf_counter() - t0}
 
         try:
             path, hit = self.cache.compute(folder_name, key, timed, key_material)
@@ -86,12 +106,24 @@ class Runner:
             self.store.finish_stage(self.run_id, name, status="failed")
             raise
         info = self.cache.info(folder_name, key)
-        self.store.put_metrics(self.run_id, name, info.get("metrics", {}), info.get("notes"))
+        values = unflatten(info.get("metrics", {}), info.get("points", {}))
+        self.store.put_metrics(self.run_id, name, values, info.get("notes"), declared)
         self.store.finish_stage(
             self.run_id, name, status=info.get("status", "done"), cached=hit, wall_s=info.get("wall_s"),
-            artifact=str(path), info={k: v for k, v in info.items() if k not in ("metrics",)},
+            artifact=str(path), info={k: v for k, v in info.items() if k not in ("metrics", "points")},
         )  # fmt: skip
         return path
+
+    def _recorded(self) -> dict[str, Any]:
+        """Stored with the run (not part of its id), so the leaderboard needs only the store:
+        the configuration this request has without ``--set`` and the scheme's own settings
+        for the preset."""
+        res = self.res
+        cls = type(res.scheme)
+        return {
+            "defaults": default_config(res.scheme.name, res.dataset, res.preset.name),
+            "preset_settings": dict(cls.preset_defaults.get(res.preset.name, {})),
+        }
 
     # --- the run -----------------------------------------------------------------------------
     def run(self) -> RunOutcome:
@@ -101,14 +133,18 @@ class Runner:
         if res.preset_defaulted:
             why = " (default: CUDA present)" if res.device.type == "cuda" else " (default: no CUDA)"
         self.log(f"preset [bold]{res.preset.name}[/]{why}: {res.preset.description} [{label}]")
-        if tuned := res.preset.scheme_defaults.get(res.scheme.name):
+        if tuned := type(res.scheme).preset_defaults.get(res.preset.name):
             sets = ", ".join(f"{k}={getattr(res.scheme.config, k)}" for k in tuned)
-            self.log(f"{res.preset.name} sets for {res.scheme.name}: {sets}")
+            self.log(f"{res.scheme.name} sets for {res.preset.name}: {sets}")
         ds = load_dataset(res.dataset, req.data_root, download=req.download)
         splits = make_splits(
             ds, req.seed, res.preset.attacker_fraction, res.preset.max_train, res.preset.max_test
         )
         spec = model_spec_for(res.model, ds)
+        # Every plugin's settings against the task, before any training (baseline included).
+        res.scheme.validate(spec)
+        for attack in res.attacks:
+            attack.validate(spec)
         self.log(
             f"data {ds.name}: owner {len(splits.owner)}, attacker {len(splits.attacker)}, "
             f"test {len(splits.test)} images, {ds.num_classes} classes; model {res.model}; device {res.device}"
@@ -130,8 +166,9 @@ class Runner:
         }
         base_key = content_hash("baseline", base_material)
         scheme = res.scheme
+        # The plugin's code identity is part of its keys: edited code is recomputed, not reused.
         protect_material = {
-            "scheme": scheme.name, "version": getattr(scheme, "version", 1), "config": scheme.config,
+            "scheme": scheme.name, "code": code_identity(type(scheme)), "config": scheme.config,
             "baseline": base_key, **base_material,
         }  # fmt: skip
         protect_key = content_hash("protect", protect_material)
@@ -150,20 +187,25 @@ class Runner:
                 f"run {req.expect_run} does not rebuild from its stored request (got run "
                 f"{self.run_id}; ipbench {__version__} or the data changed); rerun it with `ipbench run`"
             )
+        code = {f"scheme:{scheme.name}": protect_material["code"]} | {
+            f"attack:{a.name}": code_identity(type(a)) for a in res.attacks
+        }
         _, resumed = self.store.start_run(
             self.run_id,
             {
                 "scheme": scheme.name, "dataset": ds.name, "model": res.model, "preset": res.preset.name,
                 "seed": req.seed, "reduced": res.preset.reduced,
-                "config": to_jsonable({**config, "request": req.stored()}),
-                "provenance": collect(res.device),
+                "config": to_jsonable({**config, **self._recorded(), "request": req.stored()}),
+                "provenance": {**collect(res.device), "plugin_code": code},
             },
         )  # fmt: skip
         self.log(
             f"run [bold]{self.run_id}[/]{' (resuming)' if resumed else ''}; store {self.store.path}"
         )
         try:
-            self._run_stages(splits, spec, base_key, protect_key, base_material, protect_material)
+            self._run_stages(
+                splits, spec, data_key, base_key, protect_key, base_material, protect_material
+            )
         except BaseException as exc:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             self.store.set_run_status(self.run_id, status)
@@ -174,7 +216,7 @@ class Runner:
         )
 
     def _run_stages(
-        self, splits: Splits, spec: ModelSpec, base_key: str, protect_key: str,
+        self, splits: Splits, spec: ModelSpec, data_key: str, base_key: str, protect_key: str,
         base_material: dict[str, Any], protect_material: dict[str, Any],
     ) -> None:  # fmt: skip
         res, seed = self.res, self.req.seed
@@ -204,13 +246,14 @@ class Runner:
         def baseline_copy() -> torch.nn.Module:
             return Protected.load(base_dir).model.to(res.device)
 
-        task = Task(
-            splits, spec, res.preset, seed, res.device, self.trainer, self.cache, baseline_copy
-        )
+        ctx = RunContext(
+            spec, res.preset, seed, res.device, self.trainer, ThiefView(splits.attacker, splits.test),
+            owner_split=splits.owner, data_key=data_key, baseline=baseline_copy, cache=self.cache,
+            code=protect_material["code"], data_root=self.req.data_root, download=self.req.download,
+        )  # fmt: skip
 
         def protect(work: Path) -> dict[str, Any]:
-            task.stage_dir = work
-            protected = res.scheme.protect(task)
+            protected = res.scheme.protect(dataclasses.replace(ctx, stage_dir=work))
             protected.save(work)
             return {"metrics": {}, "scheme_meta": protected.meta}
 
@@ -221,9 +264,9 @@ class Runner:
         eval_key = content_hash("evaluate", protect_key, res.eval, a_or, EVAL_VERSION)
 
         def run_eval(work: Path) -> dict[str, Any]:
-            ectx = EvalContext(splits, res.device, seed, self.trainer, baseline_copy)
-            found = evaluate(res.scheme, protected, splits.test, a_or, res.device, seed, res.eval)
-            found.update(res.scheme.scheme_metrics(protected, ectx))
+            found: dict[str, float | str | None] = {}
+            found |= evaluate(res.scheme, protected, splits.test, a_or, res.device, seed, res.eval)
+            found |= res.scheme.scheme_metrics(protected, ctx)
             x1 = to_float_images(splits.test.x[:1]).to(res.device)
             user = eval_users(seed, 1)[0]
             found.update(overhead(res.scheme, protected, baseline_copy(), x1, user, res.eval))
@@ -231,37 +274,29 @@ class Runner:
             notes = {k: v for k, v in found.items() if isinstance(v, str)}
             return {"metrics": metrics, "notes": notes}
 
-        self._stage("evaluate", eval_key, run_eval, {"protect": protect_key, "eval": res.eval})
+        self._stage(
+            "evaluate", eval_key, run_eval, {"protect": protect_key, "eval": res.eval},
+            type(res.scheme).metrics,
+        )  # fmt: skip
         found = self.cache.info("evaluate", eval_key).get("metrics", {})
         for warning in run_warnings(found):
             self.log(f"[bold yellow]warning:[/] {warning}")
 
+        target = Target(res.scheme, protected)
         for attack in res.attacks:
             reason = attack.skip_reason(res.scheme)
-            key = content_hash("attack", attack.name, attack.config, protect_key)
+            material = {
+                "attack": attack.name, "code": code_identity(type(attack)),
+                "config": attack.config, "protect": protect_key,
+            }  # fmt: skip
+            key = content_hash("attack", material)
 
             def run_attack(
                 work: Path, attack: Attack = attack, reason: str | None = reason
             ) -> dict[str, Any]:
                 if reason:
                     return {"status": "skipped", "notes": {"skipped": reason}}
-                ctx = AttackContext(
-                    res.scheme,
-                    protected,
-                    splits,
-                    self.trainer,
-                    res.preset,
-                    seed,
-                    res.device,
-                    baseline_copy,
-                    self.req.data_root,
-                    self.req.download,
-                )
-                return {"metrics": attack.run(ctx)}
+                thief = dataclasses.replace(ctx.for_thief(), code=code_identity(type(attack)))
+                return {"metrics": attack.run(target, thief)}
 
-            self._stage(
-                f"attack:{attack.name}",
-                key,
-                run_attack,
-                {"attack": attack.name, "config": attack.config, "protect": protect_key},
-            )
+            self._stage(f"attack:{attack.name}", key, run_attack, material, type(attack).metrics)

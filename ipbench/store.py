@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ipbench.errors import IpbenchError
+from ipbench.metric import At, Metric, describe
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -52,6 +54,9 @@ CREATE TABLE IF NOT EXISTS metrics (
     PRIMARY KEY (run_id, stage, name)
 );
 """
+# Added later (a store written before has NULL there): what each number means and, for a curve
+# point, its curve (ipbench.metric.At) as data.
+METRIC_COLUMNS = {"metric": "TEXT", "param": "TEXT", "x": "TEXT", "label": "TEXT", "spec": "TEXT"}
 
 
 @dataclass
@@ -82,6 +87,11 @@ class Store:
             self.db = sqlite3.connect(self.path, timeout=30)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.executescript(SCHEMA)
+            have = {row[1] for row in self.db.execute("PRAGMA table_info(metrics)")}
+            with self.db:
+                for col, typ in METRIC_COLUMNS.items():
+                    if col not in have:
+                        self.db.execute(f"ALTER TABLE metrics ADD COLUMN {col} {typ}")
         except sqlite3.DatabaseError as exc:
             raise IpbenchError(f"{self.path}: not a usable ipbench store ({exc})") from None
         self.db.row_factory = sqlite3.Row
@@ -194,29 +204,54 @@ class Store:
         self,
         run_id: str,
         stage: str,
-        values: dict[str, float | None],
+        values: Mapping[str | At, float | None],
         notes: dict[str, str] | None = None,
+        declared: tuple[Metric, ...] = (),
     ) -> None:
+        """Record a stage's numbers (a key is a name or a curve point ``At``) and notes, each
+        with its ``Metric`` (the plugin's ``declared`` ones, else the shared ones)."""
         notes = notes or {}
+        rows = []
+        for key, value in values.items():
+            point = key if isinstance(key, At) else At.parse(key)
+            name = str(key)
+            spec = describe(name, declared).spec()
+            rows.append((name, value, notes.get(name), point, spec))
+        for name in set(notes) - {r[0] for r in rows}:
+            rows.append((name, None, notes[name], At.parse(name), describe(name, declared).spec()))
         with self.db:
-            for name, value in values.items():
+            for name, value, note, point, spec in rows:
                 self.db.execute(
-                    "INSERT OR REPLACE INTO metrics VALUES (?,?,?,?,?)",
-                    (run_id, stage, name, None if value is None else float(value), notes.get(name)),
-                )
-            for name in set(notes) - set(values):
-                self.db.execute(
-                    "INSERT OR REPLACE INTO metrics VALUES (?,?,?,?,?)",
-                    (run_id, stage, name, None, notes[name]),
-                )
+                    "INSERT OR REPLACE INTO metrics (run_id, stage, name, value, note, metric, "
+                    "param, x, label, spec) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        run_id, stage, name, None if value is None else float(value), note,
+                        point.metric, point.param, None if point.x is None else json.dumps(point.x),
+                        point.label, json.dumps(spec),
+                    ),
+                )  # fmt: skip
 
     def metrics(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's numbers in stage order: stage, name, value, note, and what each means
+        (``spec``) and which curve point it is (``metric``, ``param``, ``x``, ``label``); for
+        rows written before those columns existed, read back from the name."""
         rows = self.db.execute(
-            "SELECT m.stage, m.name, m.value, m.note FROM metrics m LEFT JOIN stages s "
-            "ON s.run_id=m.run_id AND s.name=m.stage WHERE m.run_id=? ORDER BY s.started, m.rowid",
+            "SELECT m.stage, m.name, m.value, m.note, m.metric, m.param, m.x, m.label, m.spec "
+            "FROM metrics m LEFT JOIN stages s ON s.run_id=m.run_id AND s.name=m.stage "
+            "WHERE m.run_id=? ORDER BY s.started, m.rowid",
             (run_id,),
         )
-        return [dict(r) for r in rows]
+        out = []
+        for r in rows:
+            row = dict(r)
+            if row["metric"] is None:  # an older store: the name is all there is
+                point = At.parse(row["name"])
+                row.update(metric=point.metric, param=point.param, x=point.x, label=point.label)
+            else:
+                row["x"] = None if row["x"] is None else json.loads(row["x"])
+            row["spec"] = json.loads(row["spec"]) if row["spec"] else None
+            out.append(row)
+        return out
 
 
 def _run(row: sqlite3.Row) -> RunRecord:

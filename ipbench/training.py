@@ -9,7 +9,6 @@ as the uninterrupted run would have.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from collections.abc import Callable
@@ -22,10 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ipbench.augment import crop_flip, draw_params
-from ipbench.errors import CorruptArtifactError, IpbenchError, TrainingDivergedError
+from ipbench.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from ipbench.errors import IpbenchError, TrainingDivergedError
 from ipbench.presets import TrainConfig
 from ipbench.progress import make_progress
-from ipbench.tensorio import read_tensors, write_tensors
 
 TargetsFn = Callable[[int], torch.Tensor]  # epoch -> labels (N,) or soft targets (N, K)
 ExtraLoss = Callable[[nn.Module], torch.Tensor]  # model -> a regulariser added to the loss
@@ -255,11 +254,11 @@ class Trainer:
         total = cfg.epochs * steps_per_epoch
         ckpt = Path(checkpoint_dir) if checkpoint_dir else None
         t0 = time.perf_counter()
-        if not (ckpt and _has_checkpoint(ckpt)):  # a checkpoint holds data-set layers already
+        if not (ckpt and has_checkpoint(ckpt)):  # a checkpoint holds data-set layers already
             init_from_data(model, x[: cfg.data_init_images], dev)
         look = Lookahead(model, cfg.lookahead_every, cfg.lookahead_decay)
         look = look if cfg.lookahead_every > 0 else None
-        start_epoch = _load_checkpoint(ckpt, model, opt, look) if ckpt else 0
+        start_epoch = load_checkpoint(ckpt, model, opt, look) if ckpt else 0
         step, last_loss = start_epoch * steps_per_epoch, float("nan")
         # alternating flips: which half of the images is mirrored in even epochs, for the run
         flip_base = None
@@ -316,7 +315,7 @@ class Trainer:
                             info=f"ep {epoch + 1}/{cfg.epochs} loss {last_loss:.3f}",
                         )
                 if ckpt:
-                    _save_checkpoint(ckpt, model, opt, epoch + 1, look)
+                    save_checkpoint(ckpt, model, opt, epoch + 1, look)
         wall = time.perf_counter() - t0
         done = (cfg.epochs - start_epoch) * n
         return TrainResult(
@@ -350,59 +349,3 @@ class Trainer:
         """Top-1 accuracy in percent, evaluated in fp32 like every number ipbench reports."""
         logits = self.predict(model, x, batch_size)
         return 100.0 * (logits.argmax(1) == y).float().mean().item()
-
-
-def _save_checkpoint(
-    folder: Path,
-    model: nn.Module,
-    opt: torch.optim.Optimizer,
-    epoch: int,
-    look: Lookahead | None = None,
-) -> None:
-    """Model weights, momentum buffers and Lookahead's slow weights after ``epoch``; atomic."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    for i, group in enumerate(opt.param_groups):
-        for j, p in enumerate(group["params"]):
-            buf = opt.state.get(p, {}).get("momentum_buffer")
-            if buf is not None:
-                tensors[f"opt.{i}.{j}"] = buf
-    if look is not None:
-        tensors.update({f"slow.{k}": v for k, v in look.slow.items()})
-    write_tensors(tensors, folder / "checkpoint.safetensors")
-    (folder / "checkpoint.json").write_text(json.dumps({"epoch": epoch}))
-
-
-def _has_checkpoint(folder: Path) -> bool:
-    return (folder / "checkpoint.json").exists() and (folder / "checkpoint.safetensors").exists()
-
-
-def _load_checkpoint(
-    folder: Path, model: nn.Module, opt: torch.optim.Optimizer, look: Lookahead | None = None
-) -> int:
-    meta, weights = folder / "checkpoint.json", folder / "checkpoint.safetensors"
-    if not _has_checkpoint(folder):
-        return 0
-    try:
-        epoch = int(json.loads(meta.read_text())["epoch"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CorruptArtifactError(
-            f"{meta}: unreadable ({exc}); delete {folder} to restart the stage"
-        ) from None
-    tensors = read_tensors(weights, "training checkpoint")
-    state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    model.load_state_dict(state)
-    for i, group in enumerate(opt.param_groups):
-        for j, p in enumerate(group["params"]):
-            buf = tensors.get(f"opt.{i}.{j}")
-            if buf is not None:
-                opt.state[p]["momentum_buffer"] = buf.to(p.device)
-    if look is not None:
-        for k, slow in look.slow.items():
-            saved = tensors.get(f"slow.{k}")
-            if saved is None:
-                raise CorruptArtifactError(
-                    f"{weights}: no Lookahead state for {k}; delete {folder} to restart the stage"
-                )
-            slow.copy_(saved)
-    return epoch

@@ -81,14 +81,13 @@ def activeguard_smoke(tmp_path_factory):
     with the same recipe: (scheme, protected, plain, splits, trainer). Built once, shared by
     the scheme's tests and the attacks'."""
     import torch
-    from ipbench.schemes.activeguard import ActiveGuard, ActiveGuardConfig
 
     from ipbench.cache import StageCache
-    from ipbench.contract import Task
     from ipbench.datasets import load_dataset, make_splits
     from ipbench.models import build_model
     from ipbench.registry import presets
     from ipbench.runner import model_spec_for
+    from ipbench.schemes.activeguard import ActiveGuard, ActiveGuardConfig
     from ipbench.training import Trainer
 
     ds = load_dataset("synthetic")
@@ -100,6 +99,18 @@ def activeguard_smoke(tmp_path_factory):
     plain = build_model(spec)
     trainer.fit(plain, splits.owner.x, splits.owner.y, preset.train, seed=0)
     cache = StageCache(tmp_path_factory.mktemp("cache"))
-    task = Task(splits, spec, preset, 0, torch.device("cpu"), trainer, cache, lambda: plain)
+    ctx = run_context(splits, spec, preset, trainer, lambda: plain, StageCache(cache.root))
     scheme = ActiveGuard(ActiveGuardConfig(cw_steps=200, fp_retries=3, fp_trials=2))
-    return scheme, scheme.protect(task), plain, splits, trainer
+    return scheme, scheme.protect(ctx), plain, splits, trainer
+
+
+def run_context(splits, spec, preset, trainer, baseline=None, cache=None, seed=0):
+    """The run context the runner builds, from parts a test made itself."""
+    import torch
+
+    from ipbench.context import RunContext, ThiefView
+
+    return RunContext(
+        spec, preset, seed, torch.device("cpu"), trainer, ThiefView(splits.attacker, splits.test),
+        owner_split=splits.owner, baseline=baseline, cache=cache,
+    )  # fmt: skip

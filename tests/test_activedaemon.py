@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ipbench.registry import schemes
-from ipbench.tokens.bch import IdentityCodec
-from ipbench.tokens.stegastamp import TokenDecoder, TokenEncoder
+from ipbench.schemes._poisoning.tokens.bch import IdentityCodec
+from ipbench.schemes._poisoning.tokens.stegastamp import TokenDecoder, TokenEncoder
 
 
 def test_token_is_dynamic_per_image_and_per_string():
@@ -35,6 +36,7 @@ def test_config_defaults_are_the_papers():
     )
 
 
+@pytest.mark.slow
 def test_smoke_protected_model_serves_authorized_users_and_refuses_others(tmp_path):
     """On the easy synthetic task: A_ad near the unprotected accuracy, A_ud near chance (10%).
 
@@ -58,36 +60,53 @@ def test_smoke_protected_model_serves_authorized_users_and_refuses_others(tmp_pa
     assert "LPIPS" in notes  # offline: reported missing with its reason, not computed
 
 
-def test_all_five_strategies_run_through_the_cli_settings(tmp_path):
-    """--set strategy=... reaches the poisoning for every strategy (one short epoch each)."""
-    from ipbench.poisoning import STRATEGIES
-    from ipbench.runner import RunRequest, resolve
+@pytest.mark.slow
+def test_all_five_strategies_run_through_the_cli_settings(tmp_path, monkeypatch):
+    """``ipbench run --set strategy=...`` reaches the labels the protected model trains on, for
+    every strategy (one short epoch each; the token generator is trained once and cached)."""
+    from typer.testing import CliRunner
 
-    for strategy in STRATEGIES:
-        res = resolve(
-            RunRequest(
-                scheme="activedaemon",
-                preset="smoke",
-                overrides={"strategy": strategy},
-                workdir=str(tmp_path),
-            )
-        )
-        assert res.scheme.poison_config().strategy == strategy
-    import pytest
+    from ipbench.cli import app
+    from ipbench.schemes._poisoning import poisoning
 
-    from ipbench.errors import IpbenchError
+    seen: dict[str, tuple] = {}
+    real = poisoning.PoisonedSet.targets
 
-    with pytest.raises(
-        IpbenchError, match="strategy='far' is not one of single, random, near, surjective, uniform"
-    ):
-        resolve(
-            RunRequest(
-                scheme="activedaemon",
-                preset="smoke",
-                overrides={"strategy": "far"},
-                workdir=str(tmp_path),
-            )
-        )
+    def spy(self, epoch: int):
+        out = real(self, epoch)
+        seen.setdefault(self.cfg.strategy, (self.y_true, self.authorized, out))
+        return out
+
+    monkeypatch.setattr(poisoning.PoisonedSet, "targets", spy)
+    fast = ["--set", "epochs=1", "--set", "max_train=300", "--set", "max_test=100"]
+    for strategy in poisoning.STRATEGIES:
+        result = CliRunner().invoke(
+            app, ["run", "-s", "activedaemon", "-p", "smoke", "--device", "cpu", "--attacks",
+                  "none", "--workdir", str(tmp_path), "--set", f"strategy={strategy}", *fast],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+    assert set(seen) == set(poisoning.STRATEGIES)
+    for strategy, (y, auth, targets) in seen.items():
+        kept = targets[auth] if targets.ndim == 1 else targets[auth].argmax(1)
+        assert torch.equal(kept, y[auth]), strategy  # authorized images keep their labels
+        yu, tu = y[~auth], targets[~auth]
+        if strategy == "single":
+            assert (tu == 5).all()
+        elif strategy == "near":
+            assert torch.equal(tu, (yu + 1) % 10)
+        elif strategy == "surjective":
+            assert torch.equal(tu, torch.tensor([1, 2, 3, 4, 0])[yu % 5])
+        elif strategy == "random":
+            assert len(tu.unique()) > 5 and not torch.equal(tu, yu)
+        else:  # uniform: soft targets, nothing on the true class
+            assert torch.allclose(tu.sum(1), torch.ones(len(yu)))
+            assert (tu[torch.arange(len(yu)), yu] == 0).all()
+    bad = CliRunner().invoke(
+        app, ["run", "-s", "activedaemon", "-p", "smoke", "--workdir", str(tmp_path / "b"),
+              "--set", "strategy=far"],
+    )  # fmt: skip
+    assert bad.exit_code == 2
+    assert "strategy='far' is not one of single, random, near, surjective, uniform" in bad.output
 
 
 def test_new_users_get_working_credentials_without_retraining():
@@ -96,7 +115,7 @@ def test_new_users_get_working_credentials_without_retraining():
 
     from ipbench.contract import Protected
     from ipbench.models import ModelSpec, build_model
-    from ipbench.tokens.generator import TokenGenerator
+    from ipbench.schemes._poisoning.tokens.generator import TokenGenerator
 
     scheme = schemes.get("activedaemon")(
         dataclasses.replace(schemes.get("activedaemon").Config(), stn=False)

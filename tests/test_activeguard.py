@@ -7,14 +7,14 @@ import dataclasses
 
 import pytest
 import torch
-from ipbench.schemes.activeguard import ActiveGuard, ActiveGuardConfig
-from ipbench.schemes.activeguard_fingerprint import ControlLayer
 
 from ipbench.contract import Credential
 from ipbench.datasets import load_dataset
 from ipbench.errors import IpbenchError
 from ipbench.models import build_model
 from ipbench.runner import Runner, RunRequest, model_spec_for
+from ipbench.schemes._activeguard.fingerprint import ControlLayer
+from ipbench.schemes.activeguard import ActiveGuard, ActiveGuardConfig
 from ipbench.training import to_float_images
 
 CHI2_DF9_P001 = 27.877  # chi-square critical value, 9 degrees of freedom, p = 0.001
@@ -31,6 +31,7 @@ def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:
     return 100.0 * float((logits.argmax(1) == y).float().mean())
 
 
+@pytest.mark.slow
 def test_each_fingerprint_authenticates_as_its_own_user_only(setup):
     scheme, prot, _, _, _ = setup
     s = prot.secrets
@@ -50,6 +51,7 @@ def test_each_fingerprint_authenticates_as_its_own_user_only(setup):
         assert all(err[k] >= CFG.eps for k in range(len(confs)) if k != j)
 
 
+@pytest.mark.slow
 def test_authenticated_session_is_served_by_the_bare_model(setup):
     scheme, prot, _, splits, _ = setup
     x, y = to_float_images(splits.test.x), splits.test.y
@@ -64,6 +66,7 @@ def test_authenticated_session_is_served_by_the_bare_model(setup):
     assert _acc(scheme.query(prot, x, None), y) < 20
 
 
+@pytest.mark.slow
 def test_unauthorized_answers_are_uniform_over_classes(setup):
     scheme, prot, _, splits, _ = setup
     x = to_float_images(splits.test.x).repeat(8, 1, 1, 1)  # 4000 queries
@@ -77,6 +80,7 @@ def test_unauthorized_answers_are_uniform_over_classes(setup):
     assert torch.equal(first, again)  # a freshly loaded deployment replays the same answers
 
 
+@pytest.mark.slow
 def test_watermark_round_trips_and_fails_on_a_model_trained_without_it(setup, tmp_path):
     scheme, prot, plain, splits, trainer = setup
     own = scheme.verify_ownership(prot, prot.model)
@@ -94,6 +98,7 @@ def test_watermark_round_trips_and_fails_on_a_model_trained_without_it(setup, tm
     assert a_wm > a_plain - 10  # the regulariser does not cost the task
 
 
+@pytest.mark.slow
 def test_stolen_artefact_is_the_control_layer_around_a_copy(setup):
     scheme, prot, _, splits, _ = setup
     x, y = to_float_images(splits.test.x), splits.test.y
@@ -114,7 +119,7 @@ def test_capacity_follows_eq5_and_bad_settings_are_rejected():
 
 
 def test_watermark_layer_out_of_range_names_the_valid_ones():
-    from ipbench.schemes.activeguard_watermark import WatermarkKey
+    from ipbench.schemes._activeguard.watermark import WatermarkKey
 
     ds = load_dataset("synthetic")
     model = build_model(model_spec_for("tiny", ds))
@@ -122,6 +127,7 @@ def test_watermark_layer_out_of_range_names_the_valid_ones():
         WatermarkKey.create(model, (1, 2, 3), 9, 0)
 
 
+@pytest.mark.slow
 def test_run_records_table1_capacity_and_watermark_checks(tmp_path):
     # ~50 SGD steps: what the Eq. 4 regulariser needs to pull the 13 weights onto their digits
     over = {"epochs": "4", "max_train": "1500", "max_test": "300", "fp_trials": "2"}

@@ -4,11 +4,13 @@ numbers against a deployment are trusted. Smoke preset, synthetic data, tiny net
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_context
+
+from ipbench.attack import Target
 from ipbench.attacks.fake_token import FakeToken, keep_positions, other_image
 from ipbench.attacks.forged_fingerprint import (
     ForgedFingerprint,
@@ -16,14 +18,12 @@ from ipbench.attacks.forged_fingerprint import (
     forge_fingerprints,
 )
 from ipbench.attacks.neural_cleanse import CostSchedule, NeuralCleanse, NeuralCleanseConfig
-from ipbench.schemes.activeguard import ActiveGuard
-
-from ipbench.attack import AttackContext
 from ipbench.contract import Protected
 from ipbench.datasets import load_dataset, make_splits
 from ipbench.errors import IpbenchError
 from ipbench.registry import attacks, presets, schemes
 from ipbench.runner import Runner, RunRequest
+from ipbench.schemes.activeguard import ActiveGuard
 from ipbench.training import Trainer, to_float_images
 
 CHANCE_PLUS = 25.0  # 10 classes: chance is 10%
@@ -31,7 +31,8 @@ CHANCE_PLUS = 25.0  # 10 classes: chance is 10%
 
 @pytest.fixture(scope="module")
 def deploy(tmp_path_factory):
-    """Smoke runs sharing one workdir; returns stage metrics, notes and an AttackContext."""
+    """Smoke runs sharing one workdir; returns stage metrics, stages, the attacked target and
+    the thief's view of the run."""
     workdir = tmp_path_factory.mktemp("atk_cred")
     done: dict[str, tuple] = {}
 
@@ -55,19 +56,18 @@ def deploy(tmp_path_factory):
                 preset.max_test,
             )  # fmt: skip
             base = Protected.load(Path(stages["baseline"]["artifact"])).model
-            ctx = AttackContext(
-                res.scheme, protected, splits, Trainer("cpu"), preset, 0, torch.device("cpu"),
-                lambda: base,
-            )  # fmt: skip
-            done[scheme] = (metrics, stages, ctx)
+            spec = protected.model_spec
+            ctx = run_context(splits, spec, preset, Trainer("cpu"), lambda: base).for_thief()
+            done[scheme] = (metrics, stages, Target(res.scheme, protected), ctx)
         return done[scheme]
 
     return run
 
 
 # --- fake-token -------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_fake_token_endpoints_reproduce_genuine_and_clean_accuracy(deploy):
-    m, _, _ = deploy("adip", "fake-token,fake-credential", epochs="8")
+    m, _, _, _ = deploy("adip", "fake-token,fake-credential", epochs="8")
     ev, atk = m["evaluate"], m["attack:fake-token"]
     assert ev["A_ad"] > 85 and ev["A_ud"] < CHANCE_PLUS  # the deployment is really locked
     assert abs(atk["A_fake@gamma_f=1"] - ev["A_ad"]) < 2  # the whole token is the genuine one
@@ -78,9 +78,10 @@ def test_fake_token_endpoints_reproduce_genuine_and_clean_accuracy(deploy):
     assert atk["A_td"] == max(atk["A_fake@gaussian"], atk["A_fake@mismatched"])
 
 
+@pytest.mark.slow
 def test_fake_credential_is_skipped_on_an_input_space_scheme(deploy):
-    _, stages, _ = deploy("adip", "fake-token,fake-credential", epochs="8")
-    assert "forges no credentials" in str(stages["attack:fake-credential"])
+    _, stages, _, _ = deploy("adip", "fake-token,fake-credential", epochs="8")
+    assert "adip lacks capability CredentialForging" in str(stages["attack:fake-credential"])
 
 
 def test_deteriorated_masks_keep_exact_nested_fractions():
@@ -102,12 +103,13 @@ def test_bad_attack_settings_are_refused_with_the_valid_ones():
 # --- fake-credential --------------------------------------------------------------------------
 # A passport forged from the pretrained model's features on the thief's own images is a real
 # threat (about 65 on the smoke task), so only the random passport is expected to fail.
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("scheme", "failing"),
     [("passport", ("random_passport",)), ("chaow", ("random_key", "near_key"))],
 )
 def test_fake_credentials_fail_where_the_owners_pass(deploy, scheme, failing):
-    m, stages, _ = deploy(scheme, "fake-credential,fake-token")
+    m, stages, _, _ = deploy(scheme, "fake-credential,fake-token")
     ev, atk = m["evaluate"], m["attack:fake-credential"]
     assert abs(atk["A_ad@owner"] - ev["A_ad"]) < 1e-6 and ev["A_ad"] > 80  # the path works
     kinds = schemes.get(scheme).forge_kinds
@@ -116,42 +118,47 @@ def test_fake_credentials_fail_where_the_owners_pass(deploy, scheme, failing):
         assert atk[f"A_td@{k}"] < ev["A_ad"] - 50
     assert atk["A_td"] == max(atk[f"A_td@{k}"] for k in kinds)
     skipped = str(stages["attack:fake-token"])
-    assert "lacks capability input_space" in skipped
+    assert "lacks capability InputSpaceToken" in skipped
 
 
+@pytest.mark.slow
 def test_random_passport_far_below_genuine_and_unknown_kind_is_refused(deploy):
-    m, _, ctx = deploy("passport", "fake-credential,fake-token")
+    m, _, target, ctx = deploy("passport", "fake-credential,fake-token")
     assert m["attack:fake-credential"]["A_td@random_passport"] < CHANCE_PLUS
     atk = attacks.get("fake-credential")(attacks.get("fake-credential").Config(kinds=("bogus",)))
-    assert "not bogus" in atk.skip_reason(ctx.scheme)
+    assert "not bogus" in atk.skip_reason(target.scheme)
+    with pytest.raises(IpbenchError, match="forges no credential of kind 'bogus'; valid: random"):
+        target.scheme.forge_credential(target.protected, "bogus", ctx)
 
 
 # --- forged fingerprints ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def guarded(deploy):
     """ActiveGuard's authentication around the smoke baseline (no owner library needed)."""
-    _, _, ctx = deploy("passport", "fake-credential,fake-token")
-    model = ctx.baseline()
+    _, _, target, ctx = deploy("passport", "fake-credential,fake-token")
+    model = ctx.unprotected()
     meta = {"num_classes": 10, "seed": 0}
-    prot = Protected("activeguard", model, ctx.protected.model_spec,
+    prot = Protected("activeguard", model, target.protected.model_spec,
                      {"confidences": torch.tensor([0.2, 0.3, 0.4])}, meta)  # fmt: skip
-    return dataclasses.replace(ctx, scheme=ActiveGuard(), protected=prot)
+    return Target(ActiveGuard(), prot), ctx
 
 
+@pytest.mark.slow
 def test_fingerprint_made_with_the_owners_windows_authenticates(guarded):
-    atk = ForgedFingerprint(ForgedFingerprint.Config(cw_steps=200))
-    x = to_float_images(guarded.splits.attacker.x[:40])
-    owner_windows = tuple(guarded.protected.secrets["confidences"].tolist())
+    (scheme, protected), ctx = (guarded[0].scheme, guarded[0].protected), guarded[1]
+    cfg = ForgedFingerprint.Config(cw_steps=200)
+    x = to_float_images(ctx.thief.data.x[:40])
+    owner_windows = tuple(protected.secrets["confidences"].tolist())
     images, _ = forge_fingerprints(
-        guarded.protected.model, x, owner_windows, 4, atk.settings(), 10,
-        torch.Generator().manual_seed(0),
-    )  # fmt: skip
-    assert float(guarded.scheme.check(guarded.protected, images)[0].float().mean()) >= 0.75
+        scheme, protected.model, x, owner_windows, 4, cfg, 10, torch.Generator().manual_seed(0)
+    )
+    assert float(scheme.authenticates(protected, images).float().mean()) >= 0.75
 
 
+@pytest.mark.slow
 def test_forged_fingerprint_rates_are_fractions(guarded):
     cfg = ForgedFingerprint.Config(windows=(0.15, 0.3), per_window=3, cw_steps=200, max_test=200)
-    out = ForgedFingerprint(cfg).run(guarded)
+    out = {str(k): v for k, v in ForgedFingerprint(cfg).run(*guarded).items()}
     assert 0.0 <= out["auth_rate"] <= 1.0
     assert out["auth_rate@c=0.15"] == 0.0  # 0.15 is 0.05 from every owner window
     assert out["auth_rate@c=0.3"] > 0.5  # a correct guess opens a session ...
@@ -166,12 +173,13 @@ def test_candidate_grid_is_the_papers():
 
 # --- neural cleanse ---------------------------------------------------------------------------
 # M-LOCK's random-position sticker needs 20 smoke epochs to be learnt (tests/test_visible_tokens.py).
+@pytest.mark.slow
 @pytest.mark.parametrize(("scheme", "epochs"), [("adip", "8"), ("mlock", "20")])
 def test_neural_cleanse_recovers_a_visible_token(deploy, scheme, epochs):
-    m, _, ctx = deploy(scheme, "fake-token,fake-credential", epochs=epochs)
+    m, _, target, ctx = deploy(scheme, "fake-token,fake-credential", epochs=epochs)
     assert m["evaluate"]["A_ud"] < CHANCE_PLUS  # locked without the sticker
     cfg = NeuralCleanseConfig(steps=300, eval_every=50, max_test=500)
-    out = NeuralCleanse(cfg).run(ctx)
+    out = NeuralCleanse(cfg).run(target, ctx)
     assert out["A_re"] > m["evaluate"]["A_ud"] + 30
     assert out["A_ud"] == out["A_re"] and 0 < out["mask_l1"] < 32 * 32
 
@@ -185,5 +193,6 @@ def test_cost_schedule_doubles_above_and_shrinks_below_the_threshold():
 def test_every_attack_names_its_headline():
     for name in ("fake-token", "fake-credential", "forged-fingerprint", "neural-cleanse"):
         cls = attacks.get(name)
-        assert cls.headline and all("@" not in h for h in cls.headline)
+        names = cls.headline_names()
+        assert names and all("@" not in h for h in names)
     assert presets.get("smoke")  # the fixtures' preset exists

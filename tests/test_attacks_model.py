@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from ipbench.attacks._common import redeploy, score, steal
-from ipbench.attacks.prune import prune_global
-from ipbench.attacks.strip_control import StripControl
+from conftest import run_context
 from torch import nn
 from typer.testing import CliRunner
 
-from ipbench.attack import AttackContext
+from ipbench.attack import Target, redeploy, score, steal
+from ipbench.attacks.prune import prune_global
+from ipbench.attacks.strip_control import StripControl
 from ipbench.cli import app
 from ipbench.registry import presets, schemes
 from ipbench.runner import Runner, RunRequest
@@ -42,6 +42,7 @@ def attacked(workdir: Path, scheme: str, attacks: str, **settings: str) -> dict[
     return out
 
 
+@pytest.mark.slow
 def test_extraction_copies_an_unprotected_model(workdir):
     m = attacked(
         workdir, "none", "extraction",
@@ -53,6 +54,7 @@ def test_extraction_copies_an_unprotected_model(workdir):
     assert got["A_sub_vs_victim_agreement"] > 2 * CHANCE_PLUS
 
 
+@pytest.mark.slow
 def test_finetune_keeps_an_unprotected_model_and_retrains_a_fresh_head(workdir):
     m = attacked(workdir, "none", "finetune")
     a_or, got = m["baseline"]["A_or"], m["attack:finetune"]
@@ -64,6 +66,7 @@ def test_finetune_keeps_an_unprotected_model_and_retrains_a_fresh_head(workdir):
     assert got["A_ud"] == max(v for k, v in got.items() if "@" in k and "epochs=0" not in k)
 
 
+@pytest.mark.slow
 def test_transfer_finetune_learns_the_new_task_with_a_fresh_head(workdir):
     m = attacked(
         workdir, "none", "finetune",
@@ -82,6 +85,7 @@ def test_transfer_finetune_refuses_other_shapes_and_activeguard():
     assert atk.skip_reason(schemes.get("mlock")()) is None
 
 
+@pytest.mark.slow
 def test_prune_at_zero_is_exact_and_at_ninety_percent_hurts(workdir):
     m = attacked(workdir, "none", "prune")
     got = m["attack:prune"]
@@ -105,6 +109,7 @@ def test_global_pruning_zeroes_exactly_the_rate_of_conv_and_linear_weights():
     assert not hasattr(model[0], "weight_orig")  # pruning made permanent
 
 
+@pytest.mark.slow
 def test_passport_retrain_forges_a_working_passport(workdir):
     m = attacked(workdir, "passport", "passport-retrain,strip-control")
     got = m["attack:passport-retrain"]
@@ -116,27 +121,30 @@ def test_passport_retrain_forges_a_working_passport(workdir):
     assert skipped["attack:strip-control"] == "skipped"
 
 
+@pytest.mark.slow
 def test_strip_control_gives_activeguard_away_and_redeploy_maps_its_copy_back(activeguard_smoke):
     scheme, prot, _, splits, trainer = activeguard_smoke
-    ctx = AttackContext(scheme, prot, splits, trainer, presets.get("smoke"), 0, torch.device("cpu"))
-    got = StripControl().run(ctx)
+    ctx = run_context(splits, prot.model_spec, presets.get("smoke"), trainer).for_thief()
+    target = Target(scheme, prot)
+    got = StripControl().run(target, ctx)
     assert got["A_ud_before"] < CHANCE_PLUS
     assert got["A_ud"] > got["A_ad"] - 5  # the bare network is the authorized model
 
-    again = score(scheme, redeploy(scheme, prot, steal(scheme, prot)), splits.test, ctx.device, 0)
-    before = score(scheme, prot, splits.test, ctx.device, 0)
+    again = score(redeploy(target, steal(target)), splits.test, ctx)
+    before = score(target, splits.test, ctx)
     assert again[0] == before[0]  # fingerprints still authenticate on the unwrapped copy
     assert again[1] == pytest.approx(before[1], abs=6)  # random answers: a fresh RNG stream
 
 
 def test_strip_control_is_skipped_outside_activeguard():
     reason = StripControl().skip_reason(schemes.get("mlock")())
-    assert reason == "strip-control targets activeguard only"
+    assert reason == "mlock lacks capability WrappedDeployment (it has: InputSpaceToken)"
 
 
 cli = CliRunner()
 
 
+@pytest.mark.slow
 def test_attack_command_adds_stages_to_the_stored_run(tmp_path):
     w = str(tmp_path)
     fast = ["--set", "epochs=1", "--set", "max_train=300", "--set", "max_test=100"]

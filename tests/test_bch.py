@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ipbench.errors import IpbenchError
-from ipbench.tokens.bch import IdentityCodec
+from ipbench.schemes._poisoning.tokens.bch import IdentityCodec
 
 CODEC = IdentityCodec()
 

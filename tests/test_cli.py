@@ -9,22 +9,29 @@ FAST = ["--set", "epochs=1", "--set", "max_train=300", "--set", "max_test=100", 
 
 
 def test_list_shows_every_registry():
-    result = runner.invoke(app, ["list"])
+    from ipbench.registry import attacks, schemes
+
+    result = runner.invoke(app, ["list"], terminal_width=200)
     assert result.exit_code == 0
-    for word in (
-        "schemes",
-        "none",
-        "datasets",
-        "cifar10",
-        "synthetic",
-        "models",
-        "resnet18",
-        "presets",
-        "smoke",
-    ):
-        assert word in result.output
+    rows = {line.split("│")[1].strip() for line in result.output.splitlines() if "│" in line}
+    assert len(schemes.names()) >= 8 and len(attacks.names()) >= 9
+    assert {*schemes.names(), *attacks.names()} <= rows  # every plugin has its own row
+    assert {"cifar10", "synthetic", "resnet18", "smoke", "quick", "paper"} <= rows
+    for title in ("schemes", "attacks", "datasets", "models", "presets"):
+        assert title in result.output
+    assert "failed to load" not in result.output
     models = runner.invoke(app, ["list", "models"])
     assert "lenet5" in models.output and "cifar10" not in models.output
+
+
+def test_list_names_a_plugin_that_failed_to_load(monkeypatch):
+    from ipbench.registry import schemes
+
+    monkeypatch.setitem(schemes.failures, "ipbench.schemes.broken", "ImportError: no bchlib")
+    result = runner.invoke(app, ["list", "schemes"], terminal_width=200)
+    assert result.exit_code == 0 and "activedaemon" in result.output
+    assert "ipbench.schemes.broken" in result.output
+    assert "failed to load: ImportError: no bchlib" in result.output
 
 
 def test_unknown_scheme_is_one_clear_error(tmp_path):

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ipbench.contract import Capability, Protected
+from ipbench.capabilities import InputSpaceToken, capabilities_of, capability
+from ipbench.contract import Protected
 from ipbench.errors import CorruptArtifactError, IpbenchError
 from ipbench.models import ModelSpec, build_model
 from ipbench.registry import schemes
@@ -61,6 +62,36 @@ def test_none_scheme_serves_everyone_the_same_model():
     cred = scheme.authorize(p, "alice")
     assert torch.equal(scheme.query(p, x, cred), scheme.query(p, x, None))
     assert scheme.stolen(p) is p.model
-    assert not scheme.has(Capability.INPUT_SPACE)
-    with pytest.raises(IpbenchError, match="no input-space credentials"):
-        scheme.apply(cred, x)
+    assert capabilities_of(scheme) == [] and not isinstance(scheme, InputSpaceToken)
+    with pytest.raises(IpbenchError, match="scheme 'none' lacks capability InputSpaceToken"):
+        capability(scheme, InputSpaceToken)
+
+
+def test_query_is_the_base_class_path_and_applies_input_space_credentials():
+    """A scheme cannot replace the evaluator's entry point; an input-space credential reaches
+    the network through it without the scheme doing anything."""
+    from ipbench.capabilities import InputSpaceToken
+    from ipbench.contract import Credential, Scheme
+
+    with pytest.raises(TypeError, match=r"overrides Scheme\.query; override serve instead"):
+
+        class Overrides(Scheme):
+            def query(self, protected, x, credential=None):
+                return protected.model(x)
+
+    class Negate(Scheme, InputSpaceToken):
+        Config = dict
+
+        def protect(self, ctx):
+            raise NotImplementedError
+
+        def authorize(self, protected, user):
+            return Credential(user, "negate")
+
+        def apply(self, credential, x):
+            return 1 - x
+
+    p, x = _protected(), torch.rand(3, 3, 32, 32)
+    scheme = Negate()
+    assert torch.equal(scheme.query(p, x, scheme.authorize(p, "u")), p.model(1 - x))
+    assert torch.equal(scheme.query(p, x), p.model(x))

@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
-from ipbench.metrics.image_quality import ergas, image_quality, lpips_distance, psnr, ssim
 
 from ipbench.errors import IpbenchError
+from ipbench.metrics.image_quality import ergas, image_quality, lpips_distance, psnr, ssim
 
 
 def test_psnr_matches_hand_computation():

@@ -18,6 +18,7 @@ from ipbench.leaderboard.collect import RUN_COLUMNS, Collected, default_config, 
 from ipbench.leaderboard.plots import sweep_points
 from ipbench.leaderboard.reference import load_reference
 from ipbench.leaderboard.render import provenance
+from ipbench.registry import schemes
 from ipbench.store import Store
 
 REFERENCE = """scheme,dataset,model,metric,value,source,note
@@ -135,6 +136,61 @@ def test_regeneration_is_byte_identical_and_plots_are_written(synthetic, tmp_pat
     assert "](synthetic-smoke/prune.png)" in first.read_text() == second.read_text()
 
 
+def _recorded_store(workdir: Path) -> None:
+    """Runs as today's runner records them: their defaults, preset settings and metric specs."""
+    from ipbench.metric import At, Metric, pct
+
+    store = Store(workdir)
+    base = default_config("mlock", "synthetic", "smoke")
+    assert base is not None
+    plain = {**base, "defaults": base, "preset_settings": {}}
+    swept = {**plain, "scheme_config": {**base["scheme_config"], "gamma": 0.1}}
+    declared = (
+        pct("A_weird", "lower", headline=2),
+        Metric("odd", "", "neither", ".4f", headline=1),  # the stored rank decides the column
+    )
+    for rid, config, a_ad in (("new-default", plain, 80.0), ("new-gamma", swept, 30.0)):
+        _run(store, rid, "mlock", 0, config)
+        _stage(store, rid, "evaluate", {"A_or": 85.0, "A_ad": a_ad, "A_ud": 10.0})
+        store.begin_stage(rid, "attack:custom", "key")
+        store.put_metrics(rid, "attack:custom", {
+            "A_weird": 12.0, "odd": 0.123456, At("A_weird", "knob", 0.5): 11.0,
+            At("A_weird", "knob", 1.0): 9.0,
+        }, declared=declared)  # fmt: skip
+        store.finish_stage(rid, "attack:custom")
+    store.close()
+
+
+def test_the_same_store_gives_the_same_tables_after_a_preset_edit(tmp_path, monkeypatch):
+    """Variants, formats and headlines come from what the runs recorded, not today's code."""
+    workdir, ref = tmp_path / "runs", tmp_path / "reference.csv"
+    ref.write_text(REFERENCE)
+    _recorded_store(workdir)
+    before = _build(workdir, ref, tmp_path / "a").read_text()
+    assert "| mlock | 85.00 | 80.00 | 90.50 |" in before  # the default run heads the table
+    assert "gamma=0.1" in before.partition("## Sweeps")[2]
+    assert "custom: odd" in before and "0.1235" in before  # stored headline rank and format
+    # "Edit the preset": smoke now sets gamma=0.1 for mlock. Resolved with today's code, the
+    # sweep run would pass for the default; the store still says what each run was.
+    mlock = schemes.get("mlock")
+    monkeypatch.setattr(mlock, "preset_defaults", {"smoke": {"gamma": 0.1}})
+    assert default_config("mlock", "synthetic", "smoke")["scheme_config"]["gamma"] == 0.1
+    after = _build(workdir, ref, tmp_path / "b").read_text()
+    assert after == before
+
+
+def test_curves_are_read_from_the_stored_columns(tmp_path):
+    from ipbench.leaderboard.aggregate import aggregate
+    from ipbench.leaderboard.collect import collect
+    from ipbench.leaderboard.plots import curve_points
+
+    _recorded_store(tmp_path)
+    agg = aggregate(collect(Store(tmp_path)))
+    pts = curve_points(agg, "attack:custom", "knob")
+    assert sorted(zip(pts.x, pts["mean"], strict=True)) == [(0.5, 11.0), (1.0, 9.0)]
+    assert set(pts.metric) == {"A_weird"}
+
+
 def test_repository_reference_rows_all_cite_a_source():
     ref = load_reference()
     assert len(ref) > 50 and (ref.source.str.len() > 0).all()
@@ -187,10 +243,10 @@ def test_sweep_rejects_bad_fields_and_values_before_running(tmp_path, args, mess
 
 
 def test_a_run_stored_before_a_field_existed_is_not_the_current_default():
-    # quick sets protect_epochs=12 for mlock; a run stored without the field trained with the
+    # quick sets protect_epochs=20 for mlock; a run stored without the field trained with the
     # class default (None: the preset's epochs), so it is a variant, not the default.
     base = default_config("mlock", "cifar10", "quick")
-    assert base is not None and base["scheme_config"]["protect_epochs"] == 12
+    assert base is not None and base["scheme_config"]["protect_epochs"] == 20
     assert variant(base, base) == {}
     old = {**base, "scheme_config": dict(base["scheme_config"])}
     del old["scheme_config"]["protect_epochs"]
@@ -228,10 +284,20 @@ def test_sweep_series_are_split_by_the_other_changed_settings():
 
 
 def test_provenance_names_the_scheme_settings_the_preset_sets():
-    row = {c: "x" for c in RUN_COLUMNS} | {"scheme": "mlock", "seed": 0, "reduced": True}
-    col = Collected(pd.DataFrame([row], columns=RUN_COLUMNS), pd.DataFrame(), pd.DataFrame())
-    assert "mlock: protect_epochs=12" in provenance(col, "quick")
-    assert "preset sets" not in provenance(col, "smoke")  # smoke sets nothing for mlock
+    row = {c: "x" for c in RUN_COLUMNS} | {
+        "scheme": "mlock", "seed": 0, "reduced": True, "updated": 1.0, "preset_settings": "null",
+    }  # fmt: skip
+
+    def text(r: dict, preset: str) -> str:
+        runs = pd.DataFrame([r], columns=RUN_COLUMNS)
+        return provenance(Collected(runs, pd.DataFrame(), pd.DataFrame()), preset)
+
+    # A run stored before runs recorded them: the scheme class's declaration.
+    assert "mlock: protect_epochs=20" in text(row, "quick")
+    assert "preset sets" not in text(row, "smoke")  # smoke sets nothing for mlock
+    # A run that recorded them: the store, whatever the code says today.
+    recorded = row | {"preset_settings": json.dumps({"protect_epochs": 7})}
+    assert "mlock: protect_epochs=7" in text(recorded, "quick")
 
 
 def test_tracing_block_and_a_flag_on_protection_that_did_not_take(tmp_path):

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ipbench.metrics.accuracy import accuracy, derived
 
 from ipbench.errors import IpbenchError
+from ipbench.metrics.accuracy import accuracy, derived
 
 
 def test_accuracy_against_hand_count():

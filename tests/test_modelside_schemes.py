@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from ipbench.schemes import _passport_layers as pl
-from ipbench.schemes.advparams import AdvParamsConfig, encrypt, write_values
-from ipbench.schemes.chaow import chaotic_permutation, logistic_orbit, permute, unpermute
 
 from ipbench.errors import IpbenchError
 from ipbench.models import ModelSpec, build_model
 from ipbench.registry import schemes
 from ipbench.runner import Runner, RunRequest
+from ipbench.schemes import _passport_layers as pl
+from ipbench.schemes.advparams import AdvParamsConfig, encrypt, write_values
+from ipbench.schemes.chaow import chaotic_permutation, logistic_orbit, permute, unpermute
 from ipbench.tensorio import read_tensors
 
 CHANCE_PLUS = 25.0  # 10 classes: chance is 10%; a working model scores > 90 on the smoke task
@@ -42,6 +42,7 @@ def smoke(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["chaow", "advparams"])
 def test_key_restores_the_exact_model_and_its_absence_breaks_it(smoke, scheme):
     m, _ = smoke(scheme)
@@ -51,12 +52,14 @@ def test_key_restores_the_exact_model_and_its_absence_breaks_it(smoke, scheme):
     assert m["flops"] == m["flops_base"] and m["params"] == m["params_base"]  # no overhead
 
 
+@pytest.mark.slow
 def test_chaow_is_sensitive_to_the_key(smoke):
     m, _ = smoke("chaow")
     assert m["A_td_near_key"] < CHANCE_PLUS  # x0 off by 1e-12 is as wrong as a random key
     assert m["permuted_pct"] > 90  # default: every conv and linear weight
 
 
+@pytest.mark.slow
 def test_advparams_touches_a_handful_of_weights(smoke):
     m, folder = smoke("advparams")
     assert 1 <= m["params_changed"] <= AdvParamsConfig().max_params
@@ -71,6 +74,7 @@ def test_advparams_touches_a_handful_of_weights(smoke):
     assert torch.equal(shipped - secrets["original"], secrets["delta"])  # the key is not shipped
 
 
+@pytest.mark.slow
 def test_passport_v1_needs_the_passport_and_carries_the_signature(smoke):
     m, folder = smoke("passport")
     assert m["A_ad"] > m["A_or"] - 10
@@ -82,6 +86,7 @@ def test_passport_v1_needs_the_passport_and_carries_the_signature(smoke):
     assert not any("passport" in k for k in weights)  # the stolen artefact has no passport
 
 
+@pytest.mark.slow
 def test_passport_reload_and_ownership_of_an_unrelated_model(smoke):
     smoke("passport")
     scheme = schemes.get("passport")()
@@ -153,7 +158,7 @@ def test_unknown_layer_names_list_the_valid_ones():
 
 
 def test_passport_placement_needs_a_supported_model():
-    with pytest.raises(IpbenchError, match="placed for models fastnet, tiny, resnet18"):
+    with pytest.raises(IpbenchError, match="placed for models fastnet, whitenet, tiny, resnet18"):
         pl.build_passport_model(ModelSpec("lenet5", 10, 1, 28, (0.5,), (0.5,)))
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ipbench.metrics import overhead as oh
 from torch import nn
 
 from ipbench.errors import IpbenchError
+from ipbench.metrics import overhead as oh
 
 
 def test_linear_params_and_flops_by_hand():
@@ -53,6 +53,7 @@ def test_bad_inputs_are_clear_errors():
         oh.latency(nn.Identity(), torch.randn(1, 3), repeats=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["none", "mlock"])
 def test_evaluate_stage_records_overhead_for_every_scheme(tmp_path, scheme):
     from ipbench.runner import Runner, RunRequest

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ipbench.errors import IpbenchError
-from ipbench.poisoning import (
+from ipbench.schemes._poisoning.poisoning import (
     PoisonConfig,
     build_poisoned_set,
     ordinary_noise,

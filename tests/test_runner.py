@@ -26,6 +26,7 @@ def _values(outcome) -> dict[tuple[str, str], float]:
     return {(m["stage"], m["name"]): m["value"] for m in outcome.metrics}
 
 
+@pytest.mark.slow
 def test_run_records_stages_metrics_and_provenance(tmp_path):
     outcome = Runner(_request(tmp_path)).run()
     values = _values(outcome)
@@ -46,6 +47,7 @@ def test_run_records_stages_metrics_and_provenance(tmp_path):
     assert all(s["status"] == "done" and s["wall_s"] is not None for s in stages.values())
 
 
+@pytest.mark.slow
 def test_same_seed_gives_same_metrics_in_a_fresh_workdir(tmp_path):
     def measured(path):  # wall-clock timings (latency, credential issue) differ run to run
         values = _values(Runner(_request(path)).run())
@@ -82,6 +84,7 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path, monkeypatch):
     assert Store(tmp_path).require_run(run.run_id).attempts == 2
 
 
+@pytest.mark.slow
 def test_baseline_is_shared_between_runs_that_differ_elsewhere(tmp_path, monkeypatch):
     first = Runner(_request(tmp_path)).run()
     monkeypatch.setattr(
@@ -106,6 +109,13 @@ def test_baseline_is_shared_between_runs_that_differ_elsewhere(tmp_path, monkeyp
         ({"overrides": {"train.epochs": "x"}}, IpbenchError, "epochs='x' is not a valid int"),
         ({"device": "tpu"}, IpbenchError, "unknown device 'tpu'"),
         ({"attacks": "copycat9"}, UnknownNameError, "unknown attack 'copycat9'"),
+        (
+            {"overrides": {"batch_size": "64"}},
+            IpbenchError,
+            "setting 'batch_size' is ambiguous: it is train.batch_size and eval.batch_size; add "
+            "the prefix",
+        ),
+        ({"scheme": "mlock", "overrides": {"gamma": "1.5"}}, IpbenchError, "gamma must be in"),
     ],
 )
 def test_bad_requests_fail_before_any_work(tmp_path, kwargs, error, message):
@@ -115,6 +125,7 @@ def test_bad_requests_fail_before_any_work(tmp_path, kwargs, error, message):
     assert not (tmp_path / "ipbench.sqlite").exists()
 
 
+@pytest.mark.slow
 def test_scheme_metrics_are_recorded_with_notes(tmp_path, monkeypatch):
     from ipbench.registry import schemes
 
@@ -129,3 +140,34 @@ def test_scheme_metrics_are_recorded_with_notes(tmp_path, monkeypatch):
     assert rows[("evaluate", "capacity")]["value"] == 1.0
     assert rows[("evaluate", "LPIPS")]["value"] is None
     assert rows[("evaluate", "LPIPS")]["note"] == "backbone weights unavailable"
+
+
+@pytest.mark.parametrize(
+    ("scheme", "settings", "message"),
+    [
+        ("mlock", {"target_class": "12"}, "target_class 12 outside 0..9"),
+        ("mlock", {"sticker_size": "40"}, "sticker_size must be in 1..32, got 40"),
+        ("activeguard", {"wm_layer": "9"}, r"wm_layer=9 is out of range; valid: -4..3"),
+        ("chaow", {"layers": "fc9"}, "ChaoW layers 'fc9' are not conv/linear modules; valid"),
+        ("passport", {"train.epochs": "1"}, None),  # tiny is a passport network: passes
+    ],
+)
+def test_settings_are_checked_against_the_task_before_any_training(
+    tmp_path, monkeypatch, scheme, settings, message
+):
+    """Values only the task can judge (its classes, image size, network) fail before the
+    baseline trains, with the valid range named."""
+    import ipbench.runner as runner_module
+
+    trained = []
+    monkeypatch.setattr(runner_module.Trainer, "fit", lambda *a, **k: trained.append(1) or 1 / 0)
+    req = RunRequest(scheme=scheme, preset="smoke", workdir=str(tmp_path), device="cpu",
+                     overrides=settings, attacks="none")  # fmt: skip
+    if message is None:
+        with pytest.raises(ZeroDivisionError):  # reached training: the settings passed
+            Runner(req).run()
+        assert trained == [1]
+        return
+    with pytest.raises(IpbenchError, match=message):
+        Runner(req).run()
+    assert trained == [] and not (tmp_path / "artifacts").exists()

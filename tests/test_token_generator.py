@@ -6,8 +6,8 @@ import dataclasses
 
 import torch
 
-from ipbench.tokens.generator import TokenConfig, train_token_generator
-from ipbench.tokens.noise import NoiseConfig
+from ipbench.schemes._poisoning.tokens.generator import TokenConfig, train_token_generator
+from ipbench.schemes._poisoning.tokens.noise import NoiseConfig
 
 N_BITS = 16
 

@@ -66,6 +66,7 @@ def test_crop_flip_moves_pixels_as_specified():
     assert torch.equal(shifted[1, 0, :3], x[1, 0, 1:].flip(-1))  # up by one, then mirrored
 
 
+@pytest.mark.slow
 def test_training_learns_synthetic():
     splits, spec = _task(800)
     model = _fresh(spec)
@@ -76,6 +77,7 @@ def test_training_learns_synthetic():
     assert before < 25 and after > 80
 
 
+@pytest.mark.slow
 def test_same_seed_gives_bitwise_identical_weights():
     splits, spec = _task()
     states = []
@@ -89,6 +91,7 @@ def test_same_seed_gives_bitwise_identical_weights():
     assert not all(torch.equal(states[0][k], other.state_dict()[k]) for k in states[0])
 
 
+@pytest.mark.slow
 def test_resume_from_epoch_checkpoint_matches_uninterrupted(tmp_path):
     splits, spec = _task()
     full = _fresh(spec)

@@ -4,20 +4,22 @@ import dataclasses
 
 import pytest
 import torch
-from ipbench.schemes.adip import blend_grid, grid_mask
-from ipbench.schemes.mlock import paste
+from conftest import run_context
 from typer.testing import CliRunner
 
 from ipbench.cache import StageCache
 from ipbench.cli import app
-from ipbench.contract import Protected, Task
+from ipbench.context import RunContext
+from ipbench.contract import Protected
 from ipbench.datasets import make_splits
 from ipbench.datasets.base import Dataset, ImageSet
 from ipbench.errors import IpbenchError
+from ipbench.images import quantize
 from ipbench.models import ModelSpec, build_model
 from ipbench.registry import presets, schemes
 from ipbench.runner import Runner, RunRequest
-from ipbench.token_scheme import quantize
+from ipbench.schemes.adip import blend_grid, grid_mask
+from ipbench.schemes.mlock import paste
 from ipbench.training import Trainer
 
 SPEC = ModelSpec("tiny", 10, 3, 32, (0.5,) * 3, (0.25,) * 3)
@@ -67,6 +69,7 @@ def test_adip_grid_squares_are_where_the_paper_puts_them():
 # sticker only later (measured: A_pd 0-17 after 8 epochs, 87 after 20), so M-LOCK gets 20 epochs
 # of protection training (``protect_epochs``; the baseline keeps the preset's 4): at the preset's
 # epochs it would not lock, so this also shows ``protect_epochs`` reaches the trainer.
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "epochs"), [("adip", 8), ("mlock", 20)])
 def test_smoke_model_is_locked_without_the_token_and_unlocked_with_it(tmp_path, name, epochs):
     outcome = Runner(
@@ -96,16 +99,16 @@ class _Recorder(Trainer):
         return super().fit(model, *args, **kwargs)
 
 
-def _black_task(trainer: Trainer, tmp_path) -> Task:
+def _black_task(trainer: Trainer, tmp_path) -> RunContext:
     """Black 32x32 images: crop padding is black too, so a trained image shows only the token."""
     n = 64
     black = ImageSet(torch.zeros(n, 3, 32, 32, dtype=torch.uint8), torch.arange(n) % 10)
     ds = Dataset("black", black, black, 10, mean=(0.5,) * 3, std=(0.25,) * 3)
     preset = presets.get("smoke")
     preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, epochs=1))
-    return Task(
-        make_splits(ds, 0, 0.1), SPEC, preset, 0, torch.device("cpu"), trainer,
-        StageCache(tmp_path), lambda: build_model(SPEC),
+    return run_context(
+        make_splits(ds, 0, 0.1), SPEC, preset, trainer, lambda: build_model(SPEC),
+        StageCache(tmp_path),
     )  # fmt: skip
 
 

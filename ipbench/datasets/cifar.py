@@ -6,6 +6,7 @@ torchvision's reader insists on the original archive's md5 sums; a rebuilt copy 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,29 +18,35 @@ from ipbench.datasets.safe_pickle import load_pickle
 from ipbench.errors import CorruptArtifactError, DatasetNotFoundError
 from ipbench.registry import datasets
 
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one CIFAR variant keeps its files (the python pickles' layout)."""
+
+    folder: str
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    meta: tuple[str, str]  # file, key of the class names
+    label_key: str
+    classes: int
+    tv: str  # torchvision's class, for downloading
+
+
 _LAYOUTS = {
-    "cifar10": {
-        "folder": "cifar-10-batches-py",
-        "train": [f"data_batch_{i}" for i in range(1, 6)],
-        "test": ["test_batch"],
-        "meta": ("batches.meta", "label_names"),
-        "label_key": "labels",
-        "classes": 10,
-        "tv": "CIFAR10",
-    },
-    "cifar100": {
-        "folder": "cifar-100-python",
-        "train": ["train"],
-        "test": ["test"],
-        "meta": ("meta", "fine_label_names"),
-        "label_key": "fine_labels",
-        "classes": 100,
-        "tv": "CIFAR100",
-    },
-}
+    "cifar10": Layout(
+        "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",),
+        ("batches.meta", "label_names"), "labels", 10, "CIFAR10",
+    ),
+    "cifar100": Layout(
+        "cifar-100-python", ("train",), ("test",), ("meta", "fine_label_names"), "fine_labels",
+        100, "CIFAR100",
+    ),
+}  # fmt: skip
 
 
-def _read_batches(folder: Path, files: list[str], label_key: str, num_classes: int) -> ImageSet:
+def _read_batches(
+    folder: Path, files: tuple[str, ...], label_key: str, num_classes: int
+) -> ImageSet:
     xs, ys = [], []
     for name in files:
         path = folder / name
@@ -63,24 +70,24 @@ def _read_batches(folder: Path, files: list[str], label_key: str, num_classes: i
 def load_cifar(name: str, root: str | None, download: bool = True) -> Dataset:
     spec = _LAYOUTS[name]
     base = resolve_root(root)
-    folder = base / spec["folder"]
-    probe = folder / spec["train"][0]
+    folder = base / spec.folder
+    probe = folder / spec.train[0]
     if not probe.exists():
-        try_download(name, base, lambda: _tv_download(spec["tv"], base), download)
+        try_download(name, base, lambda: _tv_download(spec.tv, base), download)
         if not probe.exists():
             raise DatasetNotFoundError(
-                f"{name}: no {spec['folder']}/ under {base} (looked for {probe}); put the "
+                f"{name}: no {spec.folder}/ under {base} (looked for {probe}); put the "
                 f"extracted dataset there or pass --data-root DIR"
             )
-    train = _read_batches(folder, spec["train"], spec["label_key"], spec["classes"])
-    test = _read_batches(folder, spec["test"], spec["label_key"], spec["classes"])
+    train = _read_batches(folder, spec.train, spec.label_key, spec.classes)
+    test = _read_batches(folder, spec.test, spec.label_key, spec.classes)
     classes: tuple[str, ...] | None = None
-    meta_file, meta_key = spec["meta"]
+    meta_file, meta_key = spec.meta
     if (folder / meta_file).exists():
         meta = load_pickle(folder / meta_file)
         if isinstance(meta, dict) and meta_key in meta:
             classes = tuple(str(c) for c in meta[meta_key])
-    return make_dataset(name, train, test, classes, num_classes=spec["classes"])
+    return make_dataset(name, train, test, classes, num_classes=spec.classes)
 
 
 def _tv_download(cls_name: str, base: Path) -> None:

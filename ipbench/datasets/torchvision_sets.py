@@ -44,7 +44,10 @@ def _pil_to_uint8(images: list, size: int) -> torch.Tensor:
     from PIL import Image
 
     arr = np.stack(
-        [np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR)) for im in images]
+        [
+            np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+            for im in images
+        ]
     )
     return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 

@@ -1,5 +1,5 @@
-"""Seeds -> mean ± std per (scheme, configuration, stage, metric), and fixed number formats so
-a regenerated table is byte-identical."""
+"""Seeds -> mean ± std per (scheme, configuration, stage, metric), printed in each metric's
+stored format (``ipbench.metric``) so a regenerated table is byte-identical."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import math
 import pandas as pd
 
 from ipbench.leaderboard.collect import Collected
+from ipbench.metric import Metric, describe
 
 KEYS = ["scheme", "variant", "stage", "name"]
-AGG_COLUMNS = [*KEYS, "mean", "std", "n", "seeds", "note", "status"]
+POINT = ["metric", "param", "x", "label", "spec"]  # what the number is, as the store has it
+AGG_COLUMNS = [*KEYS, "mean", "std", "n", "seeds", "note", "status", *POINT]
 
 
 def aggregate(col: Collected) -> pd.DataFrame:
@@ -26,6 +28,8 @@ def aggregate(col: Collected) -> pd.DataFrame:
     for key, g in m.groupby(KEYS, sort=True, dropna=False):
         vals = g["value"].dropna().astype(float)
         notes = [n for n in g["note"] if isinstance(n, str) and n]
+        specs = [sp for sp in g["spec"] if isinstance(sp, dict)]
+        first = g.iloc[0]
         out.append({
             **dict(zip(KEYS, key, strict=True)),
             "mean": float(vals.mean()) if len(vals) else math.nan,
@@ -34,41 +38,24 @@ def aggregate(col: Collected) -> pd.DataFrame:
             "seeds": ",".join(str(s) for s in sorted(set(g["seed"]))),
             "note": notes[0] if notes else "",
             "status": str(g["status"].iloc[-1]),
+            "metric": first["metric"], "param": first["param"], "x": first["x"],
+            "label": first["label"], "spec": specs[-1] if specs else None,
         })  # fmt: skip
     return pd.DataFrame(out, columns=AGG_COLUMNS)
 
 
-def _si(v: float) -> str:
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(v) >= scale:
-            return f"{v / scale:.2f}{suffix}"
-    return f"{v:.0f}"
+def meaning(name: str, spec: dict | None = None) -> Metric:
+    """A metric as the store describes it (older stores: from its name)."""
+    return Metric.from_spec(name, spec) if spec else describe(name)
 
 
-def fmt(metric: str, v: float) -> str:
-    """A metric value in its fixed format (accuracies 2 decimals, SSIM 3, LPIPS 4, counts SI)."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    base = metric.split("@")[0].split(":")[-1]
-    if base.startswith("capacity") and v >= 2**20 and math.log2(v).is_integer():
-        return f"2^{int(math.log2(v))}"
-    if base.startswith(("params", "flops", "credential_flops", "credential_params", "buffers")):
-        return _si(v)
-    if "bytes" in base:
-        return _si(v) + "B"
-    if base == "SSIM":
-        return f"{v:.3f}"
-    if base == "LPIPS":
-        return f"{v:.4f}"
-    if base.endswith("_pct"):
-        return f"{v:.6f}"
-    if base.startswith(("capacity", "users_")):
-        return f"{v:.0f}"
-    return f"{v:.2f}"
+def fmt(metric: str, v: float, spec: dict | None = None) -> str:
+    """A metric value in its stored format (accuracies 2 decimals, SSIM 3, LPIPS 4, counts SI)."""
+    return meaning(metric, spec).format(v)
 
 
-def cell(metric: str, mean: float, std: float, n: int) -> str:
+def cell(metric: str, mean: float, std: float, n: int, spec: dict | None = None) -> str:
     """``mean ± std`` over seeds (just ``mean`` for one seed)."""
     if n == 0:
         return "–"
-    return fmt(metric, mean) + (f" ± {fmt(metric, std)}" if n > 1 else "")
+    return fmt(metric, mean, spec) + (f" ± {fmt(metric, std, spec)}" if n > 1 else "")

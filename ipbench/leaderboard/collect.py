@@ -1,5 +1,12 @@
 """The store as pandas DataFrames: the latest successful run per (scheme, dataset, preset, seed,
-configuration), with its metrics, and which runs were ignored and why."""
+configuration), with its metrics, and which runs were ignored and why.
+
+A run's configuration is compared with the defaults the store records (each run stores the
+configuration the same request has without ``--set``; the latest such record is the reference),
+so the same store gives the same tables whatever the code or the presets say today. Stores
+written before runs recorded their defaults fall back to resolving the defaults with today's
+code (``default_config``).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from ipbench.config import to_jsonable
-from ipbench.errors import IpbenchError
+from ipbench.request import default_config
 from ipbench.store import RunRecord, Store
+
+__all__ = ["Collected", "collect", "default_config", "settings_text", "variant"]
 
 # The sections of a stored run configuration that a user can change with ``--set``.
 VARIANT_SECTIONS = ("scheme_config", "train", "data", "eval")
@@ -36,32 +44,10 @@ def _flatten(section: str, value: Any) -> dict[str, Any]:
     return {section: json.dumps(value, sort_keys=True)}
 
 
-def default_config(scheme: str, dataset: str, preset: str) -> dict[str, Any] | None:
-    """The configuration ``ipbench run`` uses without ``--set``, or None when unknown (a scheme
-    or preset no longer registered): such runs count as the default configuration.
-
-    Under ``"legacy"``: what a run stored before a field existed did: the config classes' own
-    defaults (fields are added with a backward-compatible default), even where the preset now
-    sets another value, or the class's ``LEGACY`` value where a scheme defaults to new behaviour.
-    """
-    from ipbench.request import PRESET_FIELDS, RunRequest, resolve
-
-    try:
-        res = resolve(RunRequest(scheme=scheme, dataset=dataset, preset=preset, device="cpu"))
-    except IpbenchError:
-        return None
-    cfg_cls = type(res.scheme.config)
-    return {
-        "scheme_config": to_jsonable(res.scheme.config),
-        "train": to_jsonable(res.preset.train),
-        "data": {f: getattr(res.preset, f) for f in PRESET_FIELDS},
-        "eval": to_jsonable(res.eval),
-        "legacy": {
-            "scheme_config": {**to_jsonable(cfg_cls()), **getattr(cfg_cls, "LEGACY", {})},
-            "train": to_jsonable(type(res.preset.train)()),
-            "eval": to_jsonable(type(res.eval)()),
-        },
-    }
+def stored_defaults(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The default configuration a run recorded (None for runs stored before that)."""
+    found = config.get("defaults")
+    return found if isinstance(found, dict) else None
 
 
 def variant(config: dict[str, Any], default: dict[str, Any] | None) -> dict[str, str]:
@@ -76,7 +62,7 @@ def variant(config: dict[str, Any], default: dict[str, Any] | None) -> dict[str,
     base: dict[str, Any] = {}
     for section in VARIANT_SECTIONS:
         if section in config:
-            legacy = default.get("legacy", {}).get(section, {})
+            legacy = (config.get("defaults") or default).get("legacy", {}).get(section, {})
             mine.update(_flatten(section, {**legacy, **config[section]}))
             base.update(_flatten(section, default.get(section, {})))
     return {k: v for k, v in sorted(mine.items()) if k in base and base[k] != v}
@@ -91,7 +77,9 @@ def _date(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d")
 
 
-def _run_row(run: RunRecord, var: dict[str, str]) -> dict[str, Any]:
+def _run_row(
+    run: RunRecord, var: dict[str, str], reference: dict[str, Any] | None = None
+) -> dict[str, Any]:
     prov = run.provenance
     hw = prov.get("hardware", {})
     return {
@@ -101,11 +89,17 @@ def _run_row(run: RunRecord, var: dict[str, str]) -> dict[str, Any]:
         "version": prov.get("versions", {}).get("ipbench", "unknown"),
         "hardware": f"{hw.get('device', '?')} ({hw.get('gpu') or hw.get('cpu') or '?'})",
         "variant": json.dumps(var, sort_keys=True), "default": not var,
+        "preset_settings": json.dumps(run.config.get("preset_settings"), sort_keys=True),
+        # the scheme settings the variant is measured against (the stored reference defaults)
+        "reference": json.dumps((reference or {}).get("scheme_config"), sort_keys=True),
     }  # fmt: skip
 
 
 RUN_COLUMNS = list(_run_row(RunRecord("", "", "", "", "", "", 0, False, {}, {}, 0, 0, 1), {}))
-METRIC_COLUMNS = ["run_id", "stage", "status", "name", "value", "note", "artifact"]
+METRIC_COLUMNS = [
+    "run_id", "stage", "status", "name", "value", "note", "artifact", "metric", "param", "x",
+    "label", "spec",
+]  # fmt: skip
 
 
 def collect(store: Store, dataset: str | None = None, preset: str | None = None) -> Collected:
@@ -117,16 +111,21 @@ def collect(store: Store, dataset: str | None = None, preset: str | None = None)
     kept: list[dict[str, Any]] = []
     ignored: list[dict[str, Any]] = []
     defaults: dict[tuple[str, str, str], dict[str, Any] | None] = {}
-    for run in store.list_runs():
+    done = []
+    for run in store.list_runs():  # newest first: the first recorded defaults are the latest
         if (dataset and run.dataset != dataset) or (preset and run.preset != preset):
             continue
         if run.status != "done":
             ignored.append({"run_id": run.run_id, "scheme": run.scheme, "status": run.status})
             continue
         key = (run.scheme, run.dataset, run.preset)
-        if key not in defaults:
+        if defaults.get(key) is None and (recorded := stored_defaults(run.config)):
+            defaults[key] = recorded
+        done.append((run, key))
+    for run, key in done:
+        if key not in defaults:  # a store from before runs recorded their defaults
             defaults[key] = default_config(*key)
-        kept.append(_run_row(run, variant(run.config, defaults[key])))
+        kept.append(_run_row(run, variant(run.config, defaults[key]), defaults[key]))
     runs = pd.DataFrame(kept, columns=RUN_COLUMNS)
     # The latest run wins; older runs of the same configuration are superseded.
     group = ["scheme", "dataset", "preset", "seed", "variant"]
@@ -145,7 +144,9 @@ def collect(store: Store, dataset: str | None = None, preset: str | None = None)
             ):
                 note = (st.get("info") or {}).get("notes", {}).get("skipped", "")
                 rows.append({"run_id": run_id, "stage": name, "status": "skipped",
-                             "name": "skipped", "value": None, "note": note, "artifact": None})  # fmt: skip
+                             "name": "skipped", "value": None, "note": note, "artifact": None,
+                             "metric": "skipped", "param": None, "x": None, "label": None,
+                             "spec": None})  # fmt: skip
     metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     ign = pd.DataFrame(ignored, columns=["run_id", "scheme", "status"]).sort_values("run_id")
     return Collected(runs, metrics, ign.reset_index(drop=True))

@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
+from ipbench.capabilities import InputSpaceToken, capability
 from ipbench.config import override
-from ipbench.contract import Capability
 from ipbench.errors import IpbenchError
 from ipbench.evaluate import eval_users
 from ipbench.store import Store
@@ -33,7 +33,7 @@ def token_rows(
     out, skipped = [], []
     x = to_float_images(images[:n])
     for r in runs[runs["default"]].drop_duplicates("scheme").itertuples():
-        if r.scheme not in schemes or not schemes.get(r.scheme)().has(Capability.INPUT_SPACE):
+        if r.scheme not in schemes or not issubclass(schemes.get(r.scheme), InputSpaceToken):
             continue
         folder = folders.get(r.run_id)
         try:
@@ -45,7 +45,7 @@ def token_rows(
             protected = scheme.load_protected(folder)
             cred = scheme.authorize(protected, eval_users(r.seed, 1)[0])
             with torch.no_grad():
-                xa = scheme.apply(cred, x).clamp(0, 1).cpu()
+                xa = capability(scheme, InputSpaceToken).apply(cred, x).clamp(0, 1).cpu()
         except (IpbenchError, OSError, RuntimeError, TypeError) as exc:
             skipped.append(f"{r.scheme}: {exc}")
             continue

@@ -4,7 +4,6 @@ poisoning-ratio sweep (Fig. 2). PNGs via matplotlib's Agg backend, without a tim
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import matplotlib
@@ -15,17 +14,16 @@ import pandas as pd
 
 from ipbench.leaderboard.collect import default_config, settings_text
 
-POINT = re.compile(r"^(?P<metric>[^@]+)@(?P<param>[^=,]+)=(?P<value>[-+0-9.eE]+)$")
-
 
 def curve_points(agg: pd.DataFrame, stage: str, param: str) -> pd.DataFrame:
-    """Rows ``scheme, metric, x, mean, std`` for metrics named ``<metric>@<param>=<x>``."""
+    """Rows ``scheme, metric, x, mean, std`` of the curve points the store records along
+    ``param`` (numeric x, no series label)."""
     rows = []
-    sub = agg[(agg.stage == stage) & (agg.variant == "{}")]
+    sub = agg[(agg.stage == stage) & (agg.variant == "{}") & (agg.param == param)]
     for r in sub.itertuples():
-        m = POINT.match(r.name)
-        if m and m["param"] == param and r.n > 0:
-            rows.append((r.scheme, m["metric"], float(m["value"]), r.mean, r.std))
+        numeric = isinstance(r.x, int | float) and not isinstance(r.x, bool)
+        if numeric and r.n > 0 and not isinstance(r.label, str):  # one series per metric
+            rows.append((r.scheme, r.metric, float(r.x), r.mean, r.std))
     return pd.DataFrame(rows, columns=["scheme", "metric", "x", "mean", "std"]).sort_values(
         ["scheme", "metric", "x"], ignore_index=True
     )
@@ -64,8 +62,10 @@ def sweep_points(col_runs: pd.DataFrame, agg: pd.DataFrame, field: str) -> pd.Da
     key = f"scheme_config.{field}"
     defaults = {}
     for r in col_runs.drop_duplicates(["scheme", "dataset", "preset"]).itertuples():
-        base = default_config(r.scheme, r.dataset, r.preset)
-        value = (base or {}).get("scheme_config", {}).get(field)
+        stored = json.loads(r.reference) if isinstance(getattr(r, "reference", None), str) else None
+        if stored is None:  # a store from before runs recorded their defaults
+            stored = (default_config(r.scheme, r.dataset, r.preset) or {}).get("scheme_config")
+        value = (stored or {}).get(field)
         if isinstance(value, int | float) and not isinstance(value, bool):
             defaults[r.scheme] = float(value)
     swept, at_default = [], []

@@ -1,9 +1,12 @@
-"""Published numbers (``leaderboard/reference.csv``): read and checked, every row with a source."""
+"""Published numbers (``reference.csv``, shipped inside the package): read and checked, every
+row with a source."""
 
 from __future__ import annotations
 
 import csv
+import io
 import math
+from importlib.resources import files
 from pathlib import Path
 
 import pandas as pd
@@ -15,18 +18,30 @@ REQUIRED = ("scheme", "dataset", "metric", "value", "source")
 ANY_DATASET = "*"  # a published figure that holds for every dataset (e.g. parameter counts)
 
 
-def default_path() -> Path:
-    """``leaderboard/reference.csv`` beside the package (the repository's copy)."""
-    return Path(__file__).resolve().parents[2] / "leaderboard" / "reference.csv"
+REFERENCE_NAME = "ipbench/leaderboard/reference.csv"  # where the packaged copy sits in the source
+
+
+def default_text() -> str:
+    """The packaged reference table (package data, so it is there in any installation)."""
+    return files("ipbench.leaderboard").joinpath("reference.csv").read_text(encoding="utf-8")
 
 
 def load_reference(path: str | Path | None = None) -> pd.DataFrame:
-    """The reference table; a malformed file is an error naming the file, the line and why."""
-    path = Path(path) if path else default_path()
-    if not path.exists():
-        raise IpbenchError(f"reference file {path} does not exist")
+    """The reference table (``path``, else the packaged one); a malformed file is an error
+    naming the file, the line and why."""
+    if path is None:
+        text, where_file = default_text(), REFERENCE_NAME
+    else:
+        path = Path(path)
+        if not path.exists():
+            raise IpbenchError(f"reference file {path} does not exist")
+        text, where_file = path.read_text(encoding="utf-8"), str(path)
+    return _parse(text, where_file)
+
+
+def _parse(text: str, path: str) -> pd.DataFrame:
     rows: list[dict[str, object]] = []
-    with path.open(newline="") as f:
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         header = tuple(reader.fieldnames or ())
         if header != COLUMNS:

@@ -12,7 +12,7 @@ from ipbench.health import run_warnings
 from ipbench.leaderboard.aggregate import cell, fmt
 from ipbench.leaderboard.collect import Collected, settings_text
 from ipbench.leaderboard.reference import published
-from ipbench.registry import presets
+from ipbench.registry import schemes
 
 ACCURACY = ("A_or", "A_ad", "A_ud", "A_od", "A_pd")
 STEALTH = ("PSNR", "SSIM", "ERGAS", "LPIPS")
@@ -28,18 +28,30 @@ CSV_COLUMNS = [
 ]  # fmt: skip
 
 
-def headline(attack: str, names: list[str]) -> str | None:
-    """The attack's headline metric: its declared ``headline``, then A_ud, then the first."""
+def headline(attack: str, rows: pd.DataFrame) -> str | None:
+    """The attack stage's headline metric: the lowest headline rank the store records for its
+    metrics, then A_ud, then the first plain one. (Rows stored before metrics carried a rank
+    fall back to the attack class's declaration.)"""
+    plain = rows[~rows.name.str.contains("@") & (rows.name != "skipped")]
+    ranked = [
+        (int(sp.get("headline", 0)), n) for n, sp in zip(plain.name, plain.spec, strict=True)
+        if isinstance(sp, dict) and sp.get("headline")
+    ]  # fmt: skip
+    if ranked:
+        return min(ranked)[1]
+    names = list(plain.name.drop_duplicates())
+    for cand in (*_declared_headlines(attack), "A_ud"):
+        if cand in names:
+            return cand
+    return names[0] if names else None
+
+
+def _declared_headlines(attack: str) -> tuple[str, ...]:
     from ipbench.registry import attacks
 
-    declared: tuple[str, ...] = ()
-    if attack in attacks:
-        declared = tuple(getattr(attacks.get(attack), "headline", ()) or ())
-    plain = [n for n in names if "@" not in n and n != "skipped"]
-    for cand in (*declared, "A_ud"):
-        if cand in plain:
-            return cand
-    return plain[0] if plain else None
+    if attack not in attacks:
+        return ()
+    return attacks.get(attack).headline_names()
 
 
 @dataclass
@@ -69,7 +81,15 @@ class Page:
         if row is None:
             return ""
         self.sources.add(row["source"])
-        return fmt(metric, float(row["value"]))
+        return fmt(metric, float(row["value"]), self.spec(scheme, metric))
+
+    def spec(self, scheme: str, metric: str) -> dict | None:
+        """How the store describes ``metric`` (of any stage) for ``scheme``, for printing a
+        published value the same way as the measured one."""
+        a = self.agg
+        hit = a[(a.scheme == scheme) & (a.name == metric.split(":")[-1])]
+        specs = [sp for sp in hit.spec if isinstance(sp, dict)]
+        return specs[0] if specs else None
 
     def measured(self, block: str, scheme: str, stage: str, metric: str, ref_key: str) -> str:
         """The cell text, recording the CSV row on the way."""
@@ -90,7 +110,7 @@ class Page:
             return ""
         if row["n"] == 0 and row["note"]:
             return f"missing: {row['note']}"
-        return cell(metric, row["mean"], row["std"], int(row["n"]))
+        return cell(metric, row["mean"], row["std"], int(row["n"]), row["spec"])
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -128,8 +148,7 @@ def robustness(page: Page, schemes: list[str]) -> str:
     header, rows = ["scheme"], [[s] for s in schemes]
     for attack in names:
         stage = f"attack:{attack}"
-        metrics = list(a[a.stage == stage].name.drop_duplicates())
-        head = headline(attack, metrics)
+        head = headline(attack, a[a.stage == stage])
         pubs = [page.paper(s, f"{attack}:{head}") if head else "" for s in schemes]
         header += [f"{attack}: {head or '-'}"] + (["(paper)"] if any(pubs) else [])
         for s, row, pub in zip(schemes, rows, pubs, strict=True):
@@ -156,7 +175,8 @@ def attack_points(page: Page, schemes: list[str]) -> str:
         attack, metric = r.metric.split(":", 1)
         got = page.measured("attack-points", r.scheme, f"attack:{attack}", metric, r.metric)
         page.sources.add(r.source)
-        rows.append([r.scheme, r.metric, got or "not run", fmt(metric, r.value), r.source])
+        spec = page.spec(r.scheme, metric)
+        rows.append([r.scheme, r.metric, got or "not run", fmt(metric, r.value, spec), r.source])
     if not rows:
         return ""
     return _table(["scheme", "attack:metric", "measured", "paper", "source"], rows)
@@ -207,7 +227,7 @@ def sweeps(col: Collected, agg_all: pd.DataFrame) -> str:
         for m in ("A_ad", "A_ud", "A_od", "A_pd"):
             hit = agg_all[(agg_all.scheme == scheme) & (agg_all.variant == v)
                           & (agg_all.stage == "evaluate") & (agg_all.name == m)]  # fmt: skip
-            cells.append(cell(m, *hit[["mean", "std", "n"]].iloc[0]) if len(hit) else "–")
+            cells.append(cell(m, *hit[["mean", "std", "n", "spec"]].iloc[0]) if len(hit) else "–")
         rows.append([scheme, fields, *cells])
     return _table(["scheme", "setting", "A_ad", "A_ud", "A_od", "A_pd"], rows)
 
@@ -225,18 +245,30 @@ def provenance(col: Collected, preset: str) -> str:
         f"- ipbench version(s): {', '.join(sorted(set(r['version'])))}",
         f"- runs: {len(r)} (the latest successful run per scheme, seed and configuration)",
     ]
-    if preset in presets:
-        tuned = presets.get(preset).scheme_defaults
-        sets = [
-            f"{s}: " + ", ".join(f"{k}={v}" for k, v in sorted(tuned[s].items()))
-            for s in sorted(set(r["scheme"])) if s in tuned
-        ]  # fmt: skip
-        if sets:
-            lines.append(f"- scheme settings the preset sets: {'; '.join(sets)}")
+    tuned = _preset_settings(r, preset)
+    sets = [
+        f"{s}: " + ", ".join(f"{k}={v}" for k, v in sorted(tuned[s].items()))
+        for s in sorted(tuned) if tuned[s]
+    ]  # fmt: skip
+    if sets:
+        lines.append(f"- scheme settings the preset sets: {'; '.join(sets)}")
     if len(col.ignored):
         gone = ", ".join(f"{x.run_id} ({x.scheme}, {x.status})" for x in col.ignored.itertuples())
         lines.append(f"- ignored (failed, interrupted or unfinished): {gone}")
     return "\n".join(lines)
+
+
+def _preset_settings(runs: pd.DataFrame, preset: str) -> dict[str, dict]:
+    """Per scheme, the values its own defaults for this preset set, as the latest run recorded
+    them (runs stored before runs recorded them: the scheme class's declaration today)."""
+    out: dict[str, dict] = {}
+    for r in runs.sort_values(["updated", "run_id"]).itertuples():
+        recorded = json.loads(r.preset_settings) if isinstance(r.preset_settings, str) else None
+        if isinstance(recorded, dict):
+            out[r.scheme] = recorded
+        elif r.scheme not in out and r.scheme in schemes:
+            out[r.scheme] = dict(schemes.get(r.scheme).preset_defaults.get(preset, {}))
+    return out
 
 
 def render(
@@ -254,7 +286,7 @@ def render(
         f"# ipbench leaderboard: {dataset}, preset {preset}",
         provenance(col, preset),
         "Cells are mean ± std over seeds (one seed: the value). `(paper)` columns are the "
-        "published numbers from `leaderboard/reference.csv`; their models and recipes differ "
+        "published numbers from `ipbench/leaderboard/reference.csv`; their models and recipes differ "
         "from a reduced preset's.",
         "## Accuracy (Table I)", _block(page, "accuracy", schemes, ACCURACY),
     ]  # fmt: skip

@@ -1,0 +1,31 @@
+"""``none``: the unprotected model. Its accuracy is A_or, the reference every scheme is held to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ipbench.context import RunContext
+from ipbench.contract import Credential, Protected, Scheme
+from ipbench.registry import schemes
+
+
+@dataclass(frozen=True)
+class NoneConfig:
+    """No protection, so nothing to configure."""
+
+
+@schemes.register("none")
+class NoProtection(Scheme):
+    """The baseline: the task's unprotected model served to everyone."""
+
+    Config = NoneConfig
+    summary = "unprotected model (gives A_or)"
+    protects = False
+
+    def protect(self, task: RunContext) -> Protected:
+        return Protected(
+            self.name, task.unprotected(), task.model_spec, meta={"note": "unprotected"}
+        )
+
+    def authorize(self, protected: Protected, user: str) -> Credential:
+        return Credential(user=user, kind="none")

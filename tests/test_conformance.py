@@ -1,0 +1,133 @@
+"""Every registered scheme and attack passes the conformance kit (``ipbench.testing``), the same
+one-line check a third-party plugin author runs; and the kit catches the mistakes it exists for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from ipbench.contract import Credential, Protected, Scheme
+from ipbench.registry import attacks, schemes
+from ipbench.testing import check_attack, check_scheme
+
+# Schemes whose protection needs more than the smoke budget to be learnt on the easy task.
+SETTINGS = {
+    "mlock": {"placement": "bottom_right", "protect_epochs": 8},  # a fixed sticker: learnt fast
+    "adip": {"protect_epochs": 8},
+    "activeguard": {"cw_steps": 100, "fp_retries": 0},
+    "activedaemon": {"token_steps": 15, "secret_only_steps": 15},  # a consistent token suffices
+}
+FAST = {"none"}  # the rest train or search for more than a few seconds
+
+
+def _marks(name: str, fast: set[str]) -> list:
+    return [] if name in fast else [pytest.mark.slow]
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=_marks(n, FAST)) for n in sorted(schemes.names())]
+)
+def test_every_scheme_conforms(name, tmp_path_factory):
+    acc = check_scheme(name, tmp_path_factory.mktemp("kit"), SETTINGS.get(name))
+    assert 0 <= acc["A_ud"] <= 100 and 0 <= acc["A_ad"] <= 100
+
+
+# The scheme each attack is checked on (one that has the capabilities it requires), and budgets
+# that keep the check short.
+ATTACK_CASES = {
+    "finetune": ("none", {"epochs": 1, "budgets": (0, 1)}),
+    "prune": ("chaow", {"rates": (0.0, 0.5)}),
+    "extraction": ("none", {"queries": 200, "epochs": 2}),
+    "fake-token": ("adip", {"max_test": 200}),
+    "fake-credential": ("chaow", {"max_test": 200}),
+    "forged-fingerprint": ("activeguard", {"per_window": 1, "cw_steps": 20, "max_test": 100}),
+    "neural-cleanse": ("adip", {"steps": 20, "eval_every": 10, "max_test": 100}),
+    "strip-control": ("activeguard", {"max_test": 200}),
+    "passport-retrain": ("passport", {"epochs": 1, "max_test": 200}),
+}
+SCHEME_BUDGET = {"activeguard": {"cw_steps": 20, "fp_retries": 0}, "adip": {"protect_epochs": 8}}
+
+
+def test_every_attack_has_a_conformance_case():
+    assert set(ATTACK_CASES) == set(attacks.names())
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=_marks(n, {"fake-credential"})) for n in sorted(ATTACK_CASES)],
+)
+def test_every_attack_conforms(name, tmp_path_factory):
+    scheme, settings = ATTACK_CASES[name]
+    out = check_attack(
+        name, tmp_path_factory.mktemp("kit"), scheme, settings, SCHEME_BUDGET.get(scheme)
+    )
+    assert out
+
+
+# --- the kit catches what it is for ----------------------------------------------------------
+@dataclass(frozen=True)
+class _Config:
+    pass
+
+
+class _CopiedFromTheOldTemplate(Scheme):
+    """A model-side scheme whose service ignores the credential: A_ad = A_ud."""
+
+    Config = _Config
+
+    def protect(self, ctx):
+        return Protected(self.name, ctx.unprotected(), ctx.model_spec, {"key": torch.ones(3)})
+
+    def authorize(self, protected, user):
+        return Credential(user, "key", {"key": protected.secrets["key"]})
+
+
+def test_a_scheme_that_ignores_its_credential_fails_the_kit(tmp_path, monkeypatch):
+    monkeypatch.setattr(schemes, "_items", {**schemes._items})
+    schemes.register("ignores-credential")(_CopiedFromTheOldTemplate)
+    with pytest.raises(AssertionError, match=r"A_ad .* <= A_ud .* does query receive"):
+        check_scheme("ignores-credential", tmp_path)
+
+
+def test_an_attack_reading_the_owners_data_fails_the_kit(tmp_path, monkeypatch):
+    from ipbench.attack import Attack
+    from ipbench.errors import IpbenchError
+    from ipbench.metric import pct
+
+    @dataclass(frozen=True)
+    class Cfg:
+        pass
+
+    class Peeks(Attack):
+        Config = Cfg
+        metrics = (pct("A_ud", "lower", 1),)
+
+        def run(self, target, ctx):
+            return {"A_ud": float(len(ctx.owner))}
+
+    monkeypatch.setattr(attacks, "_items", {**attacks._items})
+    attacks.register("peeks")(Peeks)
+    with pytest.raises(IpbenchError, match="owner's training data is not part of a thief's view"):
+        check_attack("peeks", tmp_path)
+
+
+def test_the_readme_scheme_template_passes_the_kit(tmp_path, monkeypatch):
+    """The template a new author copies is a working scheme, not a trap (A_ad > A_ud)."""
+    import re
+    import sys
+    import types
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (code,) = re.findall(r"```python\n(# ipbench/schemes/myscheme.py.*?)```", readme, re.S)
+    monkeypatch.setattr(schemes, "_items", {**schemes._items})
+    module = types.ModuleType("readme_template")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(
+        compile(code.replace('"myscheme"', '"readme-template"'), "README.md", "exec"), vars(module)
+    )
+    acc = check_scheme("readme-template", tmp_path)
+    assert acc["A_ad"] > 50 and acc["A_ud"] < 25
