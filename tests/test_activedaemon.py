@@ -151,4 +151,4 @@ def test_poisoning_and_generator_jpeg_fields_are_distinct():
     assert scheme.poison_config().jpeg_quality == 40
     default = cls.Config()
     assert default.jpeg_quality == 75 and default.token_jpeg_quality == 0
-    assert default.noise_fraction == 0.2 and default.noise_scale == "token"
+    assert default.noise_fraction == 0.5 and default.noise_scale == "token"
