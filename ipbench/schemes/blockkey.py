@@ -39,13 +39,14 @@ from typing import Any, Literal
 
 import torch
 
-from ipbench.capabilities import CredentialForging, InputSpaceToken
+from ipbench.capabilities import InputSpaceToken
 from ipbench.context import RunContext
 from ipbench.contract import Credential, Protected, Scheme
 from ipbench.errors import IpbenchError
 from ipbench.models import ModelSpec
 from ipbench.registry import schemes
-from ipbench.schemes._modelside import accuracy_with, forged_generator
+from ipbench.schemes._modelside import forged_generator
+from ipbench.schemes._shared_secret import SharedSecretForging
 
 KINDS = ("shuffle", "negpos", "ffx")
 
@@ -103,7 +104,7 @@ def blockwise(x: torch.Tensor, key: torch.Tensor, kind: str, m: int) -> torch.Te
 
 
 @schemes.register("blockkey")
-class BlockKey(Scheme, InputSpaceToken, CredentialForging):
+class BlockKey(Scheme, InputSpaceToken, SharedSecretForging):
     """A model trained on block-wise key-transformed images; the key is the credential."""
 
     Config = BlockKeyConfig
@@ -179,20 +180,11 @@ class BlockKey(Scheme, InputSpaceToken, CredentialForging):
         fake = draw_key(kind, key.shape[0], forged_generator(seed, 18))
         return self._credential("forger", fake, protected.meta)
 
-    def forge_credential(
-        self, protected: Protected, kind: str, ctx: RunContext
-    ) -> Credential | None:
-        if kind in self.forge_kinds:
-            return self.forge(protected, ctx.seed)
-        raise self.unknown_kind(kind)
-
     def scheme_metrics(
         self, protected: Protected, ctx: RunContext
     ) -> dict[str, float | str | None]:
         kind, dim = protected.meta["transform"], protected.secrets["key"].shape[0]
         return {
-            "A_td": accuracy_with(self, protected, ctx, self.forge(protected, ctx.seed)),
             "key_bits": key_bits(kind, dim),
-            "capacity": 1.0,
-            "capacity_note": "one key per trained model, shared by every user (capacity 1)",
+            **self.shared_secret_metrics(protected, ctx, "key"),
         }

@@ -46,14 +46,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ipbench.capabilities import CredentialForging, InputSpaceToken
+from ipbench.capabilities import InputSpaceToken
 from ipbench.context import RunContext
 from ipbench.contract import Credential, Protected, Scheme
 from ipbench.errors import IpbenchError
 from ipbench.images import quantize
 from ipbench.models import ModelSpec
 from ipbench.registry import schemes
-from ipbench.schemes._modelside import accuracy_with, forged_generator
+from ipbench.schemes._modelside import forged_generator
+from ipbench.schemes._shared_secret import SharedSecretForging
 from ipbench.schemes.mlock import paste, positions
 
 
@@ -119,7 +120,7 @@ def feature_module(model: nn.Module, name: str) -> nn.Module:
 
 
 @schemes.register("ntl")
-class NTL(Scheme, InputSpaceToken, CredentialForging):
+class NTL(Scheme, InputSpaceToken, SharedSecretForging):
     """Non-transferable learning: only patched (authorized-domain) images are classified well."""
 
     Config = NTLConfig
@@ -257,18 +258,7 @@ class NTL(Scheme, InputSpaceToken, CredentialForging):
             fake = {"sticker": torch.rand(patch["sticker"].shape, generator=g)}
         return self._credential("forger", fake)
 
-    def forge_credential(
-        self, protected: Protected, kind: str, ctx: RunContext
-    ) -> Credential | None:
-        if kind in self.forge_kinds:
-            return self.forge(protected, ctx.seed)
-        raise self.unknown_kind(kind)
-
     def scheme_metrics(
         self, protected: Protected, ctx: RunContext
     ) -> dict[str, float | str | None]:
-        return {
-            "A_td": accuracy_with(self, protected, ctx, self.forge(protected, ctx.seed)),
-            "capacity": 1.0,
-            "capacity_note": "one patch per trained model, shared by every user (capacity 1)",
-        }
+        return self.shared_secret_metrics(protected, ctx, "patch")
