@@ -114,3 +114,30 @@ def run_context(splits, spec, preset, trainer, baseline=None, cache=None, seed=0
         spec, preset, seed, torch.device("cpu"), trainer, ThiefView(splits.attacker, splits.test),
         owner_split=splits.owner, baseline=baseline, cache=cache,
     )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def scheme_smoke(tmp_path_factory):
+    """``run(scheme, **overrides) -> (evaluate metrics, wall seconds)``: one smoke-preset run
+    through the runner (no attacks), sharing one workdir so the baseline is trained once."""
+    import time
+
+    from ipbench.runner import Runner, RunRequest
+
+    workdir = tmp_path_factory.mktemp("scheme-smoke")
+    done: dict[tuple, tuple[dict[str, float], float]] = {}
+
+    def run(scheme: str, **overrides: str) -> tuple[dict[str, float], float]:
+        key = (scheme, tuple(sorted(overrides.items())))
+        if key not in done:
+            req = RunRequest(
+                scheme=scheme, preset="smoke", workdir=str(workdir), device="cpu",
+                attacks="none", overrides=dict(overrides),
+            )  # fmt: skip
+            t0 = time.perf_counter()
+            out = Runner(req, log=lambda _m: None).run()
+            values = {m["name"]: m["value"] for m in out.metrics if m["stage"] == "evaluate"}
+            done[key] = (values, time.perf_counter() - t0)
+        return done[key]
+
+    return run

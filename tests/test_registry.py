@@ -14,6 +14,7 @@ from ipbench.registry import Registry, attacks, datasets, models, presets, schem
 
 BUILTIN_SCHEMES = {
     "none", "activedaemon", "activeguard", "mlock", "adip", "chaow", "advparams", "passport",
+    "blockkey", "ntl", "authnet",
 }  # fmt: skip
 BUILTIN_ATTACKS = {
     "finetune", "prune", "extraction", "fake-token", "fake-credential", "forged-fingerprint",
