@@ -1,0 +1,63 @@
+"""The attacks a reviewer expects against active locks (issue 19), each first shown to work
+where it must on the smoke task: synthetic data, the tiny network, smoke budgets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ipbench.attacks.processing import blur, jpeg, resize
+from ipbench.registry import attacks, schemes
+from ipbench.runner import Runner, RunRequest
+
+CHANCE_PLUS = 25.0  # 10 classes: chance is 10%
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("reviewer")  # one store: baseline and deployments train once
+
+
+def attacked(workdir: Path, scheme: str, names: str, **settings: str) -> dict[str, dict]:
+    """Metrics of a smoke run with attacks ``names``, by stage then name (``--set`` pairs)."""
+    req = RunRequest(
+        scheme=scheme, preset="smoke", workdir=str(workdir), device="cpu", attacks=names,
+        overrides=settings,
+    )  # fmt: skip
+    out: dict[str, dict] = {}
+    for m in Runner(req, log=lambda _m: None).run().metrics:
+        out.setdefault(m["stage"], {})[m["name"]] = m["value"]
+    return out
+
+
+# --- processing -------------------------------------------------------------------------------
+def test_jpeg_100_keeps_an_invisible_token_and_heavy_blur_breaks_it(workdir):
+    m = attacked(workdir, "adip", "processing", epochs="8")
+    ev, got = m["evaluate"], m["attack:processing"]
+    assert ev["A_ad"] > 85 and ev["A_ud"] < CHANCE_PLUS  # the deployment is really locked
+    assert got["A_ad_clean"] == pytest.approx(ev["A_ad"], abs=3)  # same users, other slice
+    assert abs(got["A_ad@jpeg,quality=100"] - got["A_ad_clean"]) <= 2
+    assert got["A_ad@blur,sigma=2"] < got["A_ad_clean"] - 30  # the token is washed out
+    assert got["A_ad_jpeg"] == got["A_ad@jpeg,quality=75"]
+    assert got["A_ad_worst"] == min(v for k, v in got.items() if "@" in k)
+
+
+def test_processing_is_skipped_without_an_input_space_token():
+    reason = attacks.get("processing")().skip_reason(schemes.get("passport")())
+    assert reason is not None and "lacks capability InputSpaceToken" in reason
+
+
+def test_processings_are_what_they_say():
+    torch.manual_seed(0)
+    x = torch.nn.functional.interpolate(torch.rand(4, 1, 8, 8), size=32, mode="bilinear")
+    x = x.expand(4, 3, 32, 32)  # no colour: 4:2:0 chroma subsampling loses nothing
+    assert (jpeg(x, 100) - x).abs().mean() < 0.01 < (jpeg(x, 10) - x).abs().mean()
+    gray = x[:, :1]
+    assert jpeg(gray, 90).shape == gray.shape and (jpeg(gray, 90) - gray).abs().mean() < 0.02
+    flat = torch.full((1, 3, 16, 16), 0.3)
+    assert torch.allclose(blur(flat, 2.0), flat) and torch.allclose(resize(flat, 0.5), flat)
+    assert torch.allclose(resize(x, 1.0), x, atol=1e-6)
+    white = torch.rand(2, 3, 32, 32)
+    assert (blur(white, 2.0) - white).abs().mean() > 0.15  # white noise loses most of itself
