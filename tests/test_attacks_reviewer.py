@@ -61,3 +61,19 @@ def test_processings_are_what_they_say():
     assert torch.allclose(resize(x, 1.0), x, atol=1e-6)
     white = torch.rand(2, 3, 32, 32)
     assert (blur(white, 2.0) - white).abs().mean() > 0.15  # white noise loses most of itself
+
+
+# --- insider ----------------------------------------------------------------------------------
+def test_insider_distillation_copies_an_unprotected_model(workdir):
+    m = attacked(workdir, "none", "insider")
+    victim, got = m["evaluate"]["A_ud"], m["attack:insider"]
+    assert got["A_sub"] == max(got["A_sub@hard"], got["A_sub@soft"])
+    assert got["A_sub"] >= victim - 15 and got["A_sub_vs_victim_agreement"] > 2 * CHANCE_PLUS
+
+
+def test_insider_distillation_walks_through_a_lock_that_stops_copycat(workdir):
+    m = attacked(workdir, "adip", "insider,extraction", epochs="8")
+    ev, inside, outside = m["evaluate"], m["attack:insider"], m["attack:extraction"]
+    assert ev["A_ud"] < CHANCE_PLUS and inside["queries"] == outside["queries"]
+    assert inside["A_sub"] > ev["A_ud"] + 40  # the credential's answers teach a free copy
+    assert inside["A_sub"] > outside["A_sub"] + 30  # ... that unauthorized answers do not
