@@ -3,6 +3,7 @@ where it must on the smoke task: synthetic data, the tiny network, smoke budgets
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,29 @@ def test_insider_distillation_walks_through_a_lock_that_stops_copycat(workdir):
     assert ev["A_ud"] < CHANCE_PLUS and inside["queries"] == outside["queries"]
     assert inside["A_sub"] > ev["A_ud"] + 40  # the credential's answers teach a free copy
     assert inside["A_sub"] > outside["A_sub"] + 30  # ... that unauthorized answers do not
+
+
+# --- finetune-budget --------------------------------------------------------------------------
+def test_finetune_budget_curve_is_monotone_in_data_on_an_unprotected_model(workdir):
+    m = attacked(workdir, "none", "finetune-budget", **{"attack.finetune-budget.variant": "reinit"})
+    got = m["attack:finetune-budget"]
+    # smoke: the thief holds 400 images, a fifth of a 2,000-image training set
+    sizes = [got[f"images@fraction={f}"] for f in ("0.01", "0.05", "0.2")]
+    assert sizes == [20, 100, 400] and got["images@shots=1"] == 10
+    curve = [got[f"A_ud@fraction={f}"] for f in ("0.01", "0.05", "0.2")]
+    assert all(b >= a - 1 for a, b in itertools.pairwise(curve)), curve
+    assert curve[-1] > curve[0] + 3  # a fresh head learns more from more data
+    assert got["A_ud"] == curve[-1] and got["A_ud@shots=10"] >= got["A_ud@shots=1"] - 1
+
+
+def test_finetune_budget_finds_how_little_data_opens_a_lock(workdir):
+    m = attacked(workdir, "adip", "finetune-budget", epochs="8")
+    ev, got = m["evaluate"], m["attack:finetune-budget"]
+    assert ev["A_ud"] < CHANCE_PLUS
+    assert got["A_ud"] > ev["A_ud"] + 50  # on the easy task a few hundred labels open it
+    opened = [
+        got[f"images@{k.split('@')[1]}"]
+        for k, v in got.items()
+        if k.startswith("A_ud@") and v >= ev["A_ad"] - 10
+    ]
+    assert opened and got["images_to_unlock"] == min(opened)
