@@ -3,6 +3,7 @@ where it must on the smoke task: synthetic data, the tiny network, smoke budgets
 
 from __future__ import annotations
 
+import copy
 import itertools
 from pathlib import Path
 
@@ -104,3 +105,65 @@ def test_finetune_budget_finds_how_little_data_opens_a_lock(workdir):
         if k.startswith("A_ud@") and v >= ev["A_ad"] - 10
     ]
     assert opened and got["images_to_unlock"] == min(opened)
+
+
+# --- backdoor removal -------------------------------------------------------------------------
+def sticker(x: torch.Tensor) -> torch.Tensor:
+    """BadNets' trigger: a white 4x4 square in the bottom-right corner (uint8 images)."""
+    out = x.clone()
+    out[..., -5:-1, -5:-1] = 255
+    return out
+
+
+@pytest.fixture(scope="module")
+def badnets(tmp_path_factory):
+    """A tiny network with a BadNets backdoor (10% of the owner's images stickered and
+    labelled 0) on the smoke task, and the thief's view: (model, ctx)."""
+    from ipbench.testing import task_context
+
+    ctx = task_context(tmp_path_factory.mktemp("badnets"))
+    own = ctx.owner
+    n = len(own) // 10
+    x = torch.cat([own.x, sticker(own.x[:n])])
+    y = torch.cat([own.y, torch.zeros(n, dtype=torch.long)])
+    model = ctx.new_model()
+    ctx.trainer.fit(model, x, y, ctx.preset.train, seed=0)
+    return model.eval(), ctx.for_thief()
+
+
+def attack_success(model: torch.nn.Module, ctx) -> float:
+    """Percent of stickered test images not of class 0 that the model calls 0."""
+    test = ctx.thief.test
+    keep = test.y != 0
+    logits = ctx.trainer.predict(model, sticker(test.x[keep]), 500)
+    return 100.0 * float((logits.argmax(1) == 0).float().mean())
+
+
+def test_fine_pruning_removes_a_badnets_backdoor(badnets):
+    from ipbench.attacks.fine_pruning import feature_layer, finetune_pruned, prune_dormant
+
+    model, ctx = badnets
+    before = attack_success(model, ctx)
+    assert before > 80  # the backdoor is in
+    high = prune_dormant(copy.deepcopy(model), ctx.thief.data.x, 0.9)
+    assert len(high) == round(0.9 * feature_layer(model).weight.shape[0])  # high rates reached
+    net = copy.deepcopy(model)
+    pruned = prune_dormant(net, ctx.thief.data.x, 0.5)
+    layer = feature_layer(net)
+    finetune_pruned(net, pruned, ctx.thief.data, ctx, 5, 0.01)
+    assert torch.all(layer.weight[pruned] == 0) and torch.all(layer.bias[pruned] == 0)
+    assert attack_success(net, ctx) < before / 2
+    clean = ctx.trainer.predict(net, ctx.thief.test.x, 500).argmax(1)
+    assert 100.0 * float((clean == ctx.thief.test.y).float().mean()) > 90  # still a model
+
+
+def test_fine_pruning_against_a_lock_reports_each_rate(workdir):
+    m = attacked(workdir, "adip", "fine-pruning", epochs="8")
+    got = m["attack:fine-pruning"]
+    for rate in ("0.5", "0.9"):
+        assert {f"A_ud@rate={rate}", f"A_ad@pruned,rate={rate}"} <= set(got)
+    assert (
+        got["A_ud"]
+        == got[f"A_ud@rate={got['rate_best']:g}"]
+        == max(got["A_ud@rate=0.5"], got["A_ud@rate=0.9"])
+    )
