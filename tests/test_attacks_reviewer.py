@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ipbench.attack import thief_train
 from ipbench.attacks.processing import blur, jpeg, resize
 from ipbench.registry import attacks, schemes
 from ipbench.runner import Runner, RunRequest
@@ -167,3 +168,34 @@ def test_fine_pruning_against_a_lock_reports_each_rate(workdir):
         == got[f"A_ud@rate={got['rate_best']:g}"]
         == max(got["A_ud@rate=0.5"], got["A_ud@rate=0.9"])
     )
+
+
+def test_nad_removes_a_badnets_backdoor(badnets):
+    from ipbench.attacks.nad import AttentionDistillation, NADConfig, attention_layers
+
+    model, ctx = badnets
+    before = attack_success(model, ctx)
+    c = NADConfig()  # the paper's epochs: 100 images train in seconds
+    probe = torch.rand(1, 3, 32, 32)
+    assert len(attention_layers(model, probe, 3)) == 3  # the tiny net's last 3 resolutions
+    teacher, student = copy.deepcopy(model), copy.deepcopy(model)
+    data = ctx.thief.data.subset(torch.arange(100))  # 5% of the 2,000-image training set
+    cfg = thief_train(ctx, c.teacher_epochs, c.lr, "constant", batch_size=c.batch_size)
+    ctx.trainer.fit(teacher, data.x, data.y, cfg, seed=1)
+    loss = AttentionDistillation(student, teacher, probe, c)
+    student.train()
+    student(probe)
+    assert float(loss(student).detach()) > 0  # the student attends elsewhere than the teacher
+    cfg = thief_train(ctx, c.epochs, c.lr, "constant", batch_size=c.batch_size)
+    ctx.trainer.fit(student, data.x, data.y, cfg, seed=2, extra_loss=loss)
+    loss.close()
+    assert attack_success(student, ctx) < before / 2
+    clean = ctx.trainer.predict(student, ctx.thief.test.x, 500).argmax(1)
+    assert 100.0 * float((clean == ctx.thief.test.y).float().mean()) > 85  # still a model
+
+
+def test_nad_against_a_lock_reports_teacher_and_student(workdir):
+    m = attacked(workdir, "adip", "nad", epochs="8")
+    got = m["attack:nad"]
+    assert got["images"] == 100  # 5% of the smoke training set
+    assert {"A_ud", "A_ad", "A_ud@teacher", "A_ad@teacher"} <= set(got)
