@@ -199,3 +199,35 @@ def test_nad_against_a_lock_reports_teacher_and_student(workdir):
     got = m["attack:nad"]
     assert got["images"] == 100  # 5% of the smoke training set
     assert {"A_ud", "A_ad", "A_ud@teacher", "A_ad@teacher"} <= set(got)
+
+
+def test_anp_prunes_perturbation_sensitive_neurons_of_a_badnets_backdoor(badnets):
+    from ipbench.attacks.anp import ANPConfig, NeuronMasks, learn_masks, prune_masked
+
+    model, ctx = badnets
+    before = attack_success(model, ctx)
+    data = ctx.thief.data.subset(torch.arange(20))  # 1% of the 2,000-image training set
+    net = copy.deepcopy(model)
+    masks = learn_masks(net, data.x, data.y, ANPConfig(iterations=200), 0)
+    assert all(0 <= float(m.detach().min()) <= float(m.detach().max()) <= 1 for m in masks.masks)
+    assert not any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+    shares, success = [], []
+    for threshold in (0.2, 0.5):
+        pruned = copy.deepcopy(net)
+        mine = NeuronMasks(pruned, 0.4)
+        mine.close()
+        mine.masks = [m.detach().clone() for m in masks.masks]
+        shares.append(prune_masked(mine, threshold))
+        success.append(attack_success(pruned, ctx))
+    assert 0 < shares[0] <= shares[1] < 0.5  # a higher threshold prunes more, never most
+    assert success[1] < before / 2  # ... and cuts the backdoor
+
+
+def test_anp_against_a_lock_reports_each_threshold(workdir):
+    m = attacked(workdir, "adip", "anp", epochs="8")
+    got = m["attack:anp"]
+    assert got["images"] == 20 and got["pruned"] in (
+        got["pruned@threshold=0.2"],
+        got["pruned@threshold=0.5"],
+    )
+    assert got["A_ud"] == max(got["A_ud@threshold=0.2"], got["A_ud@threshold=0.5"])
