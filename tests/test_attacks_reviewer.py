@@ -231,3 +231,39 @@ def test_anp_against_a_lock_reports_each_threshold(workdir):
         got["pruned@threshold=0.5"],
     )
     assert got["A_ud"] == max(got["A_ud@threshold=0.2"], got["A_ud@threshold=0.5"])
+
+
+# --- knockoff ---------------------------------------------------------------------------------
+def test_knockoff_copies_an_unprotected_model_from_a_transfer_set(workdir):
+    m = attacked(workdir, "none", "knockoff", **{"attack.knockoff.dataset": "synthetic:1000"})
+    victim, got = m["evaluate"]["A_ud"], m["attack:knockoff"]
+    assert got["queries"] == 400
+    for role in ("outsider", "insider"):
+        assert got[f"A_sub@{role}"] == got[f"A_sub@{role}-soft"] >= victim - 15
+    assert got["A_sub"] == max(got["A_sub@outsider"], got["A_sub@insider"])
+
+
+def test_knockoff_outsider_is_locked_out_and_insider_is_not(workdir):
+    m = attacked(workdir, "adip", "knockoff", epochs="8")
+    ev, got = m["evaluate"], m["attack:knockoff"]
+    assert got["A_sub@insider"] > got["A_sub@outsider"] + 30
+    assert got["A_sub"] == got["A_sub@insider"] and ev["A_ud"] < CHANCE_PLUS
+
+
+def test_knockoff_draws_its_queries_from_the_transfer_set_and_checks_its_shape():
+    from types import SimpleNamespace
+
+    from ipbench.attacks.knockoff import Knockoff, KnockoffConfig
+    from ipbench.errors import IpbenchError
+
+    with pytest.raises(IpbenchError, match="roles"):
+        KnockoffConfig(roles=("spy",))
+    atk = Knockoff(KnockoffConfig(dataset="synthetic:1000", queries=300))
+    view = SimpleNamespace(test=SimpleNamespace(x=torch.zeros(1, 3, 32, 32, dtype=torch.uint8)))
+    ctx = SimpleNamespace(thief=view, data_root=None, download=False, seed=0)
+    x = atk.query_images(ctx)
+    assert x.shape == (300, 3, 32, 32) and torch.equal(x, atk.query_images(ctx))  # seeded
+    assert not torch.equal(x, atk.query_images(SimpleNamespace(**{**vars(ctx), "seed": 1})))
+    ctx.thief = SimpleNamespace(test=SimpleNamespace(x=torch.zeros(1, 1, 28, 28)))
+    with pytest.raises(IpbenchError, match="the service takes"):
+        atk.query_images(ctx)

@@ -56,6 +56,10 @@ class Extraction(Attack):
         """What the thief sends its queries with: Copycat's thief holds none."""
         return None
 
+    def query_images(self, ctx: RunContext) -> torch.Tensor:
+        """The images the thief sends: the first ``queries`` of its own split."""
+        return thief_data(ctx, self.config.queries).x
+
     def run(self, target: Target, ctx: RunContext) -> Results:
         c = self.config
         bad = [m for m in c.labels if m not in LABELS]
@@ -63,7 +67,7 @@ class Extraction(Attack):
             raise IpbenchError(
                 f"extraction labels {', '.join(bad) or '(none)'} unknown; valid: {', '.join(LABELS)}"
             )
-        x = thief_data(ctx, c.queries).x
+        x = self.query_images(ctx)
         replies = answers(target, x, ctx, self.credential(target, ctx))
         test = first(ctx.thief.test, c.max_test)
         user = target.scheme.authorize(target.protected, eval_users(ctx.seed, 1)[0])
