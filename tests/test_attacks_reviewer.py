@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_attacks_model import attacked
 
 from ipbench.attack import thief_train
 from ipbench.attacks.processing import blur, jpeg, resize
 from ipbench.registry import attacks, schemes
-from ipbench.runner import Runner, RunRequest
 
 CHANCE_PLUS = 25.0  # 10 classes: chance is 10%
 
@@ -21,18 +21,6 @@ CHANCE_PLUS = 25.0  # 10 classes: chance is 10%
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("reviewer")  # one store: baseline and deployments train once
-
-
-def attacked(workdir: Path, scheme: str, names: str, **settings: str) -> dict[str, dict]:
-    """Metrics of a smoke run with attacks ``names``, by stage then name (``--set`` pairs)."""
-    req = RunRequest(
-        scheme=scheme, preset="smoke", workdir=str(workdir), device="cpu", attacks=names,
-        overrides=settings,
-    )  # fmt: skip
-    out: dict[str, dict] = {}
-    for m in Runner(req, log=lambda _m: None).run().metrics:
-        out.setdefault(m["stage"], {})[m["name"]] = m["value"]
-    return out
 
 
 # --- processing -------------------------------------------------------------------------------
@@ -140,6 +128,14 @@ def attack_success(model: torch.nn.Module, ctx) -> float:
     return 100.0 * float((logits.argmax(1) == 0).float().mean())
 
 
+def clean_accuracy(model: torch.nn.Module, ctx) -> float:
+    return 100.0 * float(
+        (ctx.trainer.predict(model, ctx.thief.test.x, 500).argmax(1) == ctx.thief.test.y)
+        .float()
+        .mean()
+    )
+
+
 def test_fine_pruning_removes_a_badnets_backdoor(badnets):
     from ipbench.attacks.fine_pruning import feature_layer, finetune_pruned, prune_dormant
 
@@ -154,8 +150,7 @@ def test_fine_pruning_removes_a_badnets_backdoor(badnets):
     finetune_pruned(net, pruned, ctx.thief.data, ctx, 5, 0.01)
     assert torch.all(layer.weight[pruned] == 0) and torch.all(layer.bias[pruned] == 0)
     assert attack_success(net, ctx) < before / 2
-    clean = ctx.trainer.predict(net, ctx.thief.test.x, 500).argmax(1)
-    assert 100.0 * float((clean == ctx.thief.test.y).float().mean()) > 90  # still a model
+    assert clean_accuracy(net, ctx) > 90  # still a model
 
 
 def test_fine_pruning_against_a_lock_reports_each_rate(workdir):
@@ -190,8 +185,7 @@ def test_nad_removes_a_badnets_backdoor(badnets):
     ctx.trainer.fit(student, data.x, data.y, cfg, seed=2, extra_loss=loss)
     loss.close()
     assert attack_success(student, ctx) < before / 2
-    clean = ctx.trainer.predict(student, ctx.thief.test.x, 500).argmax(1)
-    assert 100.0 * float((clean == ctx.thief.test.y).float().mean()) > 85  # still a model
+    assert clean_accuracy(student, ctx) > 85  # still a model
 
 
 def test_nad_against_a_lock_reports_teacher_and_student(workdir):

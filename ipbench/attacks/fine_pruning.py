@@ -34,10 +34,11 @@ from ipbench.attack import (
     thief_data,
     thief_train,
 )
+from ipbench.attacks.prune import Prune
 from ipbench.context import RunContext
 from ipbench.datasets import ImageSet
 from ipbench.errors import IpbenchError
-from ipbench.metric import At, Metric, Results, pct
+from ipbench.metric import At, Results
 from ipbench.registry import attacks
 from ipbench.training import to_float_images
 
@@ -126,11 +127,7 @@ class FinePruning(Attack):
 
     Config = FinePruningConfig
     summary = "Fine-Pruning (RAID'18): prune dormant last-layer channels, then fine-tune"
-    metrics = (
-        pct("A_ud", "lower", 1, "A_ud at the rate best for the thief"),
-        pct("A_ad", "higher", 2, "A_ad at that rate"),
-        Metric("rate_best", "fraction", "neither", ".2f", 3, "that rate"),
-    )
+    metrics = Prune.metrics  # the same numbers: A_ud and A_ad at the rate best for the thief
     preset_defaults = {
         "smoke": {"rates": (0.5, 0.9), "epochs": 5},
         "quick": {"rates": (0.3, 0.6, 0.9), "max_test": 2000},

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 
 from ipbench.attack import Target, seeded
-from ipbench.attacks.extraction import Extraction, ExtractionConfig
-from ipbench.attacks.insider import INSIDER
+from ipbench.attacks.extraction import ExtractionConfig
+from ipbench.attacks.insider import Insider
 from ipbench.context import RunContext
 from ipbench.contract import Credential
 from ipbench.datasets import load_dataset
@@ -48,21 +48,15 @@ class KnockoffConfig(ExtractionConfig):
 
 
 @attacks.register("knockoff")
-class Knockoff(Extraction):
+class Knockoff(Insider):
     """A substitute trained on the service's answers to a foreign transfer set."""
 
     Config = KnockoffConfig
     summary = "Knockoff Nets (CVPR'19): transfer-set queries, soft labels, outsider and insider"
-    preset_defaults = {
-        "smoke": {"queries": 400, "epochs": 15},
-        "quick": {"epochs": 30, "batch_size": 64, "max_test": 2000},  # as extraction
-    }
-    role = "outsider"
+    role = "outsider"  # the role being run (budgets: insider's, which are extraction's)
 
     def credential(self, target: Target, ctx: RunContext) -> Credential | None:
-        if self.role == "outsider":
-            return None
-        return target.scheme.authorize(target.protected, INSIDER)
+        return None if self.role == "outsider" else super().credential(target, ctx)
 
     def query_images(self, ctx: RunContext) -> torch.Tensor:
         ds = load_dataset(self.config.dataset, ctx.data_root, download=ctx.download)
