@@ -261,3 +261,18 @@ def test_knockoff_draws_its_queries_from_the_transfer_set_and_checks_its_shape()
     ctx.thief = SimpleNamespace(test=SimpleNamespace(x=torch.zeros(1, 1, 28, 28)))
     with pytest.raises(IpbenchError, match="the service takes"):
         atk.query_images(ctx)
+
+
+def test_pruning_defenses_skip_batch_norms_without_a_scale():
+    from ipbench.attacks.anp import NeuronMasks
+    from ipbench.attacks.fine_pruning import feature_layer
+
+    scaled = torch.nn.BatchNorm2d(4)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), scaled, torch.nn.Conv2d(4, 4, 3),
+        torch.nn.BatchNorm2d(4, affine=False),  # passport layers take their scale elsewhere
+    )  # fmt: skip
+    assert feature_layer(net) is scaled
+    masks = NeuronMasks(net, 0.4)
+    masks.close()
+    assert masks.layers == [scaled]

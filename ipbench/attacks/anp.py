@@ -53,7 +53,9 @@ class NeuronMasks:
     """Masks and adversarial perturbations on every BatchNorm2d's output channels."""
 
     def __init__(self, model: nn.Module, eps: float):
-        self.layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+        self.layers = [  # with a scale to prune (passport layers' batch norms have none)
+            m for m in model.modules() if isinstance(m, nn.BatchNorm2d) and m.weight is not None
+        ]
         if not self.layers:
             raise IpbenchError(f"anp: {type(model).__name__} has no batch-norm neurons to mask")
         dev = self.layers[0].weight.device

@@ -59,9 +59,9 @@ class FinePruningConfig:
 
 
 def feature_layer(model: nn.Module) -> nn.Module:
-    """The last BatchNorm2d of the network, else its last Conv2d: the layer pruned."""
-    for kind in (nn.BatchNorm2d, nn.Conv2d):
-        found = [m for m in model.modules() if isinstance(m, kind)]
+    """The last affine BatchNorm2d of the network, else its last Conv2d: the layer pruned."""
+    for kind in (nn.BatchNorm2d, nn.Conv2d):  # a batch norm with a scale (passport's have none)
+        found = [m for m in model.modules() if isinstance(m, kind) and m.weight is not None]
         if found:
             return found[-1]
     raise IpbenchError(f"{type(model).__name__} has no convolutional layer to prune")
