@@ -47,6 +47,13 @@ ATTACK_CASES = {
     "neural-cleanse": ("adip", {"steps": 20, "eval_every": 10, "max_test": 100}),
     "strip-control": ("activeguard", {"max_test": 200}),
     "passport-retrain": ("passport", {"epochs": 1, "max_test": 200}),
+    "processing": ("adip", {"qualities": (100,), "scales": (0.5,), "max_test": 100}),
+    "insider": ("chaow", {"queries": 200, "epochs": 2}),
+    "knockoff": ("chaow", {"queries": 200, "epochs": 2, "dataset": "synthetic:1000"}),
+    "finetune-budget": ("none", {"fractions": (0.01,), "shots": (1,), "steps": 5}),
+    "fine-pruning": ("chaow", {"rates": (0.5,), "epochs": 1, "max_test": 200}),
+    "nad": ("chaow", {"teacher_epochs": 1, "epochs": 1, "max_test": 200}),
+    "anp": ("chaow", {"iterations": 5, "max_test": 200}),
 }
 SCHEME_BUDGET = {"activeguard": {"cw_steps": 20, "fp_retries": 0}, "adip": {"protect_epochs": 8}}
 

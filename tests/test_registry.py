@@ -18,7 +18,8 @@ BUILTIN_SCHEMES = {
 }  # fmt: skip
 BUILTIN_ATTACKS = {
     "finetune", "prune", "extraction", "fake-token", "fake-credential", "forged-fingerprint",
-    "neural-cleanse", "strip-control", "passport-retrain",
+    "neural-cleanse", "strip-control", "passport-retrain", "processing", "insider",
+    "finetune-budget", "fine-pruning", "nad", "anp", "knockoff",
 }  # fmt: skip
 
 

@@ -14,6 +14,7 @@ import torch
 
 from ipbench.attack import Attack, Target, answers, first, thief_data, thief_train
 from ipbench.context import RunContext
+from ipbench.contract import Credential
 from ipbench.errors import IpbenchError
 from ipbench.evaluate import eval_users
 from ipbench.metric import At, Metric, Results, pct
@@ -51,6 +52,14 @@ class Extraction(Attack):
         "quick": {"epochs": 30, "batch_size": 64, "max_test": 2000},
     }
 
+    def credential(self, target: Target, ctx: RunContext) -> Credential | None:
+        """What the thief sends its queries with: Copycat's thief holds none."""
+        return None
+
+    def query_images(self, ctx: RunContext) -> torch.Tensor:
+        """The images the thief sends: the first ``queries`` of its own split."""
+        return thief_data(ctx, self.config.queries).x
+
     def run(self, target: Target, ctx: RunContext) -> Results:
         c = self.config
         bad = [m for m in c.labels if m not in LABELS]
@@ -58,8 +67,8 @@ class Extraction(Attack):
             raise IpbenchError(
                 f"extraction labels {', '.join(bad) or '(none)'} unknown; valid: {', '.join(LABELS)}"
             )
-        x = thief_data(ctx, c.queries).x
-        replies = answers(target, x, ctx)
+        x = self.query_images(ctx)
+        replies = answers(target, x, ctx, self.credential(target, ctx))
         test = first(ctx.thief.test, c.max_test)
         user = target.scheme.authorize(target.protected, eval_users(ctx.seed, 1)[0])
         victim = answers(target, test.x, ctx, user).argmax(1)  # the function worth stealing

@@ -1,0 +1,278 @@
+"""The attacks a reviewer expects against active locks (issue 19), each first shown to work
+where it must on the smoke task: synthetic data, the tiny network, smoke budgets."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+from test_attacks_model import attacked
+
+from ipbench.attack import thief_train
+from ipbench.attacks.processing import blur, jpeg, resize
+from ipbench.registry import attacks, schemes
+
+CHANCE_PLUS = 25.0  # 10 classes: chance is 10%
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("reviewer")  # one store: baseline and deployments train once
+
+
+# --- processing -------------------------------------------------------------------------------
+def test_jpeg_100_keeps_an_invisible_token_and_heavy_blur_breaks_it(workdir):
+    m = attacked(workdir, "adip", "processing", epochs="8")
+    ev, got = m["evaluate"], m["attack:processing"]
+    assert ev["A_ad"] > 85 and ev["A_ud"] < CHANCE_PLUS  # the deployment is really locked
+    assert got["A_ad_clean"] == pytest.approx(ev["A_ad"], abs=3)  # same users, other slice
+    assert abs(got["A_ad@jpeg,quality=100"] - got["A_ad_clean"]) <= 2
+    assert got["A_ad@blur,sigma=2"] < got["A_ad_clean"] - 30  # the token is washed out
+    assert got["A_ad_jpeg"] == got["A_ad@jpeg,quality=75"]
+    assert got["A_ad_worst"] == min(v for k, v in got.items() if "@" in k)
+
+
+def test_processing_is_skipped_without_an_input_space_token():
+    reason = attacks.get("processing")().skip_reason(schemes.get("passport")())
+    assert reason is not None and "lacks capability InputSpaceToken" in reason
+
+
+def test_processings_are_what_they_say():
+    torch.manual_seed(0)
+    x = torch.nn.functional.interpolate(torch.rand(4, 1, 8, 8), size=32, mode="bilinear")
+    x = x.expand(4, 3, 32, 32)  # no colour: 4:2:0 chroma subsampling loses nothing
+    assert (jpeg(x, 100) - x).abs().mean() < 0.01 < (jpeg(x, 10) - x).abs().mean()
+    gray = x[:, :1]
+    assert jpeg(gray, 90).shape == gray.shape and (jpeg(gray, 90) - gray).abs().mean() < 0.02
+    flat = torch.full((1, 3, 16, 16), 0.3)
+    assert torch.allclose(blur(flat, 2.0), flat) and torch.allclose(resize(flat, 0.5), flat)
+    assert torch.allclose(resize(x, 1.0), x, atol=1e-6)
+    white = torch.rand(2, 3, 32, 32)
+    assert (blur(white, 2.0) - white).abs().mean() > 0.15  # white noise loses most of itself
+
+
+# --- insider ----------------------------------------------------------------------------------
+def test_insider_distillation_copies_an_unprotected_model(workdir):
+    m = attacked(workdir, "none", "insider")
+    victim, got = m["evaluate"]["A_ud"], m["attack:insider"]
+    assert got["A_sub"] == max(got["A_sub@hard"], got["A_sub@soft"])
+    assert got["A_sub"] >= victim - 15 and got["A_sub_vs_victim_agreement"] > 2 * CHANCE_PLUS
+
+
+def test_insider_distillation_walks_through_a_lock_that_stops_copycat(workdir):
+    m = attacked(workdir, "adip", "insider,extraction", epochs="8")
+    ev, inside, outside = m["evaluate"], m["attack:insider"], m["attack:extraction"]
+    assert ev["A_ud"] < CHANCE_PLUS and inside["queries"] == outside["queries"]
+    assert inside["A_sub"] > ev["A_ud"] + 40  # the credential's answers teach a free copy
+    assert inside["A_sub"] > outside["A_sub"] + 30  # ... that unauthorized answers do not
+
+
+# --- finetune-budget --------------------------------------------------------------------------
+def test_finetune_budget_curve_is_monotone_in_data_on_an_unprotected_model(workdir):
+    m = attacked(workdir, "none", "finetune-budget", **{"attack.finetune-budget.variant": "reinit"})
+    got = m["attack:finetune-budget"]
+    # smoke: the thief holds 400 images, a fifth of a 2,000-image training set
+    sizes = [got[f"images@fraction={f}"] for f in ("0.01", "0.05", "0.2")]
+    assert sizes == [20, 100, 400] and got["images@shots=1"] == 10
+    curve = [got[f"A_ud@fraction={f}"] for f in ("0.01", "0.05", "0.2")]
+    assert all(b >= a - 1 for a, b in itertools.pairwise(curve)), curve
+    assert curve[-1] > curve[0] + 3  # a fresh head learns more from more data
+    assert got["A_ud"] == curve[-1] and got["A_ud@shots=10"] >= got["A_ud@shots=1"] - 1
+
+
+def test_finetune_budget_finds_how_little_data_opens_a_lock(workdir):
+    m = attacked(workdir, "adip", "finetune-budget", epochs="8")
+    ev, got = m["evaluate"], m["attack:finetune-budget"]
+    assert ev["A_ud"] < CHANCE_PLUS
+    assert got["A_ud"] > ev["A_ud"] + 50  # on the easy task a few hundred labels open it
+    opened = [
+        got[f"images@{k.split('@')[1]}"]
+        for k, v in got.items()
+        if k.startswith("A_ud@") and v >= ev["A_ad"] - 10
+    ]
+    assert opened and got["images_to_unlock"] == min(opened)
+
+
+# --- backdoor removal -------------------------------------------------------------------------
+def sticker(x: torch.Tensor) -> torch.Tensor:
+    """BadNets' trigger: a white 4x4 square in the bottom-right corner (uint8 images)."""
+    out = x.clone()
+    out[..., -5:-1, -5:-1] = 255
+    return out
+
+
+@pytest.fixture(scope="module")
+def badnets(tmp_path_factory):
+    """A tiny network with a BadNets backdoor (10% of the owner's images stickered and
+    labelled 0) on the smoke task, and the thief's view: (model, ctx)."""
+    from ipbench.testing import task_context
+
+    ctx = task_context(tmp_path_factory.mktemp("badnets"))
+    own = ctx.owner
+    n = len(own) // 10
+    x = torch.cat([own.x, sticker(own.x[:n])])
+    y = torch.cat([own.y, torch.zeros(n, dtype=torch.long)])
+    model = ctx.new_model()
+    ctx.trainer.fit(model, x, y, ctx.preset.train, seed=0)
+    return model.eval(), ctx.for_thief()
+
+
+def attack_success(model: torch.nn.Module, ctx) -> float:
+    """Percent of stickered test images not of class 0 that the model calls 0."""
+    test = ctx.thief.test
+    keep = test.y != 0
+    logits = ctx.trainer.predict(model, sticker(test.x[keep]), 500)
+    return 100.0 * float((logits.argmax(1) == 0).float().mean())
+
+
+def clean_accuracy(model: torch.nn.Module, ctx) -> float:
+    return 100.0 * float(
+        (ctx.trainer.predict(model, ctx.thief.test.x, 500).argmax(1) == ctx.thief.test.y)
+        .float()
+        .mean()
+    )
+
+
+def test_fine_pruning_removes_a_badnets_backdoor(badnets):
+    from ipbench.attacks.fine_pruning import feature_layer, finetune_pruned, prune_dormant
+
+    model, ctx = badnets
+    before = attack_success(model, ctx)
+    assert before > 80  # the backdoor is in
+    high = prune_dormant(copy.deepcopy(model), ctx.thief.data.x, 0.9)
+    assert len(high) == round(0.9 * feature_layer(model).weight.shape[0])  # high rates reached
+    net = copy.deepcopy(model)
+    pruned = prune_dormant(net, ctx.thief.data.x, 0.5)
+    layer = feature_layer(net)
+    finetune_pruned(net, pruned, ctx.thief.data, ctx, 5, 0.01)
+    assert torch.all(layer.weight[pruned] == 0) and torch.all(layer.bias[pruned] == 0)
+    assert attack_success(net, ctx) < before / 2
+    assert clean_accuracy(net, ctx) > 90  # still a model
+
+
+def test_fine_pruning_against_a_lock_reports_each_rate(workdir):
+    m = attacked(workdir, "adip", "fine-pruning", epochs="8")
+    got = m["attack:fine-pruning"]
+    for rate in ("0.5", "0.9"):
+        assert {f"A_ud@rate={rate}", f"A_ad@pruned,rate={rate}"} <= set(got)
+    assert (
+        got["A_ud"]
+        == got[f"A_ud@rate={got['rate_best']:g}"]
+        == max(got["A_ud@rate=0.5"], got["A_ud@rate=0.9"])
+    )
+
+
+def test_nad_removes_a_badnets_backdoor(badnets):
+    from ipbench.attacks.nad import AttentionDistillation, NADConfig, attention_layers
+
+    model, ctx = badnets
+    before = attack_success(model, ctx)
+    c = NADConfig()  # the paper's epochs: 100 images train in seconds
+    probe = torch.rand(1, 3, 32, 32)
+    assert len(attention_layers(model, probe, 3)) == 3  # the tiny net's last 3 resolutions
+    teacher, student = copy.deepcopy(model), copy.deepcopy(model)
+    data = ctx.thief.data.subset(torch.arange(100))  # 5% of the 2,000-image training set
+    cfg = thief_train(ctx, c.teacher_epochs, c.lr, "constant", batch_size=c.batch_size)
+    ctx.trainer.fit(teacher, data.x, data.y, cfg, seed=1)
+    loss = AttentionDistillation(student, teacher, probe, c)
+    student.train()
+    student(probe)
+    assert float(loss(student).detach()) > 0  # the student attends elsewhere than the teacher
+    cfg = thief_train(ctx, c.epochs, c.lr, "constant", batch_size=c.batch_size)
+    ctx.trainer.fit(student, data.x, data.y, cfg, seed=2, extra_loss=loss)
+    loss.close()
+    assert attack_success(student, ctx) < before / 2
+    assert clean_accuracy(student, ctx) > 85  # still a model
+
+
+def test_nad_against_a_lock_reports_teacher_and_student(workdir):
+    m = attacked(workdir, "adip", "nad", epochs="8")
+    got = m["attack:nad"]
+    assert got["images"] == 100  # 5% of the smoke training set
+    assert {"A_ud", "A_ad", "A_ud@teacher", "A_ad@teacher"} <= set(got)
+
+
+def test_anp_prunes_perturbation_sensitive_neurons_of_a_badnets_backdoor(badnets):
+    from ipbench.attacks.anp import ANPConfig, NeuronMasks, learn_masks, prune_masked
+
+    model, ctx = badnets
+    before = attack_success(model, ctx)
+    data = ctx.thief.data.subset(torch.arange(20))  # 1% of the 2,000-image training set
+    net = copy.deepcopy(model)
+    masks = learn_masks(net, data.x, data.y, ANPConfig(iterations=200), 0)
+    assert all(0 <= float(m.detach().min()) <= float(m.detach().max()) <= 1 for m in masks.masks)
+    assert not any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+    shares, success = [], []
+    for threshold in (0.2, 0.5):
+        pruned = copy.deepcopy(net)
+        mine = NeuronMasks(pruned, 0.4)
+        mine.close()
+        mine.masks = [m.detach().clone() for m in masks.masks]
+        shares.append(prune_masked(mine, threshold))
+        success.append(attack_success(pruned, ctx))
+    assert 0 < shares[0] <= shares[1] < 0.5  # a higher threshold prunes more, never most
+    assert success[1] < before / 2  # ... and cuts the backdoor
+
+
+def test_anp_against_a_lock_reports_each_threshold(workdir):
+    m = attacked(workdir, "adip", "anp", epochs="8")
+    got = m["attack:anp"]
+    assert got["images"] == 20 and got["pruned"] in (
+        got["pruned@threshold=0.2"],
+        got["pruned@threshold=0.5"],
+    )
+    assert got["A_ud"] == max(got["A_ud@threshold=0.2"], got["A_ud@threshold=0.5"])
+
+
+# --- knockoff ---------------------------------------------------------------------------------
+def test_knockoff_copies_an_unprotected_model_from_a_transfer_set(workdir):
+    m = attacked(workdir, "none", "knockoff", **{"attack.knockoff.dataset": "synthetic:1000"})
+    victim, got = m["evaluate"]["A_ud"], m["attack:knockoff"]
+    assert got["queries"] == 400
+    for role in ("outsider", "insider"):
+        assert got[f"A_sub@{role}"] == got[f"A_sub@{role}-soft"] >= victim - 15
+    assert got["A_sub"] == max(got["A_sub@outsider"], got["A_sub@insider"])
+
+
+def test_knockoff_outsider_is_locked_out_and_insider_is_not(workdir):
+    m = attacked(workdir, "adip", "knockoff", epochs="8")
+    ev, got = m["evaluate"], m["attack:knockoff"]
+    assert got["A_sub@insider"] > got["A_sub@outsider"] + 30
+    assert got["A_sub"] == got["A_sub@insider"] and ev["A_ud"] < CHANCE_PLUS
+
+
+def test_knockoff_draws_its_queries_from_the_transfer_set_and_checks_its_shape():
+    from types import SimpleNamespace
+
+    from ipbench.attacks.knockoff import Knockoff, KnockoffConfig
+    from ipbench.errors import IpbenchError
+
+    with pytest.raises(IpbenchError, match="roles"):
+        KnockoffConfig(roles=("spy",))
+    atk = Knockoff(KnockoffConfig(dataset="synthetic:1000", queries=300))
+    view = SimpleNamespace(test=SimpleNamespace(x=torch.zeros(1, 3, 32, 32, dtype=torch.uint8)))
+    ctx = SimpleNamespace(thief=view, data_root=None, download=False, seed=0)
+    x = atk.query_images(ctx)
+    assert x.shape == (300, 3, 32, 32) and torch.equal(x, atk.query_images(ctx))  # seeded
+    assert not torch.equal(x, atk.query_images(SimpleNamespace(**{**vars(ctx), "seed": 1})))
+    ctx.thief = SimpleNamespace(test=SimpleNamespace(x=torch.zeros(1, 1, 28, 28)))
+    with pytest.raises(IpbenchError, match="the service takes"):
+        atk.query_images(ctx)
+
+
+def test_pruning_defenses_skip_batch_norms_without_a_scale():
+    from ipbench.attacks.anp import NeuronMasks
+    from ipbench.attacks.fine_pruning import feature_layer
+
+    scaled = torch.nn.BatchNorm2d(4)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), scaled, torch.nn.Conv2d(4, 4, 3),
+        torch.nn.BatchNorm2d(4, affine=False),  # passport layers take their scale elsewhere
+    )  # fmt: skip
+    assert feature_layer(net) is scaled
+    masks = NeuronMasks(net, 0.4)
+    masks.close()
+    assert masks.layers == [scaled]
