@@ -57,10 +57,7 @@ def test_every_attack_has_a_conformance_case():
 
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(n, marks=_marks(n, {"fake-credential"}))
-        for n in sorted(ATTACK_CASES)
-    ],
+    [pytest.param(n, marks=_marks(n, {"fake-credential"})) for n in sorted(ATTACK_CASES)],
 )
 def test_every_attack_conforms(name, tmp_path_factory):
     scheme, settings = ATTACK_CASES[name]
