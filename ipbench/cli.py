@@ -15,6 +15,7 @@ from rich.table import Table
 
 from ipbench.config import parse_assignments
 from ipbench.errors import IpbenchError
+from ipbench.metric import Metric
 from ipbench.registry import attacks, datasets, models, presets, schemes
 
 app = typer.Typer(
@@ -48,7 +49,11 @@ def metrics_table(title: str, metrics: list[dict[str, Any]]) -> Table:
     for col, just in (("stage", "left"), ("metric", "left"), ("value", "right"), ("note", "left")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for m in metrics:
-        table.add_row(m["stage"], m["name"], _fmt(m["value"]), m.get("note") or "")
+        spec = m.get("spec")
+        value = (
+            _fmt(m["value"]) if not spec else Metric.from_spec(m["name"], spec).format(m["value"])
+        )
+        table.add_row(m["stage"], m["name"], value, m.get("note") or "")
     return table
 
 

@@ -130,6 +130,25 @@ def overhead(
     return out
 
 
+TOKEN_EXAMPLES = "token_examples.safetensors"  # in the evaluate stage's folder
+GALLERY_IMAGES = 4
+
+
+@torch.no_grad()
+def token_examples(
+    scheme: Scheme, protected: Protected, images: torch.Tensor, seed: int,
+    device: torch.device | None = None,
+) -> dict[str, torch.Tensor]:  # fmt: skip
+    """The first test images, clean and as the run's first evaluation user sends them (floats
+    in [0, 1], CPU): the leaderboard's token gallery, stored so it needs neither the data nor
+    the scheme's code."""
+    assert isinstance(scheme, InputSpaceToken)
+    x = to_float_images(images[:GALLERY_IMAGES])
+    cred = scheme.authorize(protected, eval_users(seed, 1)[0])
+    xa = scheme.apply(cred, x if device is None else x.to(device)).clamp(0, 1).cpu()
+    return {"clean": x, "authorized": xa}
+
+
 def stealthiness(
     scheme: InputSpaceToken, protected: Protected, test: ImageSet, user: str, cfg: EvalConfig
 ) -> dict[str, float | str]:

@@ -18,12 +18,20 @@ import torch
 from ipbench import __version__
 from ipbench.attack import Attack, Target
 from ipbench.cache import StageCache
+from ipbench.capabilities import InputSpaceToken
 from ipbench.config import content_hash, to_jsonable
 from ipbench.context import RunContext, ThiefView
 from ipbench.contract import Protected
 from ipbench.datasets import Splits, load_dataset, make_splits
 from ipbench.errors import IpbenchError
-from ipbench.evaluate import EVAL_VERSION, eval_users, evaluate, overhead
+from ipbench.evaluate import (
+    EVAL_VERSION,
+    TOKEN_EXAMPLES,
+    eval_users,
+    evaluate,
+    overhead,
+    token_examples,
+)
 from ipbench.health import run_warnings
 from ipbench.metric import At, Metric
 from ipbench.models import ModelSpec, build_model
@@ -41,6 +49,7 @@ from ipbench.request import (  # noqa: F401  (re-exported: the runner is where u
     resolve_device,
 )
 from ipbench.store import Store
+from ipbench.tensorio import write_tensors
 from ipbench.training import Trainer, to_float_images
 
 
@@ -270,6 +279,9 @@ class Runner:
             x1 = to_float_images(splits.test.x[:1]).to(res.device)
             user = eval_users(seed, 1)[0]
             found.update(overhead(res.scheme, protected, baseline_copy(), x1, user, res.eval))
+            if isinstance(res.scheme, InputSpaceToken):
+                examples = token_examples(res.scheme, protected, splits.test.x, seed, res.device)
+                write_tensors(examples, work / TOKEN_EXAMPLES)
             metrics = {k: v for k, v in found.items() if not isinstance(v, str)}
             notes = {k: v for k, v in found.items() if isinstance(v, str)}
             return {"metrics": metrics, "notes": notes}

@@ -114,7 +114,10 @@ def check_scheme(
     s.validate(ctx.model_spec)
     protected = s.protect(ctx)
     assert isinstance(protected, Protected), f"{name}: protect returned {type(protected)}"
-    json.dumps(protected.meta)  # metadata must be JSON (it is saved as meta.json)
+    try:
+        json.dumps(protected.meta)  # saved as meta.json, read back without unpickling
+    except (TypeError, ValueError) as exc:
+        raise AssertionError(f"{name}: Protected.meta is not JSON-serialisable ({exc})") from None
     folder = Path(workdir) / f"conformance-{name}"
     protected.save(folder)
     loaded = s.load_protected(folder)

@@ -316,3 +316,28 @@ def test_tracing_block_and_a_flag_on_protection_that_did_not_take(tmp_path):
     assert "## Identity tracing" in md and "| activedaemon | 72.00 ± 0.00 | 79.00 ± 0.00 |" in md
     assert "**Warning:** `activedaemon`: protection did not take: A_pd = -2.00" in md
     assert "identity tracing did not take: id_rate = 0.4%" in md
+
+
+def test_token_gallery_is_drawn_from_the_examples_a_run_stored(tmp_path):
+    """Neither the scheme's code nor the dataset is needed: a scheme today's ipbench does not
+    know still gets its gallery row."""
+    import torch
+
+    from ipbench.evaluate import TOKEN_EXAMPLES
+    from ipbench.tensorio import write_tensors
+
+    workdir, ref = tmp_path / "runs", tmp_path / "reference.csv"
+    ref.write_text(REFERENCE)
+    store = Store(workdir)
+    _run(store, "gone-0", "retired-scheme", 0, {})
+    folder = tmp_path / "evaluate-artefact"
+    folder.mkdir()
+    x = torch.rand(4, 3, 32, 32)
+    write_tensors({"clean": x, "authorized": (x + 0.1).clamp(0, 1)}, folder / TOKEN_EXAMPLES)
+    store.begin_stage("gone-0", "evaluate", "key")
+    store.put_metrics("gone-0", "evaluate", {"A_ad": 80.0, "A_ud": 10.0})
+    store.finish_stage("gone-0", "evaluate", artifact=str(folder))
+    store.close()
+    (md,) = build(workdir, tmp_path / "board", reference=ref, data_root=str(tmp_path / "no"))
+    assert (tmp_path / "board" / "synthetic-smoke" / "tokens.png").stat().st_size > 0
+    assert "token gallery" in md.read_text() and "left out" not in md.read_text()

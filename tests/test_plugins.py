@@ -150,6 +150,7 @@ def test_a_plugin_package_reaches_list_run_and_leaderboard(plugin_env, tmp_path)
     md = (tmp_path / "board" / "synthetic-smoke.md").read_text()
     assert "| pixelshuffle |" in md and "noisy-query: A_noisy" in md
     assert "fake-token: A_td" in md  # a built-in attack ran on it through its capability
+    assert (tmp_path / "board" / "synthetic-smoke" / "tokens.png").exists()  # its token gallery
 
     # A comment-only edit keeps the cached protect stage; a code edit recomputes it.
     ((key, cached),) = protect_stages(tmp_path / "w")

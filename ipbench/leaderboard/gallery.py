@@ -1,5 +1,6 @@
 """The token gallery (paper Figs. 3 and 9): clean, authorized and amplified-token images for
-each input-space scheme, rebuilt from the stored protected artefact."""
+each input-space scheme, from the examples its evaluation stored (older runs: rebuilt from the
+stored protected artefact with today's code)."""
 
 from __future__ import annotations
 
@@ -12,26 +13,44 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from ipbench.capabilities import InputSpaceToken, capability
+from ipbench.capabilities import InputSpaceToken
 from ipbench.config import override
 from ipbench.errors import IpbenchError
-from ipbench.evaluate import eval_users
+from ipbench.evaluate import TOKEN_EXAMPLES, token_examples
 from ipbench.store import Store
-from ipbench.training import to_float_images
+from ipbench.tensorio import read_tensors
 
 AMPLIFY = 10.0  # |x_a - x| x10, clipped, as in the papers' token figures
 
 
+def stored_rows(
+    runs: pd.DataFrame, eval_folders: dict[str, str | None]
+) -> tuple[list[tuple[str, torch.Tensor, torch.Tensor]], set[str]]:
+    """(scheme, clean, authorized) that runs stored with their evaluation, for the first
+    default run of each scheme that has them; and the schemes served."""
+    out, served = [], set()
+    for r in runs[runs["default"]].itertuples():
+        folder = eval_folders.get(r.run_id)
+        path = Path(folder) / TOKEN_EXAMPLES if folder else None
+        if r.scheme in served or path is None or not path.exists():
+            continue
+        ex = read_tensors(path, "token examples")
+        out.append((r.scheme, ex["clean"], ex["authorized"]))
+        served.add(r.scheme)
+    return out, served
+
+
 def token_rows(
     runs: pd.DataFrame, folders: dict[str, str | None], configs: dict[str, dict],
-    images: torch.Tensor, n: int = 4,
+    images: torch.Tensor,
 ) -> tuple[list[tuple[str, torch.Tensor, torch.Tensor]], list[str]]:  # fmt: skip
-    """(scheme, clean, authorized) for the first default run of each input-space scheme, and
-    why any scheme was left out (an artefact that is gone, a scheme no longer registered)."""
+    """For runs stored before evaluation kept its token examples: rebuilt from the stored
+    protected artefact with today's scheme code (and the dataset's test images). (scheme,
+    clean, authorized) for the first default run of each input-space scheme, and why any
+    scheme was left out (an artefact that is gone, a scheme no longer registered)."""
     from ipbench.registry import schemes
 
     out, skipped = [], []
-    x = to_float_images(images[:n])
     for r in runs[runs["default"]].drop_duplicates("scheme").itertuples():
         if r.scheme not in schemes or not issubclass(schemes.get(r.scheme), InputSpaceToken):
             continue
@@ -43,13 +62,11 @@ def token_rows(
             if not folder or not Path(folder).exists():
                 raise IpbenchError(f"protected artefact {folder or '(none)'} is not there")
             protected = scheme.load_protected(folder)
-            cred = scheme.authorize(protected, eval_users(r.seed, 1)[0])
-            with torch.no_grad():
-                xa = capability(scheme, InputSpaceToken).apply(cred, x).clamp(0, 1).cpu()
+            ex = token_examples(scheme, protected, images, r.seed)
         except (IpbenchError, OSError, RuntimeError, TypeError) as exc:
             skipped.append(f"{r.scheme}: {exc}")
             continue
-        out.append((r.scheme, x, xa))
+        out.append((r.scheme, ex["clean"], ex["authorized"]))
     return out, skipped
 
 
@@ -78,23 +95,38 @@ def draw(rows: list[tuple[str, torch.Tensor, torch.Tensor]], path: Path) -> None
 def gallery(
     runs: pd.DataFrame, store: Store, dataset: str, folder: Path, data_root: str | None = None
 ) -> tuple[Path | None, list[str]]:
-    """Draw the gallery when the dataset's test images are available; else say why not."""
+    """Draw the gallery from the token examples the runs stored; runs stored before that are
+    rebuilt when the dataset's test images are available (else a note says why not)."""
     from ipbench.datasets import load_dataset
 
-    try:
-        ds = load_dataset(dataset, data_root, download=False)
-    except (IpbenchError, OSError) as exc:
-        return None, [f"token gallery left out: {dataset} test images unavailable ({exc})"]
-    folders: dict[str, str | None] = {}
-    configs: dict[str, dict] = {}
-    for run_id in runs["run_id"]:
-        st = store.stage(run_id, "protect")
-        folders[run_id] = st.get("artifact") if st else None
-        rec = store.get_run(run_id, exact=True)
-        configs[run_id] = rec.config.get("scheme_config", {}) if rec else {}
-    rows, skipped = token_rows(runs, folders, configs, ds.test.x)
+    def artefact(run_id: str, stage: str) -> str | None:
+        st = store.stage(run_id, stage)
+        return st.get("artifact") if st else None
+
+    from ipbench.registry import schemes
+
+    rows, served = stored_rows(runs, {r: artefact(r, "evaluate") for r in runs["run_id"]})
+    tokens = [s for s in set(runs["scheme"]) - served if s in schemes]
+    tokens = [s for s in tokens if issubclass(schemes.get(s), InputSpaceToken)]
+    older = runs[runs["scheme"].isin(tokens)]
+    skipped: list[str] = []
+    if len(older[older["default"]]):
+        try:
+            ds = load_dataset(dataset, data_root, download=False)
+        except (IpbenchError, OSError) as exc:
+            ds = None
+            skipped = [f"token gallery left out: {dataset} test images unavailable ({exc})"]
+        if ds is not None:
+            configs: dict[str, dict] = {}
+            for run_id in older["run_id"]:
+                rec = store.get_run(run_id, exact=True)
+                configs[run_id] = rec.config.get("scheme_config", {}) if rec else {}
+            protect = {r: artefact(r, "protect") for r in older["run_id"]}
+            rebuilt, skipped = token_rows(older, protect, configs, ds.test.x)
+            rows += rebuilt
     if not rows:
         return None, skipped
+    rows.sort(key=lambda row: row[0])
     path = folder / "tokens.png"
     draw(rows, path)
     return path, skipped

@@ -3,6 +3,8 @@ recorded through ``scheme_metrics`` (overhead is measured for every scheme in ev
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import torch
 
 from ipbench.context import RunContext
@@ -10,6 +12,21 @@ from ipbench.contract import Credential, Protected, Scheme
 from ipbench.errors import IpbenchError
 from ipbench.evaluate import query_logits
 from ipbench.metrics.accuracy import accuracy
+
+
+class EncryptedWeights(Scheme):
+    """A deployment whose weights are encrypted: a key credential decrypts a copy (cached per
+    credential), which answers; without one, the encrypted weights answer."""
+
+    @abstractmethod
+    def decrypted(self, protected: Protected, credential: Credential) -> torch.nn.Module:
+        """The model ``credential``'s key restores from ``protected``'s encrypted weights."""
+
+    def serve(
+        self, protected: Protected, x: torch.Tensor, credential: Credential | None
+    ) -> torch.Tensor:
+        model = protected.model if credential is None else self.decrypted(protected, credential)
+        return model.eval()(x)
 
 
 def accuracy_with(

@@ -23,11 +23,12 @@ from torch import nn
 
 from ipbench.capabilities import CredentialForging
 from ipbench.context import RunContext
-from ipbench.contract import Credential, Protected, Scheme
+from ipbench.contract import Credential, Protected
 from ipbench.errors import IpbenchError
 from ipbench.models import ModelSpec, build_model
 from ipbench.registry import schemes
 from ipbench.schemes._modelside import (
+    EncryptedWeights,
     LastModelCache,
     accuracy_with,
     forged_generator,
@@ -128,7 +129,7 @@ def write_values(model: nn.Module, layers: list[str], key: dict[str, torch.Tenso
 
 
 @schemes.register("advparams")
-class AdvParams(Scheme, CredentialForging):
+class AdvParams(EncryptedWeights, CredentialForging):
     """Adversarially perturbed parameters; the key writes the original values back."""
 
     Config = AdvParamsConfig
@@ -201,12 +202,6 @@ class AdvParams(Scheme, CredentialForging):
             return write_values(copy.deepcopy(protected.model), protected.meta["layers"], key)
 
         return self._cache.get(protected, credential, make)
-
-    def serve(
-        self, protected: Protected, x: torch.Tensor, credential: Credential | None
-    ) -> torch.Tensor:
-        model = protected.model if credential is None else self.decrypted(protected, credential)
-        return model.eval()(x)
 
     def scheme_metrics(
         self, protected: Protected, ctx: RunContext

@@ -20,11 +20,12 @@ from torch import nn
 
 from ipbench.capabilities import CredentialForging
 from ipbench.context import RunContext
-from ipbench.contract import Credential, Protected, Scheme
+from ipbench.contract import Credential, Protected
 from ipbench.errors import IpbenchError
 from ipbench.models import ModelSpec, build_model
 from ipbench.registry import schemes
 from ipbench.schemes._modelside import (
+    EncryptedWeights,
     LastModelCache,
     accuracy_with,
     forged_generator,
@@ -81,7 +82,7 @@ def select_layers(model: nn.Module, spec: str) -> list[str]:
 
 
 @schemes.register("chaow")
-class ChaoW(Scheme, CredentialForging):
+class ChaoW(EncryptedWeights, CredentialForging):
     """Chaotic weight-position permutation; the key restores the weights exactly."""
 
     Config = ChaoWConfig
@@ -169,12 +170,6 @@ class ChaoW(Scheme, CredentialForging):
             return self.transform(model, layers, key, inverse=True)
 
         return self._cache.get(protected, credential, make)
-
-    def serve(
-        self, protected: Protected, x: torch.Tensor, credential: Credential | None
-    ) -> torch.Tensor:
-        model = protected.model if credential is None else self.decrypted(protected, credential)
-        return model.eval()(x)
 
     def scheme_metrics(
         self, protected: Protected, ctx: RunContext
