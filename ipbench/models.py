@@ -91,11 +91,14 @@ class WhiteningConv(nn.Conv2d):
     epochs to learn what the pixel statistics already say. Frozen, so it costs no gradient.
     """
 
+    initialised: torch.Tensor  # a buffer: set once from data, saved with the weights
+
     def __init__(self, in_channels: int, kernel_size: int = 2, eps: float = 5e-4):
         width = 2 * in_channels * kernel_size**2
         super().__init__(in_channels, width, kernel_size, padding=0, bias=True)
         self.eps = eps
         self.weight.requires_grad_(False)
+        assert self.bias is not None  # bias=True above
         with torch.no_grad():
             self.bias.zero_()
         # saved with the weights: a trained or loaded layer is never set again (fine-tuning a

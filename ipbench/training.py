@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -143,7 +143,7 @@ def init_from_data(model: nn.Module, x: torch.Tensor, device: torch.device) -> i
 
     def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         if id(module) in pending:
-            module.init_from_data(args[0].float())
+            cast(Any, module).init_from_data(args[0].float())
             pending.discard(id(module))
             if not pending:
                 raise _StopForward
@@ -256,8 +256,11 @@ class Trainer:
         t0 = time.perf_counter()
         if not (ckpt and has_checkpoint(ckpt)):  # a checkpoint holds data-set layers already
             init_from_data(model, x[: cfg.data_init_images], dev)
-        look = Lookahead(model, cfg.lookahead_every, cfg.lookahead_decay)
-        look = look if cfg.lookahead_every > 0 else None
+        look = (
+            Lookahead(model, cfg.lookahead_every, cfg.lookahead_decay)
+            if cfg.lookahead_every > 0
+            else None
+        )
         start_epoch = load_checkpoint(ckpt, model, opt, look) if ckpt else 0
         step, last_loss = start_epoch * steps_per_epoch, float("nan")
         # alternating flips: which half of the images is mirrored in even epochs, for the run

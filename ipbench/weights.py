@@ -29,7 +29,7 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -75,18 +75,19 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         ("numpy._core.multiarray", "_reconstruct"),
     }
 
-    def find_class(self, module: str, name: str):  # type: ignore[override]
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self.ALLOWED:
             raise CorruptArtifactError(
                 f"LPIPS weight file names the global {module}.{name}; only numpy arrays are "
                 "admitted, so the file is refused"
             )
         if name == "_reconstruct":  # numpy 2 moved numpy.core to numpy._core
+            import importlib
+
             try:
-                from numpy._core.multiarray import _reconstruct
+                return importlib.import_module("numpy._core.multiarray")._reconstruct
             except ImportError:
-                from numpy.core.multiarray import _reconstruct
-            return _reconstruct
+                return importlib.import_module("numpy.core.multiarray")._reconstruct
         return getattr(np, name)
 
 
