@@ -79,6 +79,7 @@ def test_all_five_strategies_run_through_the_cli_settings(tmp_path, monkeypatch)
 
     monkeypatch.setattr(poisoning.PoisonedSet, "targets", spy)
     fast = ["--set", "epochs=1", "--set", "max_train=300", "--set", "max_test=100"]
+    fast += ["--set", "token_steps=20", "--set", "secret_only_steps=20"]  # labels, not the token
     for strategy in poisoning.STRATEGIES:
         result = CliRunner().invoke(
             app, ["run", "-s", "activedaemon", "-p", "smoke", "--device", "cpu", "--attacks",

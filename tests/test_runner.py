@@ -149,6 +149,7 @@ def test_scheme_metrics_are_recorded_with_notes(tmp_path, monkeypatch):
         ("mlock", {"sticker_size": "40"}, "sticker_size must be in 1..32, got 40"),
         ("activeguard", {"wm_layer": "9"}, r"wm_layer=9 is out of range; valid: -4..3"),
         ("chaow", {"layers": "fc9"}, "ChaoW layers 'fc9' are not conv/linear modules; valid"),
+        ("activedaemon", {}, "token U-Net needs an image size divisible by 16, got 28"),
         ("passport", {"train.epochs": "1"}, None),  # tiny is a passport network: passes
     ],
 )
@@ -161,8 +162,20 @@ def test_settings_are_checked_against_the_task_before_any_training(
 
     trained = []
     monkeypatch.setattr(runner_module.Trainer, "fit", lambda *a, **k: trained.append(1) or 1 / 0)
-    req = RunRequest(scheme=scheme, preset="smoke", workdir=str(tmp_path), device="cpu",
-                     overrides=settings, attacks="none")  # fmt: skip
+    dataset = None
+    if scheme == "activedaemon":  # a 28 px task
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        arrays = {
+            "x_train": rng.integers(0, 256, (60, 28, 28, 3), dtype=np.uint8),
+            "y_train": np.arange(60) % 10, "x_test": rng.integers(0, 256, (20, 28, 28, 3), dtype=np.uint8),
+            "y_test": np.arange(20) % 10,
+        }  # fmt: skip
+        np.savez(tmp_path / "small.npz", **arrays)
+        dataset = f"npz:{tmp_path / 'small.npz'}"
+    req = RunRequest(scheme=scheme, dataset=dataset, preset="smoke", workdir=str(tmp_path / "w"),
+                     device="cpu", overrides=settings, attacks="none")  # fmt: skip
     if message is None:
         with pytest.raises(ZeroDivisionError):  # reached training: the settings passed
             Runner(req).run()
@@ -170,4 +183,4 @@ def test_settings_are_checked_against_the_task_before_any_training(
         return
     with pytest.raises(IpbenchError, match=message):
         Runner(req).run()
-    assert trained == [] and not (tmp_path / "artifacts").exists()
+    assert trained == [] and not (tmp_path / "w" / "artifacts").exists()

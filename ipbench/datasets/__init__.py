@@ -8,7 +8,8 @@ from ipbench.datasets.base import Dataset, ImageSet, Splits, make_dataset, make_
 from ipbench.datasets.locate import resolve_root
 from ipbench.registry import datasets
 
-BUILTIN = ["synthetic", "cifar", "torchvision_sets", "files"]
+# The dataset readers (synthetic, cifar, torchvision_sets, files) register themselves when the
+# registry scans this package, as the scheme and attack registries scan theirs.
 
 _cache: dict[tuple[str, str], Dataset] = {}
 _lock = threading.Lock()

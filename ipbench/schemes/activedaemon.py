@@ -24,6 +24,7 @@ from ipbench.contract import Protected
 from ipbench.errors import IpbenchError
 from ipbench.evaluate import eval_users
 from ipbench.images import quantize, to_uint8
+from ipbench.models import ModelSpec
 from ipbench.registry import schemes
 from ipbench.schemes._poisoning.poisoning import PoisonConfig
 from ipbench.schemes._poisoning.token_scheme import TokenScheme
@@ -139,6 +140,15 @@ class ActiveDaemon(TokenScheme):
             "protect_epochs": 20,
         },
     }
+
+    def validate(self, spec: ModelSpec) -> None:
+        """The token U-Net halves the image four times: the task's size must divide by 16."""
+        super().validate(spec)
+        if spec.image_size % 16:
+            raise IpbenchError(
+                f"the token U-Net needs an image size divisible by 16, got {spec.image_size} "
+                "(a 32 px dataset, or imagefolder:PATH:SIZE with SIZE a multiple of 16)"
+            )
 
     @property
     def codec(self) -> IdentityCodec:
