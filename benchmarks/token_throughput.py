@@ -71,27 +71,24 @@ def main() -> None:
         loss.backward()
         t.opt.step()
 
-    def loop(noise: float, w_img: float, lpips_every: int):
-        count = [0]
-
+    def loop(noise: float, w_img: float):
         def run() -> None:
             xb2, bits2 = t.batch()
-            t.step(xb2, bits2, noise, w_img, count[0] % lpips_every == 0)
-            count[0] += 1
+            t.step(xb2, bits2, noise, w_img)
 
         return run
 
     rows = [("bare encoder+decoder (+STN) step", _time(bare, args.steps))]
-    rows.append(("loop: secret loss, no noise", _time(loop(0.0, 0.0, 1), args.steps)))
-    rows.append(("loop: + noise layers", _time(loop(1.0, 0.0, 1), args.steps)))
+    rows.append(("loop: secret loss, no noise", _time(loop(0.0, 0.0), args.steps)))
+    rows.append(("loop: + noise layers", _time(loop(1.0, 0.0), args.steps)))
     lpips_model, t.lpips = t.lpips, None
-    rows.append(("loop: + SSIM + YUV-L2 (no LPIPS)", _time(loop(1.0, 1.0, 1), args.steps)))
+    rows.append(("loop: + SSIM + YUV-L2 (no LPIPS)", _time(loop(1.0, 1.0), args.steps)))
     t.lpips = lpips_model
     if t.lpips is not None:
-        rows.append(("loop: + SSIM + LPIPS every step", _time(loop(1.0, 1.0, 1), args.steps)))
+        rows.append(("loop: + SSIM + LPIPS every step", _time(loop(1.0, 1.0), args.steps)))
         t.cfg = dataclasses.replace(t.cfg, lpips_images=args.lpips_images)
         name = f"loop: + SSIM + LPIPS on {args.lpips_images} of {args.batch_size}"
-        rows.append((name, _time(loop(1.0, 1.0, 1), args.steps)))
+        rows.append((name, _time(loop(1.0, 1.0), args.steps)))
     top = rows[0][1]
     print(f"{'configuration':42s} {'steps/s':>8s} {'ms/step':>8s} {'x bare':>7s}")
     for name, sps in rows:
@@ -99,7 +96,7 @@ def main() -> None:
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        run = loop(1.0, 1.0, 1)
+        run = loop(1.0, 1.0)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(10):
                 run()

@@ -75,7 +75,6 @@ class TokenConfig:
     min_full_steps: int = 0  # steps at full noise and image-loss weight before stopping
     eval_every: int = 250
     eval_images: int = 256
-    lpips_every: int = 1  # LPIPS term on every k-th step only (1: every step)
     # LPIPS on the first k images of each (random) batch only (0: all): its AlexNet pass is the
     # loop's largest extra cost, and the mean over k random images estimates the batch mean.
     lpips_images: int = 0
@@ -198,7 +197,7 @@ class GeneratorTraining:
         return xb, bits.to(self.device)
 
     def step(
-        self, xb: torch.Tensor, bits: torch.Tensor, noise_level: float, w_img: float, lpips_on: bool
+        self, xb: torch.Tensor, bits: torch.Tensor, noise_level: float, w_img: float
     ) -> tuple[float, torch.Tensor]:
         """One Adam step on the batch; returns (loss, decoder logits)."""
         cfg, cl = self.cfg, torch.channels_last
@@ -214,7 +213,7 @@ class GeneratorTraining:
         if w_img > 0:
             if cfg.image_loss == "paper":
                 loss = loss + w_img * cfg.l_ssim * _ssim(xa, xb)
-            if self.lpips is not None and lpips_on:
+            if self.lpips is not None:
                 k = cfg.lpips_images or len(xa)  # a subset's mean: unbiased, k/B of the cost
                 d = self.lpips(xa[:k] * 2 - 1, xb[:k] * 2 - 1).mean()
                 loss = loss + w_img * cfg.l_lpips * d
@@ -322,7 +321,7 @@ def train_token_generator(
             noise_level = cfg.noise_level * _ramp(st.step, start, cfg.noise_ramp_steps)
             w_img = 0.0 if st.gate is None else _ramp(st.step, st.gate, cfg.image_ramp_steps)
             xb, bits = t.batch()
-            loss, logits = t.step(xb, bits, noise_level, w_img, st.step % cfg.lpips_every == 0)
+            loss, logits = t.step(xb, bits, noise_level, w_img)
             st.recent = [*st.recent[-49:], ((logits > 0).float() == bits).float().mean().item()]
             st.step += 1
             if st.step % cfg.eval_every == 0 or st.step == cfg.steps:
