@@ -35,6 +35,7 @@ from ipbench.evaluate import (
 from ipbench.health import run_warnings
 from ipbench.metric import At, Metric
 from ipbench.models import ModelSpec, build_model
+from ipbench.owner import key_digest, key_seed, record_key_seed
 from ipbench.plugins import code_identity
 from ipbench.progress import console
 from ipbench.provenance import collect
@@ -175,10 +176,13 @@ class Runner:
         }
         base_key = content_hash("baseline", base_material)
         scheme = res.scheme
+        # Secrets come from the store's key seed, not the published run seed (ipbench.owner);
+        # its one-way digest keys the protected model, since other secrets make another model.
+        self.key_seed = key_seed(self.req.workdir, req.seed)
         # The plugin's code identity is part of its keys: edited code is recomputed, not reused.
         protect_material = {
             "scheme": scheme.name, "code": code_identity(type(scheme)), "config": scheme.config,
-            "baseline": base_key, **base_material,
+            "baseline": base_key, "key": key_digest(self.key_seed), **base_material,
         }  # fmt: skip
         protect_key = content_hash("protect", protect_material)
         config = {
@@ -211,6 +215,7 @@ class Runner:
         self.log(
             f"run [bold]{self.run_id}[/]{' (resuming)' if resumed else ''}; store {self.store.path}"
         )
+        record_key_seed(self.req.workdir, self.run_id, self.key_seed)
         try:
             self._run_stages(
                 splits, spec, data_key, base_key, protect_key, base_material, protect_material
@@ -259,6 +264,7 @@ class Runner:
             spec, res.preset, seed, res.device, self.trainer, ThiefView(splits.attacker, splits.test),
             owner_split=splits.owner, data_key=data_key, baseline=baseline_copy, cache=self.cache,
             code=protect_material["code"], data_root=self.req.data_root, download=self.req.download,
+            key_seed=self.key_seed,
         )  # fmt: skip
 
         def protect(work: Path) -> dict[str, Any]:

@@ -112,7 +112,7 @@ def run_context(splits, spec, preset, trainer, baseline=None, cache=None, seed=0
 
     return RunContext(
         spec, preset, seed, torch.device("cpu"), trainer, ThiefView(splits.attacker, splits.test),
-        owner_split=splits.owner, baseline=baseline, cache=cache,
+        owner_split=splits.owner, baseline=baseline, cache=cache, key_seed=1_234_567 + seed,
     )  # fmt: skip
 
 

@@ -65,7 +65,7 @@ def test_advparams_touches_a_handful_of_weights(smoke):
     assert 1 <= m["params_changed"] <= AdvParamsConfig().max_params
     assert m["params_changed_pct"] < 0.2
     encrypted = read_tensors(folder / "model.safetensors")
-    secrets = read_tensors(folder / "secrets.safetensors")
+    secrets = read_tensors(folder / "owner" / "secrets.safetensors")
     layer, index = secrets["layer"], secrets["index"]
     names = json.loads((folder / "meta.json").read_text())["meta"]["layers"]
     shipped = torch.stack(

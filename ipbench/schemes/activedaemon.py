@@ -163,16 +163,19 @@ class ActiveDaemon(TokenScheme):
 
         # Checkpoints of the generator's trajectory, shared by every config that differs only in
         # where training stops (a killed run resumes; a step sweep trains each step once).
+        # The encoder and decoder are the owner's secret: initialised and trained under a seed
+        # drawn from the key seed, never the published run seed.
+        gen_seed = task.secret_seed(self.name, "token-generator")
         trajectory = None
         if task.cache is not None:
             trajectory = task.cache.root / "token-trajectory" / content_hash(
-                "token-trajectory", trajectory_config(tcfg), n_bits, task.data_key, task.seed,
+                "token-trajectory", trajectory_config(tcfg), n_bits, task.data_key, gen_seed,
                 task.code,
             )  # fmt: skip
 
         def train(work: Path) -> dict[str, Any]:
             gen, stats = train_token_generator(
-                owner.x, n_bits, tcfg, task.device, task.seed, checkpoint_dir=trajectory
+                owner.x, n_bits, tcfg, task.device, gen_seed, checkpoint_dir=trajectory
             )
             gen.save(work)
             return {"metrics": {}, "stats": stats}

@@ -133,7 +133,12 @@ class ActiveGuard(Scheme, WrappedDeployment, FingerprintAuthentication):
     def protect(self, task: RunContext) -> Protected:
         cfg, owner = self.config, task.owner
         # Filter and map d = a*h + b from the trained layer's range (the baseline: same recipe).
-        key = WatermarkKey.create(task.unprotected(), cfg.watermark, cfg.wm_layer, task.seed)
+        key = WatermarkKey.create(
+            task.unprotected(),
+            cfg.watermark,
+            cfg.wm_layer,
+            task.secret_seed(self.name, "watermark"),
+        )
         model = task.new_model()
         result = task.trainer.fit(
             model, owner.x, owner.y, task.preset.train, seed=task.seed,
@@ -144,7 +149,8 @@ class ActiveGuard(Scheme, WrappedDeployment, FingerprintAuthentication):
         t0 = time.perf_counter()
         k = task.model_spec.num_classes
         targets, confs = self._grid(k)
-        images, ok, steps = self._library(model, owner.x, owner.y, targets, confs, task.seed)
+        fp_seed = task.secret_seed(self.name, "fingerprints")
+        images, ok, steps = self._library(model, owner.x, owner.y, targets, confs, fp_seed)
         secrets = {
             **key.to_tensors(), "fp_images": images, "fp_targets": targets, "fp_confs": confs,
             "fp_ok": ok.to(torch.uint8), "confidences": torch.tensor(cfg.confidences),
@@ -247,10 +253,14 @@ class ActiveGuard(Scheme, WrappedDeployment, FingerprintAuthentication):
         return self.control(protected)(x)
 
     def stolen(self, protected: Protected) -> nn.Module:
-        """A copy of the deployed artefact: the weights wrapped in the control layer."""
+        """A copy of the deployed artefact: the weights wrapped in the control layer, without
+        the owner's confidence table. The table is a secret the owner's server holds (as a
+        key, not as part of the model file): the forged-fingerprint attack assumes a thief
+        does not know it, so the stolen layer authenticates no one and answers at random
+        until the thief strips it (``bare_network``)."""
         ctl = self.control(protected)
         return ControlLayer(
-            copy.deepcopy(protected.model), ctl.confidences, ctl.eps, ctl.num_classes,
+            copy.deepcopy(protected.model), torch.empty(0), ctl.eps, ctl.num_classes,
             int(ctl.generator.initial_seed()), ctl.passthrough,
         ).eval()  # fmt: skip
 

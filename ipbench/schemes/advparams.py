@@ -154,7 +154,7 @@ class AdvParams(EncryptedWeights, CredentialForging):
         model = task.unprotected().to(task.device).eval()
         layers = candidate_layers(model, self.config.layers)
         owner = task.owner
-        g = torch.Generator().manual_seed(31_337 + task.seed)
+        g = task.secret_generator("advparams", "images")
         pick = torch.randperm(len(owner), generator=g)[: self.config.n_images]
         x = to_float_images(owner.x[pick]).to(task.device)
         key = encrypt(model, layers, x, owner.y[pick].to(task.device), self.config)

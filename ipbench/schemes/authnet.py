@@ -164,7 +164,8 @@ class AuthNet(Scheme, InputSpaceToken, SharedSecretForging):
             for _ in range(c.mask_steps):
                 idx = torch.randint(0, len(x), (min(c.mask_batch, len(x)),), generator=g)
                 xb = blend(x[idx.to(x.device)], self._mask_of(raw_m), torch.sigmoid(raw_p))
-                loss = F.mse_loss(probe(model, xb)[:, bits], torch.full_like(mean[bits], target))
+                acts_b = probe(model, xb)[:, bits]
+                loss = F.mse_loss(acts_b, torch.full_like(acts_b, target))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -186,12 +187,12 @@ class AuthNet(Scheme, InputSpaceToken, SharedSecretForging):
         gate = default_gate(model) if c.gate == "auto" else c.gate
         owner = task.owner
         probe_x = to_float_images(owner.x[:5000]).to(task.device)  # enough to rank channels
-        secrets = self.find_mask(model, gate, probe_x, task.seed)
+        secrets = self.find_mask(model, gate, probe_x, task.secret_seed("authnet", "mask"))
         tail = tail_parameters(model, gate)
         for p in tail:
             p.requires_grad_(True)
         n, k = len(owner), task.model_spec.num_classes
-        g = torch.Generator().manual_seed(1_000_003 * task.seed + c.key_seed + 6)
+        g = task.secret_generator("authnet", "labels", c.key_seed)
         random_labels = torch.randint(0, k, (n,), generator=g)
         x = torch.cat([owner.x, owner.x])
         y = torch.cat([random_labels, owner.y])

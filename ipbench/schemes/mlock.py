@@ -29,7 +29,7 @@ class MLockConfig(PoisonConfig):
     sticker_size: int = 4
     placement: Literal["random", "bottom_right"] = "random"
     alpha: float = 1.0
-    sticker_seed: int = 0  # with the run seed, determines the sticker's colours
+    sticker_seed: int = 0  # with the owner's key seed (ipbench.owner), picks the sticker's colours
     # Put on before crop-and-flip, a sticker would be trained mirrored and cut at the border,
     # as no user sends it (see PoisonConfig; measured in the README).
     token_after_augment: bool = True
@@ -80,7 +80,7 @@ class MLock(TokenScheme):
         s, size = self.config.sticker_size, task.model_spec.image_size
         if not 0 < s <= size:
             raise IpbenchError(f"sticker_size must be in 1..{size}, got {s}")
-        g = torch.Generator().manual_seed(1_000_003 * self.config.sticker_seed + task.seed)
+        g = task.secret_generator(self.name, "sticker", self.config.sticker_seed)
         return {"sticker": torch.rand(task.model_spec.in_channels, s, s, generator=g)}
 
     def _stick(self, sticker: torch.Tensor, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:

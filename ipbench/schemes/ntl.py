@@ -177,7 +177,7 @@ class NTL(Scheme, InputSpaceToken, SharedSecretForging):
     def protect(self, task: RunContext) -> Protected:
         c = self.config
         self.validate(task.model_spec)
-        g = torch.Generator().manual_seed(1_000_003 * c.sticker_seed + task.seed)
+        g = task.secret_generator("ntl", "patch", c.sticker_seed)
         patch = self.make_patch(task.model_spec, g)
         owner, k, dev = task.owner, task.model_spec.num_classes, task.device
         size = task.model_spec.image_size
