@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -50,6 +51,27 @@ def preset_config(cls: type[Scheme] | type[Attack], preset: str, what: str) -> A
     return override(cls.Config(), cls.preset_defaults.get(preset, {}), what)
 
 
+def _setting_text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(_setting_text(v) for v in value)
+    return "none" if value is None else str(value)
+
+
+def attack_stage_name(name: str, config: Any, preset: str) -> str:
+    """The stage an attack configuration is stored under: ``attack:NAME`` for the settings
+    ``ipbench run`` uses on ``preset`` (the paper's defaults with the preset's own values),
+    ``attack:NAME[field=value; ...]`` for any other, naming the fields that differ. Each
+    configuration is its own stage row and its own leaderboard variant."""
+    if name not in attacks:
+        return f"attack:{name}"
+    default = to_jsonable(preset_config(attacks.get(name), preset, f"attack {name}"))
+    mine = to_jsonable(config)
+    diff = {k: v for k, v in sorted(mine.items()) if k in default and default[k] != v}
+    if not diff:
+        return f"attack:{name}"
+    return f"attack:{name}[{'; '.join(f'{k}={_setting_text(v)}' for k, v in diff.items())}]"
+
+
 def build_attacks(names: list[str], preset: Preset, overrides: dict[str, str]) -> list[Attack]:
     """Attacks configured by paper defaults, then their own values for the preset, then ``--set``.
 
@@ -82,6 +104,9 @@ class RunRequest:
     # ``ipbench attack``: baseline and protect must come from the cache, never be retrained
     require_cached: bool = False
     expect_run: str | None = None  # ``ipbench attack``: the stored run this must rebuild
+    # stages to recompute although cached (their folders are removed first): baseline,
+    # protect, evaluate, attack:NAME, attacks (all of this run's), or a sub-stage's folder name
+    recompute: tuple[str, ...] = ()
 
     def stored(self) -> dict[str, Any]:
         """What ``ipbench attack`` needs to rebuild this run (attack settings excluded)."""
@@ -234,6 +259,29 @@ def resolve(req: RunRequest) -> Resolved:
     return Resolved(
         scheme_cls(scheme_cfg), preset, dataset, model, device, attack_objs, ev, req.preset is None
     )
+
+
+CORE_STAGES = ("baseline", "protect", "evaluate")
+
+
+def check_recompute(names: tuple[str, ...], res: Resolved, artifacts: Path) -> set[str]:
+    """``--recompute`` names as stage folder names; an unknown one is an error listing the
+    valid ones (the run's stages and the sub-stage folders the work directory holds)."""
+    subs = sorted(p.name for p in artifacts.iterdir() if p.is_dir()) if artifacts.is_dir() else []
+    mine = [f"attack:{a.name}" for a in res.attacks]
+    valid = [*CORE_STAGES, "attacks", *mine, *(s for s in subs if s not in CORE_STAGES)]
+    valid = [v for v in dict.fromkeys(valid) if not v.startswith("attack-")]
+    out: set[str] = set()
+    for name in names:
+        if name == "attacks":
+            out |= {f"attack-{a.name}" for a in res.attacks}
+        elif name in valid:
+            out.add(name.replace(":", "-"))
+        else:
+            raise IpbenchError(
+                f"--recompute {name!r} is not a stage of this run; valid: {', '.join(valid)}"
+            )
+    return out
 
 
 def model_spec_for(name: str, ds: Dataset) -> ModelSpec:
