@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from filelock import FileLock, Timeout
 
 from ipbench.errors import CorruptArtifactError, IpbenchError
+from ipbench.faults import crash_point
 from ipbench.integrity import manifest, sha256_bytes, verify_manifest, write_atomic
 
 DONE_MARKER = "stage.json"
@@ -77,10 +78,14 @@ class StageCache:
 
         A folder that exists but fails its check raises ``CorruptArtifactError``."""
         path = self.path(stage, key)
-        if not path.exists():
+        if not path.exists() or self._pending_recompute(stage, key):
             return None
         self._marker(stage, key)
         return path
+
+    def _pending_recompute(self, stage: str, key: str) -> bool:
+        """``--recompute`` named this stage and this process has not recomputed it yet."""
+        return stage in self.recompute and (stage, key) not in self._recomputed
 
     def info(self, stage: str, key: str) -> dict[str, Any]:
         """What the stage's compute returned (metrics, notes), from its verified marker."""
@@ -185,7 +190,7 @@ class StageCache:
         Whatever ``fn`` returns (metrics, notes) is stored in the marker and comes back through
         ``info`` on later hits, so a cached stage never has to be recomputed to be reported.
         """
-        if stage in self.recompute and (stage, key) not in self._recomputed:
+        if self._pending_recompute(stage, key):
             self._discard(stage, key)
         done = self.lookup(stage, key)
         if done is not None:
@@ -259,6 +264,7 @@ class StageCache:
         }  # fmt: skip
         blob = _dump(marker)
         write_atomic(work / DONE_MARKER, blob)
+        crash_point(f"marker:{stage}")
         final = self.path(stage, key)
         try:
             work.rename(final)

@@ -32,6 +32,7 @@ from ipbench.evaluate import (
     overhead,
     token_examples,
 )
+from ipbench.faults import crash_point
 from ipbench.health import run_warnings
 from ipbench.metric import At, Metric
 from ipbench.models import ModelSpec, build_model
@@ -124,6 +125,8 @@ class Runner:
         except BaseException:
             self.store.finish_stage(self.run_id, name, status="failed")
             raise
+        if not hit:
+            self.log(f"{name} computed in {info.get('wall_s', 0.0):.1f}s")
         values = unflatten(info.get("metrics", {}), info.get("points", {}))
         # A stage resumed after a kill took the compute of all its attempts, not just the last.
         spent = self.cache.compute_record(folder_name, key)
@@ -134,6 +137,7 @@ class Runner:
             artifact=path.relative_to(self.workdir).as_posix(),
             info={k: v for k, v in info.items() if k not in ("metrics", "points")} | spent,
         )  # fmt: skip
+        crash_point(f"recorded:{name}")
         return path
 
     def _recorded(self) -> dict[str, Any]:
@@ -150,14 +154,6 @@ class Runner:
     # --- the run -----------------------------------------------------------------------------
     def run(self) -> RunOutcome:
         res, req = self.res, self.req
-        label = "reduced setting" if res.preset.reduced else "full recipe"
-        why = ""
-        if res.preset_defaulted:
-            why = " (default: CUDA present)" if res.device.type == "cuda" else " (default: no CUDA)"
-        self.log(f"preset [bold]{res.preset.name}[/]{why}: {res.preset.description} [{label}]")
-        if tuned := type(res.scheme).preset_defaults.get(res.preset.name):
-            sets = ", ".join(f"{k}={getattr(res.scheme.config, k)}" for k in tuned)
-            self.log(f"{res.scheme.name} sets for {res.preset.name}: {sets}")
         ds = load_dataset(res.dataset, req.data_root, download=req.download)
         splits = make_splits(
             ds, req.seed, res.preset.attacker_fraction, res.preset.max_train, res.preset.max_test
@@ -167,6 +163,16 @@ class Runner:
         res.scheme.validate(spec)
         for attack in res.attacks:
             attack.validate(spec)
+        # Nothing is printed before the request and its data passed every check: bad input
+        # is the one line of its error.
+        label = "reduced setting" if res.preset.reduced else "full recipe"
+        why = ""
+        if res.preset_defaulted:
+            why = " (default: CUDA present)" if res.device.type == "cuda" else " (default: no CUDA)"
+        self.log(f"preset [bold]{res.preset.name}[/]{why}: {res.preset.description} [{label}]")
+        if tuned := type(res.scheme).preset_defaults.get(res.preset.name):
+            sets = ", ".join(f"{k}={getattr(res.scheme.config, k)}" for k in tuned)
+            self.log(f"{res.scheme.name} sets for {res.preset.name}: {sets}")
         self.log(
             f"data {ds.name}: owner {len(splits.owner)}, attacker {len(splits.attacker)}, "
             f"test {len(splits.test)} images, {ds.num_classes} classes; model {res.model}; device {res.device}"

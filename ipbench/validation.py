@@ -99,7 +99,7 @@ def _type_error(value: Any, base: Any) -> str | None:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        reasons = [_type_error(value, a) for a in args if a is not type(None)]
+        reasons = [_value_error(value, a) for a in args if a is not type(None)]
         return None if any(r is None for r in reasons) else " or ".join(r or "" for r in reasons)
     if origin is typing.Literal:
         return None if value in args else "one of " + ", ".join(map(str, args))
