@@ -620,8 +620,8 @@ def uninterrupted(tmp_path_factory) -> dict[tuple[str, str], float]:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "point",
-    ["checkpoint:baseline:1", "marker:baseline", "recorded:baseline",
-     "checkpoint:mlock protection:2", "marker:protect", "marker:evaluate"],
+    ["checkpoint:baseline:1", "recorded:baseline", "checkpoint:mlock protection:2",
+     "marker:protect"],
 )
 def test_kill_and_resume_gives_bitwise_identical_metrics(tmp_path, uninterrupted, point):
     wd = tmp_path / "wd"
