@@ -657,3 +657,42 @@ def test_four_processes_on_one_store_lose_no_row_and_compute_each_stage_once(tmp
     for marker in (wd / "artifacts").glob("*/*/stage.json"):
         assert json.loads(marker.read_text())["compute"]["attempts"] == 1
     assert not list((wd / "artifacts").glob("*/*.partial*"))
+
+
+# --- declared ranges ------------------------------------------------------------------------
+@pytest.mark.parametrize("preset", ["smoke", "quick", "paper"])
+def test_every_plugin_default_config_is_within_its_declared_ranges(preset):
+    from ipbench.registry import attacks, schemes
+    from ipbench.request import preset_config
+
+    for registry in (schemes, attacks):
+        for name in registry.names():
+            preset_config(registry.get(name), preset, name)  # checks every field
+
+
+def test_declared_ranges_do_not_change_a_plugins_code_identity():
+    from ipbench.plugins import _parsed
+
+    plain = "from typing import Literal\nx: int = 1\ny: Literal['a'] = 'a'\n"
+    declared = (
+        "from typing import Annotated, Literal\nfrom annotated_types import Ge\n"
+        "x: Annotated[int, Ge(1)] = 1\ny: Literal['a'] = 'a'\n"
+    )
+    changed = "from typing import Literal\nx: int = 2\ny: Literal['a'] = 'a'\n"
+    assert _parsed(plain)[0] == _parsed(declared)[0] != _parsed(changed)[0]
+
+
+def test_a_plain_dataclass_config_is_checked_by_its_types():
+    from dataclasses import dataclass
+
+    from ipbench.config import override
+
+    @dataclass(frozen=True)
+    class PluginConfig:  # a third-party plugin's config, no declarations
+        steps: int = 10
+        rate: float = 0.5
+        mode: str = "a"
+
+    assert override(PluginConfig(), {"steps": "3"}).steps == 3
+    with pytest.raises(IpbenchError, match="rate=inf is invalid; valid: a finite number"):
+        override(PluginConfig(), {"rate": "inf"}, "attack x")
