@@ -218,7 +218,7 @@ class Runner:
         code = {f"scheme:{scheme.name}": protect_material["code"]} | {
             f"attack:{a.name}": code_identity(type(a)) for a in res.attacks
         }
-        _, resumed = self.store.start_run(
+        record, resumed = self.store.start_run(
             self.run_id,
             {
                 "scheme": scheme.name, "dataset": ds.name, "model": res.model, "preset": res.preset.name,
@@ -235,8 +235,11 @@ class Runner:
                 splits, spec, data_key, base_key, protect_key, base_material, protect_material
             )
         except BaseException as exc:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            self.store.set_run_status(self.run_id, status)
+            # A run finished before keeps its recorded numbers and its status; only this
+            # attempt failed (e.g. an artefact found damaged), and the error says so.
+            if record.status != "done":
+                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                self.store.set_run_status(self.run_id, status)
             raise
         # The run is its baseline, protection and evaluation; each attack is recorded on its
         # own stage, so an attack that fails never turns a finished run into a failed one.
