@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from filelock import FileLock, Timeout
 
+from ipbench.config import to_jsonable
 from ipbench.errors import CorruptArtifactError, IpbenchError
 from ipbench.faults import crash_point
 from ipbench.integrity import manifest, sha256_bytes, verify_manifest, write_atomic
@@ -258,7 +259,7 @@ class StageCache:
         for leftover in (*work.glob("checkpoint*"), work / ATTEMPTS):
             leftover.unlink(missing_ok=True)
         marker = {
-            "stage": stage, "key": key, "info": info, "key_material": key_material,
+            "stage": stage, "key": key, "info": info, "key_material": to_jsonable(key_material),
             "compute": {"attempts": len(seconds), "seconds": seconds, "total_s": sum(seconds)},
             "files": manifest(work, skip=(DONE_MARKER,)),
         }  # fmt: skip

@@ -12,6 +12,7 @@ Stage folders themselves get their digests on first read (``StageCache``), not h
 
 from __future__ import annotations
 
+import ast
 import json
 import sqlite3
 from pathlib import Path
@@ -38,6 +39,27 @@ def _marker(workdir: Path, folder: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def stored_config(value: Any) -> dict[str, Any] | None:
+    """An attack config as a stage marker holds it: a JSON object, or (markers written before
+    they stored JSON) the dataclass's repr, ``PruneConfig(rates=(0.5,), max_test=None)``, read
+    with ``ast.literal_eval`` per field (nothing is executed); None when neither."""
+    if isinstance(value, dict):
+        return value
+    if not isinstance(value, str):
+        return None
+    try:
+        call = ast.parse(value, mode="eval").body
+        if not isinstance(call, ast.Call) or call.args:
+            return None
+        return {kw.arg: _plain(ast.literal_eval(kw.value)) for kw in call.keywords if kw.arg}
+    except (SyntaxError, ValueError):
+        return None
+
+
+def _plain(value: Any) -> Any:
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
 def upgrade_rows(db: sqlite3.Connection, workdir: Path) -> None:
     """The version-0 rows of ``db`` (a transaction is open) in version 2's layout."""
     from ipbench.request import attack_stage_name
@@ -56,13 +78,14 @@ def upgrade_rows(db: sqlite3.Connection, workdir: Path) -> None:
         "SELECT run_id, name, artifact, status FROM stages WHERE name LIKE 'attack:%'"
     ).fetchall()
     for run_id, name, artifact, status in attack_rows:
-        if "[" in name or not artifact:
+        if "(" in name or not artifact:
             continue
         marker = _marker(workdir, artifact)
         material = (marker or {}).get("key_material") or {}
-        if not isinstance(material.get("config"), dict):
+        config = stored_config(material.get("config"))
+        if config is None:
             continue
-        renamed = attack_stage_name(name.split(":", 1)[1], material["config"], presets[run_id])
+        renamed = attack_stage_name(name.split(":", 1)[1], config, presets[run_id])
         if renamed != name:
             db.execute(
                 "DELETE FROM stages WHERE run_id=? AND name=?", (run_id, renamed)

@@ -60,7 +60,7 @@ def _setting_text(value: Any) -> str:
 def attack_stage_name(name: str, config: Any, preset: str) -> str:
     """The stage an attack configuration is stored under: ``attack:NAME`` for the settings
     ``ipbench run`` uses on ``preset`` (the paper's defaults with the preset's own values),
-    ``attack:NAME[field=value; ...]`` for any other, naming the fields that differ. Each
+    ``attack:NAME(field=value; ...)`` for any other, naming the fields that differ. Each
     configuration is its own stage row and its own leaderboard variant."""
     if name not in attacks:
         return f"attack:{name}"
@@ -69,7 +69,7 @@ def attack_stage_name(name: str, config: Any, preset: str) -> str:
     diff = {k: v for k, v in sorted(mine.items()) if k in default and default[k] != v}
     if not diff:
         return f"attack:{name}"
-    return f"attack:{name}[{'; '.join(f'{k}={_setting_text(v)}' for k, v in diff.items())}]"
+    return f"attack:{name}({'; '.join(f'{k}={_setting_text(v)}' for k, v in diff.items())})"
 
 
 def build_attacks(names: list[str], preset: Preset, overrides: dict[str, str]) -> list[Attack]:

@@ -305,7 +305,8 @@ class Store:
             rows.append((name, value, notes.get(name), point, spec))
         for name in set(notes) - {r[0] for r in rows}:
             rows.append((name, None, notes[name], At.parse(name), describe(name, declared).spec()))
-        with self.db:
+        with self.db:  # the stage's numbers replace its earlier ones as a whole
+            self.db.execute("DELETE FROM metrics WHERE run_id=? AND stage=?", (run_id, stage))
             for name, value, note, point, spec in rows:
                 self.db.execute(
                     "INSERT OR REPLACE INTO metrics (run_id, stage, name, value, note, metric, "

@@ -562,12 +562,12 @@ def test_each_attack_setting_is_its_own_stage_and_failures_stay_on_the_attack(
     second = run_tiny(wd, attacks="prune", overrides={**TINY, "attack.prune.rates": "0.5"})
     got = values(second)
     assert {k: v for (s, k), v in got.items() if s == "attack:prune"} == default
-    variant = "attack:prune[rates=0.5]"
+    variant = "attack:prune(rates=0.5)"
     assert (variant, "A_ad@rate=0.5") in got and (variant, "A_ad@rate=0.3") not in got
     # the leaderboard reads the variant as its own attack column, headlined as the attack
     from ipbench.leaderboard.render import _declared_headlines
 
-    assert _declared_headlines("prune[rates=0.5]") == _declared_headlines("prune") != ()
+    assert _declared_headlines("prune(rates=0.5)") == _declared_headlines("prune") != ()
 
     from ipbench.registry import attacks
 
@@ -580,7 +580,7 @@ def test_each_attack_setting_is_its_own_stage_and_failures_stay_on_the_attack(
     store = Store(wd)
     run = store.list_runs()[0]
     assert run.status == "done"
-    failed = store.stage(run.run_id, "attack:prune[rates=0.2]")
+    failed = store.stage(run.run_id, "attack:prune(rates=0.2)")
     assert failed["status"] == "failed" and "attack code crashed" in failed["info"]["error"]
     assert store.stage(run.run_id, "attack:prune")["status"] == "done"
 

@@ -49,7 +49,7 @@ def headline(attack: str, rows: pd.DataFrame) -> str | None:
 def _declared_headlines(attack: str) -> tuple[str, ...]:
     from ipbench.registry import attacks
 
-    attack = attack.split("[", 1)[0]  # a variant's stage, attack:NAME[settings]
+    attack = attack.split("(", 1)[0]  # a variant's stage, attack:NAME(settings)
     if attack not in attacks:
         return ()
     return attacks.get(attack).headline_names()
