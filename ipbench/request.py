@@ -72,6 +72,11 @@ def attack_stage_name(name: str, config: Any, preset: str) -> str:
     return f"attack:{name}({'; '.join(f'{k}={_setting_text(v)}' for k, v in diff.items())})"
 
 
+def attack_of_stage(stage: str) -> str:
+    """``attack:NAME(settings)`` -> ``attack:NAME``: the attack a (variant) stage ran."""
+    return stage.split("(", 1)[0]
+
+
 def build_attacks(names: list[str], preset: Preset, overrides: dict[str, str]) -> list[Attack]:
     """Attacks configured by paper defaults, then their own values for the preset, then ``--set``.
 
