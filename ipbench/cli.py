@@ -28,6 +28,10 @@ out = Console()
 err = Console(stderr=True)
 
 WORKDIR_HELP = "work directory holding the result store and cached artefacts"
+RECOMPUTE_HELP = (
+    "recompute this stage although it is cached (baseline, protect, evaluate, attack:NAME, "
+    "attacks); the way out when a stored artefact fails its integrity check (repeatable)"
+)
 
 
 @contextlib.contextmanager
@@ -87,6 +91,7 @@ def run(
     download: bool = typer.Option(
         True, "--download/--no-download", help="download missing datasets through torchvision"
     ),
+    recompute: list[str] = typer.Option(None, "--recompute", help=RECOMPUTE_HELP),
 ) -> None:
     """Protect a model with a scheme, evaluate it, attack it and record everything."""
     from ipbench.runner import Runner, RunRequest
@@ -95,7 +100,7 @@ def run(
         request = RunRequest(
             scheme=scheme, dataset=dataset, model=model, preset=preset, seed=seed,
             overrides=parse_assignments(set_), data_root=data_root, workdir=workdir, device=device,
-            attacks=attacks_, download=download,
+            attacks=attacks_, download=download, recompute=tuple(recompute or ()),
         )  # fmt: skip
         runner = Runner(request)
         outcome = runner.run()
@@ -126,19 +131,22 @@ def attack(
         None, "--data-root", help="folder holding the datasets (default $IPBENCH_DATA or ./data)"
     ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+    recompute: list[str] = typer.Option(None, "--recompute", help=RECOMPUTE_HELP),
 ) -> None:
     """Attack a stored run, reusing its cached model; results join that run's record."""
-    from ipbench.runner import Runner, attack_request
+    from ipbench.runner import Runner, attack_request, attack_stage_name
     from ipbench.store import Store
 
     with user_errors():
         request = attack_request(
             Store(workdir), run_ref, attack_, parse_assignments(set_), workdir, data_root, device
         )
+        request.recompute = tuple(recompute or ())
         runner = Runner(request)
         outcome = runner.run()
         record = runner.store.require_run(outcome.run_id)
-        wanted = {f"attack:{a.name}" for a in runner.res.attacks}
+        preset = runner.res.preset.name
+        wanted = {attack_stage_name(a.name, a.config, preset) for a in runner.res.attacks}
         rows = [m for m in outcome.metrics if m["stage"] in wanted]
         out.print(metrics_table(_run_title(record), rows))
 
@@ -311,8 +319,39 @@ def weights_lpips(
         out.print(f"LPIPS AlexNet weights converted and verified: {path}")
 
 
+BUG_REPORT = (
+    "ipbench hit an internal error (a bug, not a problem with your input): please report it "
+    "with the command line and the traceback above to the ipbench issue tracker"
+)
+
+
 def main() -> None:
-    app()
+    """The console entry: input errors are one line and exit code 2 (also those raised
+    outside a command's own handler); anything else is a bug, shown with its traceback and
+    how to report it (exit code 1)."""
+    import sqlite3
+    import sys
+    import traceback
+
+    try:
+        app()
+    except IpbenchError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except sqlite3.DatabaseError as exc:  # a store damaged after it was opened and checked
+        err.print(
+            f"[bold red]error:[/] the result store is damaged ({exc}); move it away or recover "
+            "it with `sqlite3 FILE .recover`",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted; finished stages are kept, rerun the command to resume")
+        sys.exit(130)
+    except Exception:
+        traceback.print_exc()
+        err.print(f"[bold red]{BUG_REPORT}[/]", highlight=False, soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

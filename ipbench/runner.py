@@ -32,6 +32,7 @@ from ipbench.evaluate import (
     overhead,
     token_examples,
 )
+from ipbench.faults import crash_point
 from ipbench.health import run_warnings
 from ipbench.metric import At, Metric
 from ipbench.models import ModelSpec, build_model
@@ -44,6 +45,8 @@ from ipbench.request import (  # noqa: F401  (re-exported: the runner is where u
     Resolved,
     RunRequest,
     attack_request,
+    attack_stage_name,
+    check_recompute,
     default_config,
     model_spec_for,
     resolve,
@@ -82,20 +85,27 @@ class Runner:
         self.req = request
         self.res = resolve(request)
         self.log = log or (lambda msg: console.print(msg))
-        self.store = Store(request.workdir)
-        self.cache = StageCache(Path(request.workdir) / "artifacts")
+        self.workdir = Path(request.workdir)
+        self.store = Store(self.workdir)
+        recompute = check_recompute(request.recompute, self.res, self.workdir / "artifacts")
+        self.cache = StageCache(self.workdir / "artifacts", self.store, recompute, self.log)
         self.trainer = Trainer(self.res.device)
+        self.failed_attacks: list[BaseException] = []
 
     # --- stage machinery ---------------------------------------------------------------------
     def _stage(
         self, name: str, key: str, compute: Callable[[Path], dict[str, Any]], key_material: Any,
-        declared: tuple[Metric, ...] = (),
+        declared: tuple[Metric, ...] = (), folder_name: str | None = None,
     ) -> Path:  # fmt: skip
         """Run (or reuse) one cached stage and record it with its metrics in the store, each
         described by ``declared`` (the plugin's metrics) or the shared ones."""
         self.store.begin_stage(self.run_id, name, key)
-        folder_name = name.replace(":", "-")
-        hit = self.cache.lookup(folder_name, key) is not None
+        folder_name = folder_name or name.replace(":", "-")
+        try:
+            hit = self.cache.lookup(folder_name, key) is not None
+        except BaseException:
+            self.store.finish_stage(self.run_id, name, status="failed")
+            raise
         if not hit and self.req.require_cached and name in ("baseline", "protect"):
             self.store.finish_stage(self.run_id, name, status="failed")
             raise IpbenchError(
@@ -112,16 +122,23 @@ class Runner:
 
         try:
             path, hit = self.cache.compute(folder_name, key, timed, key_material)
+            info = self.cache.info(folder_name, key)
         except BaseException:
             self.store.finish_stage(self.run_id, name, status="failed")
             raise
-        info = self.cache.info(folder_name, key)
+        if not hit:
+            self.log(f"{name} computed in {info.get('wall_s', 0.0):.1f}s")
         values = unflatten(info.get("metrics", {}), info.get("points", {}))
+        # A stage resumed after a kill took the compute of all its attempts, not just the last.
+        spent = self.cache.compute_record(folder_name, key)
+        wall_s = spent.get("total_s", info.get("wall_s"))
         self.store.put_metrics(self.run_id, name, values, info.get("notes"), declared)
         self.store.finish_stage(
-            self.run_id, name, status=info.get("status", "done"), cached=hit, wall_s=info.get("wall_s"),
-            artifact=str(path), info={k: v for k, v in info.items() if k not in ("metrics", "points")},
+            self.run_id, name, status=info.get("status", "done"), cached=hit, wall_s=wall_s,
+            artifact=path.relative_to(self.workdir).as_posix(),
+            info={k: v for k, v in info.items() if k not in ("metrics", "points")} | spent,
         )  # fmt: skip
+        crash_point(f"recorded:{name}")
         return path
 
     def _recorded(self) -> dict[str, Any]:
@@ -138,14 +155,6 @@ class Runner:
     # --- the run -----------------------------------------------------------------------------
     def run(self) -> RunOutcome:
         res, req = self.res, self.req
-        label = "reduced setting" if res.preset.reduced else "full recipe"
-        why = ""
-        if res.preset_defaulted:
-            why = " (default: CUDA present)" if res.device.type == "cuda" else " (default: no CUDA)"
-        self.log(f"preset [bold]{res.preset.name}[/]{why}: {res.preset.description} [{label}]")
-        if tuned := type(res.scheme).preset_defaults.get(res.preset.name):
-            sets = ", ".join(f"{k}={getattr(res.scheme.config, k)}" for k in tuned)
-            self.log(f"{res.scheme.name} sets for {res.preset.name}: {sets}")
         ds = load_dataset(res.dataset, req.data_root, download=req.download)
         splits = make_splits(
             ds, req.seed, res.preset.attacker_fraction, res.preset.max_train, res.preset.max_test
@@ -155,6 +164,16 @@ class Runner:
         res.scheme.validate(spec)
         for attack in res.attacks:
             attack.validate(spec)
+        # Nothing is printed before the request and its data passed every check: bad input
+        # is the one line of its error.
+        label = "reduced setting" if res.preset.reduced else "full recipe"
+        why = ""
+        if res.preset_defaulted:
+            why = " (default: CUDA present)" if res.device.type == "cuda" else " (default: no CUDA)"
+        self.log(f"preset [bold]{res.preset.name}[/]{why}: {res.preset.description} [{label}]")
+        if tuned := type(res.scheme).preset_defaults.get(res.preset.name):
+            sets = ", ".join(f"{k}={getattr(res.scheme.config, k)}" for k in tuned)
+            self.log(f"{res.scheme.name} sets for {res.preset.name}: {sets}")
         self.log(
             f"data {ds.name}: owner {len(splits.owner)}, attacker {len(splits.attacker)}, "
             f"test {len(splits.test)} images, {ds.num_classes} classes; model {res.model}; device {res.device}"
@@ -203,7 +222,7 @@ class Runner:
         code = {f"scheme:{scheme.name}": protect_material["code"]} | {
             f"attack:{a.name}": code_identity(type(a)) for a in res.attacks
         }
-        _, resumed = self.store.start_run(
+        record, resumed = self.store.start_run(
             self.run_id,
             {
                 "scheme": scheme.name, "dataset": ds.name, "model": res.model, "preset": res.preset.name,
@@ -217,14 +236,22 @@ class Runner:
         )
         record_key_seed(self.req.workdir, self.run_id, self.key_seed)
         try:
-            self._run_stages(
+            target, ctx = self._run_stages(
                 splits, spec, data_key, base_key, protect_key, base_material, protect_material
             )
         except BaseException as exc:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            self.store.set_run_status(self.run_id, status)
+            # A run finished before keeps its recorded numbers and its status; only this
+            # attempt failed (e.g. an artefact found damaged), and the error says so.
+            if record.status != "done":
+                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                self.store.set_run_status(self.run_id, status)
             raise
+        # The run is its baseline, protection and evaluation; each attack is recorded on its
+        # own stage, so an attack that fails never turns a finished run into a failed one.
         self.store.set_run_status(self.run_id, "done")
+        self._run_attacks(target, ctx, protect_key)
+        if self.failed_attacks:
+            raise self.failed_attacks[0]
         return RunOutcome(
             self.run_id, resumed, self.store.metrics(self.run_id), self.store.stages(self.run_id)
         )
@@ -232,7 +259,8 @@ class Runner:
     def _run_stages(
         self, splits: Splits, spec: ModelSpec, data_key: str, base_key: str, protect_key: str,
         base_material: dict[str, Any], protect_material: dict[str, Any],
-    ) -> None:  # fmt: skip
+    ) -> tuple[Target, RunContext]:  # fmt: skip
+        """Baseline, protection and evaluation: the run itself."""
         res, seed = self.res, self.req.seed
         train_cfg = res.preset.train
 
@@ -300,9 +328,13 @@ class Runner:
         for warning in run_warnings(found):
             self.log(f"[bold yellow]warning:[/] {warning}")
 
-        target = Target(res.scheme, protected)
-        for attack in res.attacks:
-            reason = attack.skip_reason(res.scheme)
+        return Target(res.scheme, protected), ctx
+
+    def _run_attacks(self, target: Target, ctx: RunContext, protect_key: str) -> None:
+        """Each attack configuration as its own stage (``attack_stage_name``); a failure is
+        recorded on that stage and the next attack runs; the first failure is raised after."""
+        for attack in self.res.attacks:
+            reason = attack.skip_reason(self.res.scheme)
             material = {
                 "attack": attack.name, "code": code_identity(type(attack)),
                 "config": attack.config, "protect": protect_key,
@@ -317,4 +349,18 @@ class Runner:
                 thief = dataclasses.replace(ctx.for_thief(), code=code_identity(type(attack)))
                 return {"metrics": attack.run(target, thief)}
 
-            self._stage(f"attack:{attack.name}", key, run_attack, material, type(attack).metrics)
+            name = attack_stage_name(attack.name, attack.config, self.res.preset.name)
+            try:
+                self._stage(
+                    name, key, run_attack, material, type(attack).metrics,
+                    folder_name=f"attack-{attack.name}",
+                )  # fmt: skip
+            except Exception as exc:
+                self.store.finish_stage(
+                    self.run_id,
+                    name,
+                    status="failed",
+                    info={"error": f"{type(exc).__name__}: {exc}"},
+                )
+                self.log(f"[bold red]{name} failed:[/] {exc}")
+                self.failed_attacks.append(exc)

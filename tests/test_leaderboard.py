@@ -230,7 +230,7 @@ def test_leaderboard_cli_writes_files_and_reports_errors(synthetic, tmp_path):
     [
         (["--set", "gammma=0.1,0.3"], "unknown setting 'gammma'"),
         (["--set", "gamma=0.1,abc"], "gamma='abc' is not a valid float"),
-        (["--set", "gamma=0.1,1.5"], "gamma must be in (0, 1)"),
+        (["--set", "gamma=0.1,1.5"], "gamma=1.5 is invalid; valid: a finite number > 0 and < 1"),
         (["--set", "gamma=0.1"], "exactly one setting"),
         (["--set", "gamma=0.1,0.3", "--seeds", "0,x"], "--seeds '0,x'"),
     ],

@@ -19,8 +19,10 @@ scale and shift; the network runs in eval mode (running statistics) while masks 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from annotated_types import Ge, Gt, Interval
 from torch import nn
 from torch.nn import functional as F
 
@@ -35,14 +37,18 @@ from ipbench.training import to_float_images
 
 @dataclass(frozen=True)
 class ANPConfig:
-    fraction: float = 0.01  # clean data: 1% of the training set (reference), capped
-    eps: float = 0.4
-    alpha: float = 0.2  # weight of the unperturbed loss
-    mask_lr: float = 0.2
-    iterations: int = 2000
-    batch_size: int = 128
-    thresholds: tuple[float, ...] = (0.2,)  # prune channels whose mask is below
-    max_test: int | None = None
+    fraction: Annotated[float, Interval(gt=0, le=1)] = (
+        0.01  # clean data: 1% of the training set (reference), capped
+    )
+    eps: Annotated[float, Gt(0)] = 0.4
+    alpha: Annotated[float, Interval(ge=0, le=1)] = 0.2  # weight of the unperturbed loss
+    mask_lr: Annotated[float, Gt(0)] = 0.2
+    iterations: Annotated[int, Ge(1)] = 2000
+    batch_size: Annotated[int, Ge(1)] = 128
+    thresholds: tuple[Annotated[float, Interval(ge=0, le=1)], ...] = (
+        0.2,
+    )  # prune channels whose mask is below
+    max_test: Annotated[int, Ge(0)] | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.fraction <= 1 or self.iterations < 1 or not self.thresholds:

@@ -9,8 +9,10 @@ unauthorized queries badly, so the substitute should learn little.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from annotated_types import Ge
 
 from ipbench.attack import Attack, Target, answers, first, thief_data, thief_train
 from ipbench.context import RunContext
@@ -27,11 +29,15 @@ LABELS = ("hard", "soft")
 
 @dataclass(frozen=True)
 class ExtractionConfig:
-    queries: int = 2500  # paper Table V
+    queries: Annotated[int, Ge(1)] = 2500  # paper Table V
     labels: tuple[str, ...] = ("hard",)
-    epochs: int | None = None  # the substitute's training budget (None: the preset's)
-    batch_size: int | None = None  # None: the preset's (lr scales linearly with a smaller one)
-    max_test: int | None = None
+    epochs: Annotated[int, Ge(1)] | None = (
+        None  # the substitute's training budget (None: the preset's)
+    )
+    batch_size: Annotated[int, Ge(1)] | None = (
+        None  # None: the preset's (lr scales linearly with a smaller one)
+    )
+    max_test: Annotated[int, Ge(0)] | None = None
 
 
 @attacks.register("extraction")

@@ -20,8 +20,10 @@ of a genuine token (a lossy copy), so it is reported as a curve, not folded into
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from annotated_types import Ge, Interval
 
 from ipbench.attack import Attack, Target, seeded, served_accuracy, test_slice
 from ipbench.capabilities import InputSpaceToken, capability
@@ -40,10 +42,16 @@ GAUSSIAN, MISMATCHED = At("A_fake", label="gaussian"), At("A_fake", label="misma
 @dataclass(frozen=True)
 class FakeTokenConfig:
     modes: tuple[str, ...] = MODES
-    gammas: tuple[float, ...] = tuple(i / 10 for i in range(11))  # Fig. 4's gamma_f sweep
-    max_test: int = 2000  # test images scored per forgery (0: the whole test split)
-    users: int = 4  # genuine tokens come from this many users, as in the shared evaluation
-    batch_size: int = 500
+    gammas: tuple[Annotated[float, Interval(ge=0, le=1)], ...] = tuple(
+        i / 10 for i in range(11)
+    )  # Fig. 4's gamma_f sweep
+    max_test: Annotated[int, Ge(0)] = (
+        2000  # test images scored per forgery (0: the whole test split)
+    )
+    users: Annotated[int, Ge(1)] = (
+        4  # genuine tokens come from this many users, as in the shared evaluation
+    )
+    batch_size: Annotated[int, Ge(1)] = 500
 
     def __post_init__(self) -> None:
         bad = [m for m in self.modes if m not in MODES]

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
+from annotated_types import Ge, Gt, Interval
 
 from ipbench.attack import Attack, Target, bare_network, seeded, served_accuracy, test_slice
 from ipbench.capabilities import InputSpaceToken
@@ -34,16 +36,20 @@ class NeuralCleanseConfig:
     """Neural Cleanse's reference settings where they exist (Adam lr 0.5 per SCHEMES.md, betas
     (0.5, 0.9), L1 cost 1e-3, x2 up, /1.5 down, batch 32); patience and threshold are ours."""
 
-    steps: int = 2000  # mini-batch steps on the thief's labelled split
-    batch_size: int = 32
-    lr: float = 0.5
-    init_cost: float = 1e-3
-    cost_up: float = 2.0
-    cost_down: float = 1.5
-    patience: int = 10  # steps (Neural Cleanse counts epochs of its mini-batches)
-    threshold: float = 90.0  # batch accuracy (percent) above which the mask is pushed smaller
-    eval_every: int = 100  # steps between test-slice scorings of the current mask and pattern
-    max_test: int = 2000  # test images scored (0: the whole test split)
+    steps: Annotated[int, Ge(1)] = 2000  # mini-batch steps on the thief's labelled split
+    batch_size: Annotated[int, Ge(1)] = 32
+    lr: Annotated[float, Gt(0)] = 0.5
+    init_cost: Annotated[float, Ge(0)] = 1e-3
+    cost_up: Annotated[float, Gt(0)] = 2.0
+    cost_down: Annotated[float, Gt(0)] = 1.5
+    patience: Annotated[int, Ge(1)] = 10  # steps (Neural Cleanse counts epochs of its mini-batches)
+    threshold: Annotated[float, Interval(ge=0, le=100)] = (
+        90.0  # batch accuracy (percent) above which the mask is pushed smaller
+    )
+    eval_every: Annotated[int, Ge(1)] = (
+        100  # steps between test-slice scorings of the current mask and pattern
+    )
+    max_test: Annotated[int, Ge(0)] = 2000  # test images scored (0: the whole test split)
 
     def __post_init__(self) -> None:
         if min(self.steps, self.batch_size, self.eval_every, self.patience) < 1 or self.lr <= 0:

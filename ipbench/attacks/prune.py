@@ -8,7 +8,9 @@ break the protection before the accuracy. Each rate prunes a fresh copy of the s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
+from annotated_types import Ge, Interval
 from torch import nn
 from torch.nn.utils import prune
 
@@ -23,8 +25,19 @@ from ipbench.registry import attacks
 class PruneConfig:
     """Rates 0..90% as in the paper's figures; ``max_test`` caps the images scored per rate."""
 
-    rates: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-    max_test: int | None = None
+    rates: tuple[Annotated[float, Interval(ge=0, lt=1)], ...] = (
+        0.0,
+        0.1,
+        0.2,
+        0.3,
+        0.4,
+        0.5,
+        0.6,
+        0.7,
+        0.8,
+        0.9,
+    )
+    max_test: Annotated[int, Ge(0)] | None = None
 
 
 def prune_global(model: nn.Module, rate: float) -> nn.Module:

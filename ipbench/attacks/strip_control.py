@@ -7,6 +7,9 @@ artefact can call the network inside it directly. A_ud after stripping is the at
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from annotated_types import Ge
 
 from ipbench.attack import Attack, Target, bare_network, first, score, steal
 from ipbench.capabilities import WrappedDeployment
@@ -18,7 +21,7 @@ from ipbench.registry import attacks
 
 @dataclass(frozen=True)
 class StripControlConfig:
-    max_test: int | None = None  # test images scored
+    max_test: Annotated[int, Ge(0)] | None = None  # test images scored
 
 
 @attacks.register("strip-control")

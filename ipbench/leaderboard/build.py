@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ipbench.cache import require_folder
 from ipbench.errors import IpbenchError
 from ipbench.leaderboard.aggregate import aggregate
 from ipbench.leaderboard.collect import Collected, collect
@@ -26,7 +27,8 @@ def build(
     if not store_file.exists():
         raise IpbenchError(f"no result store at {store_file}; run `ipbench run` first")
     ref = load_reference(reference)
-    store = Store(workdir)
+    require_folder(Path(out), "leaderboard --out folder")
+    store = Store(workdir, create=False)
     everything = collect(store, dataset, preset)
     if everything.runs.empty:
         what = " ".join(x for x in (dataset, preset) if x) or "any dataset"

@@ -33,9 +33,16 @@ def load_reference(path: str | Path | None = None) -> pd.DataFrame:
         text, where_file = default_text(), REFERENCE_NAME
     else:
         path = Path(path)
-        if not path.exists():
-            raise IpbenchError(f"reference file {path} does not exist")
-        text, where_file = path.read_text(encoding="utf-8"), str(path)
+        if not path.is_file():
+            raise IpbenchError(f"reference file {path} does not exist or is not a file")
+        try:
+            text, where_file = path.read_text(encoding="utf-8"), str(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise IpbenchError(
+                f"reference file {path} is not a readable UTF-8 CSV ({exc})"
+            ) from None
+        if "\x00" in text:
+            raise IpbenchError(f"reference file {path} holds binary data, not a CSV table")
     return _parse(text, where_file)
 
 

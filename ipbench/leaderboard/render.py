@@ -48,7 +48,9 @@ def headline(attack: str, rows: pd.DataFrame) -> str | None:
 
 def _declared_headlines(attack: str) -> tuple[str, ...]:
     from ipbench.registry import attacks
+    from ipbench.request import attack_of_stage
 
+    attack = attack_of_stage(attack)  # a variant's stage, attack:NAME(settings)
     if attack not in attacks:
         return ()
     return attacks.get(attack).headline_names()

@@ -34,10 +34,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
+from annotated_types import Ge, Gt, Interval
 from torch import nn
 
 from ipbench.capabilities import InputSpaceToken
@@ -56,13 +57,19 @@ class AuthNetConfig:
     """Defaults are the reference code's (30 gate neurons, gamma 10, epsilon_M 0.1)."""
 
     gate: str = "auto"  # module name of the gate layer; auto: see the module docstring
-    neurons: int = 30  # low-activation gate channels carrying the authentication bits
-    gamma: float = 10.0  # their target: gamma x the gate's largest mean activation
-    mask_max: float = 0.1  # epsilon_M: largest blend weight of the pattern into a pixel
-    mask_steps: int = 300  # Adam steps of the mask optimisation
-    mask_lr: float = 0.5
-    mask_batch: int = 128
-    tail_epochs: int | None = None  # None: the preset's epochs
+    neurons: Annotated[int, Ge(1)] = (
+        30  # low-activation gate channels carrying the authentication bits
+    )
+    gamma: Annotated[float, Gt(0)] = (
+        10.0  # their target: gamma x the gate's largest mean activation
+    )
+    mask_max: Annotated[float, Interval(ge=0, le=1)] = (
+        0.1  # epsilon_M: largest blend weight of the pattern into a pixel
+    )
+    mask_steps: Annotated[int, Ge(1)] = 300  # Adam steps of the mask optimisation
+    mask_lr: Annotated[float, Gt(0)] = 0.5
+    mask_batch: Annotated[int, Ge(1)] = 128
+    tail_epochs: Annotated[int, Ge(1)] | None = None  # None: the preset's epochs
     key_seed: int = 0  # random labels and mask initialisation
 
 

@@ -35,9 +35,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
+from annotated_types import Ge
 
 from ipbench.capabilities import InputSpaceToken
 from ipbench.context import RunContext
@@ -56,9 +57,13 @@ class BlockKeyConfig:
     """Defaults are the papers' CIFAR-10 model-protection setting: pixel shuffling, M = 4."""
 
     transform: Literal["shuffle", "negpos", "ffx"] = "shuffle"
-    block_size: int = 4  # M: blocks of M x M pixels (the image size must be a multiple)
+    block_size: Annotated[int, Ge(1)] = (
+        4  # M: blocks of M x M pixels (the image size must be a multiple)
+    )
     key_seed: int = 0  # the owner's key is drawn from (the store's key seed, key_seed)
-    protect_epochs: int | None = None  # None: the preset's epochs, as for the baseline
+    protect_epochs: Annotated[int, Ge(1)] | None = (
+        None  # None: the preset's epochs, as for the baseline
+    )
 
 
 def draw_key(kind: str, dim: int, g: torch.Generator) -> torch.Tensor:

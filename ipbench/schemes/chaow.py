@@ -13,9 +13,10 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from annotated_types import Ge
 from torch import nn
 
 from ipbench.capabilities import CredentialForging
@@ -43,7 +44,9 @@ class ChaoWConfig:
     layers: str = "all"  # "all" (every Conv2d/Linear weight) or comma-separated module names
     r_low: float = 3.99  # logistic parameter r ~ U[r_low, r_high); chaotic for r > 3.5699
     r_high: float = 4.0
-    burn_in: int = 1000  # orbit steps discarded before the permutation is read off
+    burn_in: Annotated[int, Ge(0)] = (
+        1000  # orbit steps discarded before the permutation is read off
+    )
     key_seed: int = 0  # the owner's key is drawn from (the store's key seed, key_seed)
 
 

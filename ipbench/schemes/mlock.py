@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
+from annotated_types import Ge, Interval
 
 from ipbench.context import RunContext
 from ipbench.contract import Protected
@@ -26,9 +27,9 @@ from ipbench.schemes._poisoning.token_scheme import OwnerToken, TokenScheme
 
 @dataclass(frozen=True)
 class MLockConfig(PoisonConfig):
-    sticker_size: int = 4
+    sticker_size: Annotated[int, Ge(1)] = 4
     placement: Literal["random", "bottom_right"] = "random"
-    alpha: float = 1.0
+    alpha: Annotated[float, Interval(gt=0, le=1)] = 1.0
     sticker_seed: int = 0  # with the owner's key seed (ipbench.owner), picks the sticker's colours
     # Put on before crop-and-flip, a sticker would be trained mirrored and cut at the border,
     # as no user sends it (see PoisonConfig; measured in the README).

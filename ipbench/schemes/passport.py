@@ -16,10 +16,11 @@ is not the quick preset's and is left to ``--set``), so A_od compares like with 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
+from annotated_types import Ge
 from torch import nn
 
 from ipbench.capabilities import CredentialForging, PassportLayers
@@ -41,12 +42,14 @@ class PassportConfig:
     """Defaults are the paper's: image-feature passports, sign loss weight 0.1, margin 0.1."""
 
     passport_source: Literal["features", "noise"] = "features"
-    passport_images: int = 1  # real images averaged into each passport (gamma and beta each)
-    sign_loss_weight: float = 0.1
-    sign_margin: float = 0.1  # relu(margin - b * gamma): |gamma| pushed past the margin
-    key_seed: int = (
-        0  # passport images, noise and signature are drawn from (the store's key seed, key_seed)
+    passport_images: Annotated[int, Ge(1)] = (
+        1  # real images averaged into each passport (gamma and beta each)
     )
+    sign_loss_weight: Annotated[float, Ge(0)] = 0.1
+    sign_margin: Annotated[float, Ge(0)] = (
+        0.1  # relu(margin - b * gamma): |gamma| pushed past the margin
+    )
+    key_seed: int = 0  # passport images, noise and signature are drawn from (the store's key seed, key_seed)
 
 
 def noise_passports(shapes: dict[str, list[int]], g: torch.Generator) -> dict[str, torch.Tensor]:
