@@ -23,6 +23,7 @@ from ipbench.config import content_hash, to_jsonable
 from ipbench.context import RunContext, ThiefView
 from ipbench.contract import Protected
 from ipbench.datasets import Splits, load_dataset, make_splits
+from ipbench.display import duration, value_text
 from ipbench.errors import IpbenchError
 from ipbench.evaluate import (
     EVAL_VERSION,
@@ -33,7 +34,7 @@ from ipbench.evaluate import (
     token_examples,
 )
 from ipbench.health import run_warnings
-from ipbench.metric import At, Metric
+from ipbench.metric import At, Metric, describe
 from ipbench.models import ModelSpec, build_model
 from ipbench.plugins import code_identity
 from ipbench.progress import console
@@ -64,6 +65,24 @@ def flatten(metrics: Mapping[str | At, float]) -> tuple[dict[str, float], dict[s
 def unflatten(values: dict[str, float], points: dict[str, list[Any]]) -> dict[str | At, float]:
     """``flatten`` undone: curve points come back as ``At`` keys."""
     return {(At(*points[n]) if n in points else n): v for n, v in values.items()}
+
+
+def stage_line(name: str, info: dict[str, Any], cached: bool, declared: tuple[Metric, ...]) -> str:
+    """The line a finished stage leaves on screen: name, headline numbers, wall time."""
+    values = {k: v for k, v in info.get("metrics", {}).items() if "@" not in k}
+    if name == "evaluate":
+        shown = [n for n in ("A_ad", "A_ud", "A_pd") if n in values]
+    else:
+        ranked = sorted(
+            (m.headline, n) for n in values if (m := describe(n, declared)).headline > 0
+        )
+        shown = [ranked[0][1]] if ranked else [n for n in ("A_or",) if n in values]
+    head = "  ".join(f"{n} {value_text(n, values[n], describe(n, declared).spec())}" for n in shown)
+    if info.get("status") == "skipped":
+        head = f"skipped: {info.get('notes', {}).get('skipped', '')}"
+    wall = info.get("wall_s")
+    when = duration(wall) if wall is not None else "-"
+    return f"[green]✓[/] [bold]{name}[/] {head}  [dim]{when}{' (cached)' if cached else ''}[/]"
 
 
 @dataclass
@@ -101,7 +120,6 @@ class Runner:
                 f"run {self.run_id}: the cached {name} artefact (key {key}) is missing from "
                 f"{self.cache.root}; rerun it with `ipbench run` before attacking"
             )
-        self.log(f"[bold cyan]{name}[/] {'(cached) ' if hit else ''}key {key}")
 
         def timed(work: Path) -> dict[str, Any]:
             t0 = time.perf_counter()
@@ -116,6 +134,7 @@ class Runner:
             raise
         info = self.cache.info(folder_name, key)
         values = unflatten(info.get("metrics", {}), info.get("points", {}))
+        self.log(stage_line(name, info, hit, declared))
         self.store.put_metrics(self.run_id, name, values, info.get("notes"), declared)
         self.store.finish_stage(
             self.run_id, name, status=info.get("status", "done"), cached=hit, wall_s=info.get("wall_s"),

@@ -26,7 +26,10 @@ from ipbench.context import RunContext
 from ipbench.contract import Credential
 from ipbench.registry import attacks
 
-INSIDER = "insider-thief"  # the thief's own user name (never an evaluation user's: 8 characters)
+# The thief's own user name: at most 8 ASCII characters (ActiveDaemon's identity limit; the
+# 13-character name before failed every activedaemon run), never an evaluation user's ("!" is
+# not in their alphabet).
+INSIDER = "insider!"
 
 
 @dataclass(frozen=True)
