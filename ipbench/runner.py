@@ -37,7 +37,7 @@ from ipbench.health import run_warnings
 from ipbench.metric import At, Metric, describe
 from ipbench.models import ModelSpec, build_model
 from ipbench.plugins import code_identity
-from ipbench.progress import console
+from ipbench.progress import console, make_progress
 from ipbench.provenance import collect
 from ipbench.request import (  # noqa: F401  (re-exported: the runner is where users look)
     PRESET_FIELDS,
@@ -293,14 +293,30 @@ class Runner:
 
         def run_eval(work: Path) -> dict[str, Any]:
             found: dict[str, float | str | None] = {}
-            found |= evaluate(res.scheme, protected, splits.test, a_or, res.device, seed, res.eval)
-            found |= res.scheme.scheme_metrics(protected, ctx)
-            x1 = to_float_images(splits.test.x[:1]).to(res.device)
-            user = eval_users(seed, 1)[0]
-            found.update(overhead(res.scheme, protected, baseline_copy(), x1, user, res.eval))
-            if isinstance(res.scheme, InputSpaceToken):
-                examples = token_examples(res.scheme, protected, splits.test.x, seed, res.device)
-                write_tensors(examples, work / TOKEN_EXAMPLES)
+            token = isinstance(res.scheme, InputSpaceToken)
+            parts = ["accuracy", "scheme metrics", "overhead", *(["token examples"] * token)]
+            with make_progress() as bar:  # the parts, so a long evaluation shows where it is
+                task = bar.add_task("evaluate", total=len(parts), info=parts[0])
+
+                def done(i: int) -> None:
+                    bar.update(task, completed=i + 1, info=([*parts, ""])[i + 1])
+
+                found |= evaluate(
+                    res.scheme, protected, splits.test, a_or, res.device, seed, res.eval
+                )
+                done(0)
+                found |= res.scheme.scheme_metrics(protected, ctx)
+                done(1)
+                x1 = to_float_images(splits.test.x[:1]).to(res.device)
+                user = eval_users(seed, 1)[0]
+                found.update(overhead(res.scheme, protected, baseline_copy(), x1, user, res.eval))
+                done(2)
+                if token:
+                    examples = token_examples(
+                        res.scheme, protected, splits.test.x, seed, res.device
+                    )
+                    write_tensors(examples, work / TOKEN_EXAMPLES)
+                    done(3)
             metrics = {k: v for k, v in found.items() if not isinstance(v, str)}
             notes = {k: v for k, v in found.items() if isinstance(v, str)}
             return {"metrics": metrics, "notes": notes}
