@@ -21,6 +21,7 @@ A_pd; then ``none`` (the unprotected reference, never flagged).
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pandas as pd
@@ -91,9 +92,12 @@ def per_run(store: Store, run_ids: list[str]) -> pd.DataFrame:
 
 
 def _flag(scheme: str, means: dict[str, float | None]) -> str:
+    """``ipbench.health``'s warnings on the means, cut to what a table cell needs
+    (``protection did not take: A_pd = -2.00``)."""
     if scheme == REFERENCE:
         return ""
-    return "; ".join(run_warnings({k: v for k, v in means.items() if v is not None}))
+    found = run_warnings({k: v for k, v in means.items() if v is not None})
+    return "; ".join(re.sub(r"(= -?[\d.]+%?).*", r"\1", w) for w in found)
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:

@@ -326,7 +326,8 @@ class Runner:
             type(res.scheme).metrics,
         )  # fmt: skip
         found = self.cache.info("evaluate", eval_key).get("metrics", {})
-        for warning in run_warnings(found):
+        # ``none`` is the unprotected reference: that it does not lock is its job
+        for warning in run_warnings(found) if res.scheme.name != "none" else []:
             self.log(f"[bold yellow]warning:[/] {warning}")
 
         target = Target(res.scheme, protected)

@@ -237,8 +237,8 @@ def test_rows_are_ordered_by_a_pd_flagged_then_reference_last():
     table = summarize(runs)
     assert list(table.scheme) == ["best", "good", "zany", "weak", "none"]
     flags = dict(zip(table.scheme, table.flag, strict=True))
-    assert flags["weak"].startswith("protection did not take: A_pd = -2.00")
-    assert "identity tracing did not take" in flags["zany"] and flags["none"] == ""
+    assert flags["weak"] == "protection did not take: A_pd = -2.00"
+    assert flags["zany"] == "identity tracing did not take: id_rate = 1.0%" and flags["none"] == ""
     good = table[table.scheme == "good"].iloc[0]
     assert good.A_pd == 45.0 and good.A_pd_std == pytest.approx(math.sqrt(50)) and good.n == 2
     assert math.isnan(good.forged)

@@ -44,7 +44,7 @@ class Insider(Extraction):
     Config = InsiderConfig
     summary = "insider distillation: one valid credential, own unlabeled images, hard/soft labels"
     preset_defaults = {
-        "smoke": {"queries": 400, "epochs": 6},  # ~3 s: hard and soft labels
+        "smoke": {"queries": 400, "epochs": 4},  # ~2 s: hard and soft labels
         "quick": {"epochs": 30, "batch_size": 64, "max_test": 2000},  # as extraction
     }
 

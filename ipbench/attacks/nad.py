@@ -134,7 +134,7 @@ class NAD(Attack):
     )
     preset_defaults = {
         # 5% of the smoke set is 100 images; fewer epochs than the paper keep it to ~2 s
-        "smoke": {"teacher_epochs": 4, "epochs": 6},
+        "smoke": {"teacher_epochs": 3, "epochs": 4},
         "quick": {"max_test": 2000},
     }
 

@@ -99,7 +99,7 @@ class NeuralCleanse(Attack):
         Metric("mask_l1", "pixels", "higher", ".2f", 0, "L1 norm of the mask then"),
     )
     preset_defaults = {
-        "smoke": {"steps": 150, "eval_every": 50, "max_test": 500},  # seconds, not 735 s
+        "smoke": {"steps": 100, "eval_every": 50, "max_test": 500},  # seconds, not 735 s
         "quick": {"steps": 1000},
     }
 
