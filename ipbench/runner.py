@@ -23,6 +23,7 @@ from ipbench.config import content_hash, to_jsonable
 from ipbench.context import RunContext, ThiefView
 from ipbench.contract import Protected
 from ipbench.datasets import Splits, load_dataset, make_splits
+from ipbench.display import duration, value_text
 from ipbench.errors import IpbenchError
 from ipbench.evaluate import (
     EVAL_VERSION,
@@ -34,11 +35,11 @@ from ipbench.evaluate import (
 )
 from ipbench.faults import crash_point
 from ipbench.health import run_warnings
-from ipbench.metric import At, Metric
+from ipbench.metric import At, Metric, describe
 from ipbench.models import ModelSpec, build_model
 from ipbench.owner import key_digest, key_seed, record_key_seed
 from ipbench.plugins import code_identity
-from ipbench.progress import console
+from ipbench.progress import console, make_progress
 from ipbench.provenance import collect
 from ipbench.request import (  # noqa: F401  (re-exported: the runner is where users look)
     PRESET_FIELDS,
@@ -68,6 +69,24 @@ def flatten(metrics: Mapping[str | At, float]) -> tuple[dict[str, float], dict[s
 def unflatten(values: dict[str, float], points: dict[str, list[Any]]) -> dict[str | At, float]:
     """``flatten`` undone: curve points come back as ``At`` keys."""
     return {(At(*points[n]) if n in points else n): v for n, v in values.items()}
+
+
+def stage_line(name: str, info: dict[str, Any], cached: bool, declared: tuple[Metric, ...]) -> str:
+    """The line a finished stage leaves on screen: name, headline numbers, wall time."""
+    values = {k: v for k, v in info.get("metrics", {}).items() if "@" not in k}
+    if name == "evaluate":
+        shown = [n for n in ("A_ad", "A_ud", "A_pd") if n in values]
+    else:
+        ranked = sorted(
+            (m.headline, n) for n in values if (m := describe(n, declared)).headline > 0
+        )
+        shown = [ranked[0][1]] if ranked else [n for n in ("A_or",) if n in values]
+    head = "  ".join(f"{n} {value_text(n, values[n], describe(n, declared).spec())}" for n in shown)
+    if info.get("status") == "skipped":
+        head = f"skipped: {info.get('notes', {}).get('skipped', '')}"
+    wall = info.get("wall_s")
+    when = duration(wall) if wall is not None else "-"
+    return f"[green]✓[/] [bold]{name}[/] {head}  [dim]{when}{' (cached)' if cached else ''}[/]"
 
 
 @dataclass
@@ -112,7 +131,6 @@ class Runner:
                 f"run {self.run_id}: the cached {name} artefact (key {key}) is missing from "
                 f"{self.cache.root}; rerun it with `ipbench run` before attacking"
             )
-        self.log(f"[bold cyan]{name}[/] {'(cached) ' if hit else ''}key {key}")
 
         def timed(work: Path) -> dict[str, Any]:
             t0 = time.perf_counter()
@@ -126,12 +144,11 @@ class Runner:
         except BaseException:
             self.store.finish_stage(self.run_id, name, status="failed")
             raise
-        if not hit:
-            self.log(f"{name} computed in {info.get('wall_s', 0.0):.1f}s")
         values = unflatten(info.get("metrics", {}), info.get("points", {}))
         # A stage resumed after a kill took the compute of all its attempts, not just the last.
         spent = self.cache.compute_record(folder_name, key)
         wall_s = spent.get("total_s", info.get("wall_s"))
+        self.log(stage_line(name, info | {"wall_s": wall_s}, hit, declared))
         self.store.put_metrics(self.run_id, name, values, info.get("notes"), declared)
         self.store.finish_stage(
             self.run_id, name, status=info.get("status", "done"), cached=hit, wall_s=wall_s,
@@ -308,14 +325,30 @@ class Runner:
 
         def run_eval(work: Path) -> dict[str, Any]:
             found: dict[str, float | str | None] = {}
-            found |= evaluate(res.scheme, protected, splits.test, a_or, res.device, seed, res.eval)
-            found |= res.scheme.scheme_metrics(protected, ctx)
-            x1 = to_float_images(splits.test.x[:1]).to(res.device)
-            user = eval_users(seed, 1)[0]
-            found.update(overhead(res.scheme, protected, baseline_copy(), x1, user, res.eval))
-            if isinstance(res.scheme, InputSpaceToken):
-                examples = token_examples(res.scheme, protected, splits.test.x, seed, res.device)
-                write_tensors(examples, work / TOKEN_EXAMPLES)
+            token = isinstance(res.scheme, InputSpaceToken)
+            parts = ["accuracy", "scheme metrics", "overhead", *(["token examples"] * token)]
+            with make_progress() as bar:  # the parts, so a long evaluation shows where it is
+                task = bar.add_task("evaluate", total=len(parts), info=parts[0])
+
+                def done(i: int) -> None:
+                    bar.update(task, completed=i + 1, info=([*parts, ""])[i + 1])
+
+                found |= evaluate(
+                    res.scheme, protected, splits.test, a_or, res.device, seed, res.eval
+                )
+                done(0)
+                found |= res.scheme.scheme_metrics(protected, ctx)
+                done(1)
+                x1 = to_float_images(splits.test.x[:1]).to(res.device)
+                user = eval_users(seed, 1)[0]
+                found.update(overhead(res.scheme, protected, baseline_copy(), x1, user, res.eval))
+                done(2)
+                if token:
+                    examples = token_examples(
+                        res.scheme, protected, splits.test.x, seed, res.device
+                    )
+                    write_tensors(examples, work / TOKEN_EXAMPLES)
+                    done(3)
             metrics = {k: v for k, v in found.items() if not isinstance(v, str)}
             notes = {k: v for k, v in found.items() if isinstance(v, str)}
             return {"metrics": metrics, "notes": notes}
@@ -325,7 +358,8 @@ class Runner:
             type(res.scheme).metrics,
         )  # fmt: skip
         found = self.cache.info("evaluate", eval_key).get("metrics", {})
-        for warning in run_warnings(found):
+        # ``none`` is the unprotected reference: that it does not lock is its job
+        for warning in run_warnings(found) if res.scheme.name != "none" else []:
             self.log(f"[bold yellow]warning:[/] {warning}")
 
         return Target(res.scheme, protected), ctx

@@ -294,7 +294,8 @@ def test_provenance_names_the_scheme_settings_the_preset_sets():
 
     # A run stored before runs recorded them: the scheme class's declaration.
     assert "mlock: protect_epochs=20" in text(row, "quick")
-    assert "preset sets" not in text(row, "smoke")  # smoke sets nothing for mlock
+    assert "mlock: protect_epochs=6, sticker_size=8" in text(row, "smoke")
+    assert "preset sets" not in text(row | {"scheme": "chaow"}, "smoke")  # nothing for chaow
     # A run that recorded them: the store, whatever the code says today.
     recorded = row | {"preset_settings": json.dumps({"protect_epochs": 7})}
     assert "mlock: protect_epochs=7" in text(recorded, "quick")

@@ -31,6 +31,7 @@ from ipbench.attacks.finetune_budget import training_set_size
 from ipbench.context import RunContext
 from ipbench.errors import IpbenchError
 from ipbench.metric import At, Metric, Results, pct
+from ipbench.progress import track
 from ipbench.registry import attacks
 from ipbench.training import to_float_images
 
@@ -106,7 +107,7 @@ def learn_masks(
     opt = torch.optim.SGD(nm.masks, lr=c.mask_lr, momentum=0.9)
     g = seeded(seed, 71)
     try:
-        for _ in range(c.iterations):
+        for _ in track(range(c.iterations), "anp masks"):
             idx = torch.randint(0, len(x), (min(c.batch_size, len(x)),), generator=g)
             xb, yb = to_float_images(x[idx]).to(dev), y[idx].to(dev)
             if c.eps > 0:  # one signed step of size eps maximising the loss
@@ -158,7 +159,7 @@ class ANP(Attack):
         Metric("images", "images", "neither", ".0f", 0, "the thief's clean labelled images"),
     )
     preset_defaults = {
-        "smoke": {"iterations": 200, "thresholds": (0.2, 0.5)},
+        "smoke": {"iterations": 40, "thresholds": (0.2, 0.5)},  # ~2 s (the README quick start)
         "quick": {"iterations": 500, "thresholds": (0.2, 0.5), "max_test": 2000},
     }
 

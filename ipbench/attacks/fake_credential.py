@@ -36,6 +36,7 @@ class FakeCredential(Attack):
 
     Config = FakeCredentialConfig
     summary = "forged passports / keys through the credential path (random passport, wrong key)"
+    preset_defaults = {"smoke": {"max_test": 500}}
     metrics = (
         pct("A_td", "lower", 1, "the best forged credential's accuracy"),
         pct("A_ad", "higher", 0, "the owner's genuine credential, through the same path"),

@@ -32,6 +32,7 @@ from ipbench.errors import IpbenchError
 from ipbench.evaluate import eval_users
 from ipbench.images import quantize
 from ipbench.metric import At, Metric, Results, pct
+from ipbench.progress import track
 from ipbench.registry import attacks
 from ipbench.training import to_float_images
 
@@ -101,6 +102,7 @@ class FakeToken(Attack):
     Config = FakeTokenConfig
     requires = (InputSpaceToken,)
     summary = "forged tokens: Gaussian (Table IV), deteriorated (Fig. 4), mismatched (Table VII)"
+    preset_defaults = {"smoke": {"gammas": (0.0, 0.5, 1.0), "max_test": 500}}
     metrics = (
         pct("A_td", "lower", 1, "the better of the Gaussian and mismatched forgeries"),
         pct("A_fake", "lower", 0, "accuracy with one forgery (label) or kept share gamma_f"),
@@ -125,7 +127,7 @@ class FakeToken(Attack):
             out[GAUSSIAN] = served_accuracy(target, quantize(x + noise), y, ctx)
         if "deteriorated" in c.modes:
             rank = keep_positions(len(x), x.shape[-2], x.shape[-1], seeded(ctx.seed, 2))
-            for gamma in c.gammas:
+            for gamma in track(c.gammas, "deteriorated tokens"):
                 kept = (rank < round(gamma * rank[0].numel())).to(x.dtype)
                 acc = served_accuracy(target, quantize(x + kept * residual), y, ctx)
                 out[At("A_fake", "gamma_f", gamma)] = acc

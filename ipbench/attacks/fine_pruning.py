@@ -141,7 +141,7 @@ class FinePruning(Attack):
     summary = "Fine-Pruning (RAID'18): prune dormant last-layer channels, then fine-tune"
     metrics = Prune.metrics  # the same numbers: A_ud and A_ad at the rate best for the thief
     preset_defaults = {
-        "smoke": {"rates": (0.5, 0.9), "epochs": 5},
+        "smoke": {"rates": (0.5, 0.9), "epochs": 1},
         "quick": {"rates": (0.3, 0.6, 0.9), "max_test": 2000},
     }
 

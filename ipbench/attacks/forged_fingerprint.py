@@ -83,6 +83,8 @@ class ForgedFingerprint(Attack):
     Config = ForgedFingerprintConfig
     requires = (FingerprintAuthentication,)
     summary = "thief-made fingerprints (the public C&W generator) for guessed confidences"
+    # smoke: one forgery per guessed confidence and a shorter C&W search (seconds, not 45 s)
+    preset_defaults = {"smoke": {"per_window": 1, "cw_steps": 100, "max_test": 500}}
     metrics = (
         pct("A_td", "lower", 1, "accuracy through the first forged session"),
         Metric("auth_rate", "fraction", "lower", ".2f", 2, "forged fingerprints accepted"),

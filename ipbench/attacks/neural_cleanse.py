@@ -25,6 +25,7 @@ from ipbench.context import RunContext
 from ipbench.errors import IpbenchError
 from ipbench.images import quantize
 from ipbench.metric import Metric, Results, pct
+from ipbench.progress import track
 from ipbench.registry import attacks
 from ipbench.training import to_float_images
 
@@ -103,7 +104,10 @@ class NeuralCleanse(Attack):
         pct("A_re", "lower", 1, "best accuracy the reversed token reached"),
         Metric("mask_l1", "pixels", "higher", ".2f", 0, "L1 norm of the mask then"),
     )
-    preset_defaults = {"quick": {"steps": 1000}}
+    preset_defaults = {
+        "smoke": {"steps": 100, "eval_every": 50, "max_test": 500},  # seconds, not 735 s
+        "quick": {"steps": 1000},
+    }
 
     def run(self, target: Target, ctx: RunContext) -> Results:
         c = self.config
@@ -121,7 +125,7 @@ class NeuralCleanse(Attack):
         opt = torch.optim.Adam(params, lr=c.lr, betas=(0.5, 0.9))
         schedule = CostSchedule(c)
         best = {"A_re": -math.inf, "mask_l1": math.nan}
-        for step in range(1, c.steps + 1):
+        for step in track(range(1, c.steps + 1), "neural cleanse"):
             idx = torch.randint(len(own), (min(c.batch_size, len(own)),), generator=g)
             x = to_float_images(own.x[idx]).to(ctx.device)
             y = own.y[idx].to(ctx.device)

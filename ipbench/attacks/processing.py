@@ -36,6 +36,7 @@ from ipbench.context import RunContext
 from ipbench.errors import IpbenchError
 from ipbench.images import quantize, to_uint8
 from ipbench.metric import At, Results, pct
+from ipbench.progress import track
 from ipbench.registry import attacks
 
 PROCESSINGS = ("jpeg", "resize", "blur", "noise")
@@ -186,10 +187,10 @@ class Processing(Attack):
         }
         out: Results = {"A_ad_clean": served_accuracy(target, quantize(sent), y, ctx)}
         levels = self.levels()
-        for name in c.processings:
-            for level in levels[name]:
-                acc = served_accuracy(target, quantize(process[name](sent, level)), y, ctx)
-                out[At("A_ad", PARAM[name], level, name)] = acc
+        todo = [(name, level) for name in c.processings for level in levels[name]]
+        for name, level in track(todo, "processing levels"):
+            acc = served_accuracy(target, quantize(process[name](sent, level)), y, ctx)
+            out[At("A_ad", PARAM[name], level, name)] = acc
         curve = [v for k, v in out.items() if isinstance(k, At)]
         out["A_ad_worst"] = min(curve)
         if "jpeg" in c.processings:

@@ -18,6 +18,7 @@ from ipbench.attack import Attack, Target, redeploy, score, steal
 from ipbench.context import RunContext
 from ipbench.errors import IpbenchError
 from ipbench.metric import At, Metric, Results, pct
+from ipbench.progress import track
 from ipbench.registry import attacks
 
 
@@ -69,7 +70,7 @@ class Prune(Attack):
             raise IpbenchError(f"prune rates must lie in [0, 1); got {self.config.rates}")
         out: Results = {}
         best: tuple[float, float, float] | None = None  # (A_ud, A_ad, rate)
-        for rate in self.config.rates:
+        for rate in track(self.config.rates, "prune rates"):
             model = prune_global(steal(target), rate)
             a_ad, a_ud = score(redeploy(target, model), ctx.thief.test, ctx, self.config.max_test)
             out[At("A_ad", "rate", rate)], out[At("A_ud", "rate", rate)] = a_ad, a_ud

@@ -31,7 +31,7 @@ class StripControl(Attack):
     Config = StripControlConfig
     requires = (WrappedDeployment,)
     summary = "adaptive: strip the wrapper (a control layer) and query the bare network"
-    preset_defaults = {"quick": {"max_test": 2000}}
+    preset_defaults = {"smoke": {"max_test": 500}, "quick": {"max_test": 2000}}
 
     def run(self, target: Target, ctx: RunContext) -> Results:
         wrapped = steal(target)

@@ -49,7 +49,9 @@ class PassportConfig:
     sign_margin: Annotated[float, Ge(0)] = (
         0.1  # relu(margin - b * gamma): |gamma| pushed past the margin
     )
-    key_seed: int = 0  # passport images, noise and signature are drawn from (the store's key seed, key_seed)
+    key_seed: int = (
+        0  # passport images, noise and signature are drawn from (the store's key seed, key_seed)
+    )
 
 
 def noise_passports(shapes: dict[str, list[int]], g: torch.Generator) -> dict[str, torch.Tensor]:
