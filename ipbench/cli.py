@@ -68,7 +68,12 @@ def run(
         ..., "--scheme", "-s", help="protection scheme (ipbench list schemes)"
     ),
     dataset: str = typer.Option(None, "--dataset", "-d", help="dataset (default: the preset's)"),
-    model: str = typer.Option(None, "--model", "-m", help="network (default: the preset's)"),
+    model: str = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="network (default: the preset's); timm:NAME for any timm architecture",
+    ),
     preset: str = typer.Option(
         None, "--preset", "-p", help="smoke | quick | paper (default: paper with CUDA, else quick)"
     ),
