@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import inspect
+import os
 from collections.abc import Iterator
 from enum import Enum
 from typing import Any
@@ -254,12 +255,14 @@ def leaderboard(
     data_root: str = typer.Option(None, "--data-root", help="datasets, for the token gallery"),
     tokens: bool = typer.Option(True, "--tokens/--no-tokens", help="draw the token gallery"),
 ) -> None:
-    """Write markdown + CSV tables (and plots) per dataset and preset from the result store."""
+    """Write markdown + CSV tables, an HTML site (index.html, sortable, offline) and plots per
+    dataset and preset from the result store."""
     from ipbench.leaderboard.build import build
 
     with user_errors():
         for path in build(workdir, out_dir, dataset, preset, reference, data_root, tokens):
-            out.print(f"wrote {path} and {path.with_suffix('.csv')}")
+            out.print(f"wrote {path}, {path.with_suffix('.csv')} and {path.with_suffix('.html')}")
+        out.print(f"open {os.path.join(out_dir, 'index.html')} in a browser")
 
 
 @app.command()
