@@ -58,8 +58,8 @@ def model_factory(name: str) -> Callable[..., nn.Module]:
         return _timm_factory(name.removeprefix(TIMM_PREFIX))
     try:
         return models.get(name)
-    except UnknownNameError as exc:
-        raise IpbenchError(f"{exc}; or timm:NAME for any timm architecture") from None
+    except UnknownNameError:  # the valid choices include the timm form
+        raise UnknownNameError("model", name, [*models.names(), f"{TIMM_PREFIX}NAME"]) from None
 
 
 def _timm_factory(arch: str) -> Callable[..., nn.Module]:

@@ -174,3 +174,16 @@ def test_the_page_in_headless_chromium(site, tmp_path):
         assert "Run mlock-0: mlock, seed 0" in page.inner_text("h1")
         browser.close()
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_a_scheme_run_on_several_networks_gets_only_network_independent_paper_values(tmp_path):
+    from ipbench.leaderboard.page import Page
+    from ipbench.leaderboard.reference import load_reference
+
+    ref_file = tmp_path / "reference.csv"
+    ref_file.write_text(REFERENCE)
+    page = Page("synthetic", "smoke", pd.DataFrame(columns=["scheme", "name", "spec"]),
+                load_reference(ref_file), models={"mlock": "", "adip": ""})  # fmt: skip
+    assert page.comparable("mlock", "A_ad") is None  # tiny in the paper; several here
+    assert page.other[("mlock", "A_ad")]["model"] == "several"
+    assert page.comparable("adip", "capacity_published")["value"] == 252

@@ -64,7 +64,7 @@ def test_timm_models_take_the_datasets_classes_and_channels():
         ("timm:resnt10t", "unknown timm model 'resnt10t'"),
         ("timm:resnt10t", "close names: resnet10t"),
         ("timm:", "timm.list_models"),
-        ("resnet7", "or timm:NAME for any timm architecture"),
+        ("resnet7", "valid models: fastnet, lenet5, resnet18, resnet50, timm:NAME, tiny"),
     ],
 )
 def test_an_unknown_model_name_says_where_names_come_from(name, message):

@@ -24,7 +24,8 @@ from markupsafe import Markup
 from ipbench.health import run_warnings
 from ipbench.leaderboard.aggregate import meaning
 from ipbench.leaderboard.collect import Collected, settings_text
-from ipbench.leaderboard.render import Rendered, wall_seconds
+from ipbench.leaderboard.render import Rendered
+from ipbench.leaderboard.runs import wall_seconds
 
 STATIC = ("ipbench.css", "sortable.js")
 
