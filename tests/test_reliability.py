@@ -565,7 +565,7 @@ def test_each_attack_setting_is_its_own_stage_and_failures_stay_on_the_attack(
     variant = "attack:prune(rates=0.5)"
     assert (variant, "A_ad@rate=0.5") in got and (variant, "A_ad@rate=0.3") not in got
     # the leaderboard reads the variant as its own attack column, headlined as the attack
-    from ipbench.leaderboard.render import _declared_headlines
+    from ipbench.leaderboard.page import _declared_headlines
 
     assert _declared_headlines("prune(rates=0.5)") == _declared_headlines("prune") != ()
 

@@ -16,6 +16,11 @@ from ipbench.errors import IpbenchError
 COLUMNS = ("scheme", "dataset", "model", "metric", "value", "source", "note")
 REQUIRED = ("scheme", "dataset", "metric", "value", "source")
 ANY_DATASET = "*"  # a published figure that holds for every dataset (e.g. parameter counts)
+# ``model`` names the network the paper measured, as ipbench names it where ipbench has it
+# (resnet18, lenet5), else as the paper does (wrn: depth not stated); empty: the paper does not
+# say. ``any``: the figure does not depend on the protected network (a user capacity). The
+# leaderboard puts a published value beside a measured one only when this matches the runs'.
+ANY_MODEL = "any"
 
 
 REFERENCE_NAME = "ipbench/leaderboard/reference.csv"  # where the packaged copy sits in the source
