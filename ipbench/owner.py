@@ -45,20 +45,28 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 def owner_key(workdir: str | Path) -> bytes:
-    """The store's owner key, made on first use. Two processes racing to make it agree: the
-    file is created exclusively, and the loser reads the winner's key."""
+    """The store's owner key, made on first use. Processes racing to make it agree, and none
+    reads a half-written key: each writes its candidate to a private file, syncs it, then
+    hard-links it into place, which succeeds for exactly one of them."""
     path = owner_dir(workdir) / KEY_FILE
     if not path.exists():
-        fresh = secrets.token_hex(KEY_BYTES).encode()
+        tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_hex(KEY_BYTES).encode())
+            fh.flush()
+            os.fsync(fh.fileno())
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.link(tmp, path)
         except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(fresh)
-                fh.flush()
-                os.fsync(fh.fileno())
+            pass  # another process made it first: its key is the store's
+        except OSError as exc:  # e.g. a filesystem without hard links
+            raise IpbenchError(
+                f"cannot create the owner key {path} ({exc}); create it by hand with "
+                f"`python -c 'import secrets; print(secrets.token_hex({KEY_BYTES}))' > {path}`"
+            ) from None
+        finally:
+            tmp.unlink()
     raw = path.read_bytes().strip()
     try:
         key = bytes.fromhex(raw.decode("ascii"))

@@ -83,3 +83,21 @@ def test_the_kit_finds_a_secret_in_a_stolen_copy():
     assert secrets_in(holder, {"w": holder.weight.detach().clone()}) == ["w"]
     clean = ControlLayer(nn.Linear(4, 3), torch.empty(0), 0.05, 3, 0)
     assert secrets_in(clean, {"confidences": table}) == []
+
+
+def _key_of(folder: str) -> str:
+    try:
+        return owner_key(folder).hex()
+    except IpbenchError as exc:
+        return f"error: {exc}"
+
+
+def test_processes_racing_to_make_the_key_agree_on_one(tmp_path):
+    """Eight processes start on a new store at once: none reads a half-written key, all get
+    the same one (a plain O_EXCL create let a reader see the empty file: 2 of 40 rounds)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        for i in range(20):
+            got = pool.map(_key_of, [str(tmp_path / f"store{i}")] * 8)
+            assert len(set(got)) == 1 and not got[0].startswith("error"), got
