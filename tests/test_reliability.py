@@ -658,7 +658,7 @@ def test_four_processes_on_one_store_lose_no_row_and_compute_each_stage_once(tmp
             "protect": "done",
             "evaluate": "done",
         }
-    computed = [line for out in outs for line in out.splitlines() if "computing " in line]
+    computed = [ln for out in outs for ln in out.splitlines() if ln.startswith("computing ")]
     # two seeds x (baseline, protect, evaluate), each computed by exactly one process
     assert len(computed) == 6, computed
     for marker in (wd / "artifacts").glob("*/*/stage.json"):
