@@ -239,6 +239,8 @@ class StageCache:
         self, stage: str, key: str, fn: Callable[[Path], dict[str, Any] | None], key_material: Any
     ) -> Path:
         work, earlier = self._claim_partial(stage, key)
+        resumed = f" (resuming attempt {len(earlier) + 1})" if earlier else ""
+        self.log(f"[dim]computing {stage} {key}{resumed}[/]")
         t0 = time.perf_counter()
         stop = threading.Event()
 

@@ -163,7 +163,7 @@ def test_attack_command_adds_stages_to_the_stored_run(tmp_path):
     store = Store(w)
     (run,) = store.list_runs()  # the same run, not a new one
     names = {(m["stage"], m["name"]) for m in store.metrics(run.run_id)}
-    variant = "attack:prune(rates=0,0.5)"  # the attack's settings name its stage
+    variant = "attack:prune(rates=0.0,0.5)"  # the attack's settings name its stage
     assert (variant, "A_ad@rate=0.5") in names and (variant, "rate_best") in names
     assert store.stage(run.run_id, "attack:strip-control")["status"] == "skipped"
     stages = {s["name"]: s for s in store.stages(run.run_id)}

@@ -614,11 +614,11 @@ def _metrics(workdir: Path) -> dict[tuple[str, str], float]:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> dict[tuple[str, str], float]:
-    """The metrics of the same command run without a kill."""
+def uninterrupted(tmp_path_factory) -> tuple[Path, dict[tuple[str, str], float]]:
+    """The same command run without a kill: its work directory and metrics."""
     ref = tmp_path_factory.mktemp("uninterrupted")
     assert _cli(ref).wait() == 0
-    return _metrics(ref)
+    return ref, _metrics(ref)
 
 
 @pytest.mark.slow
@@ -628,13 +628,16 @@ def uninterrupted(tmp_path_factory) -> dict[tuple[str, str], float]:
      "marker:protect"],
 )
 def test_kill_and_resume_gives_bitwise_identical_metrics(tmp_path, uninterrupted, point):
+    ref, reference = uninterrupted
     wd = tmp_path / "wd"
+    if (ref / "owner").is_dir():  # the same owner (key seed) as the reference: same secrets
+        shutil.copytree(ref / "owner", wd / "owner")
     killed = _cli(wd, env={"IPBENCH_KILL_AT": point})
     assert killed.wait() == -9, killed.stdout.read() if killed.stdout else ""
     resumed = _cli(wd)
     out = resumed.communicate()[0]
     assert resumed.returncode == 0, out
-    assert _metrics(wd) == uninterrupted
+    assert _metrics(wd) == reference
     db = sqlite3.connect(wd / "ipbench.sqlite")
     assert db.execute("SELECT status FROM runs").fetchone()[0] == "done"
 
@@ -655,7 +658,7 @@ def test_four_processes_on_one_store_lose_no_row_and_compute_each_stage_once(tmp
             "protect": "done",
             "evaluate": "done",
         }
-    computed = [line for out in outs for line in out.splitlines() if " computed in " in line]
+    computed = [ln for out in outs for ln in out.splitlines() if ln.startswith("computing ")]
     # two seeds x (baseline, protect, evaluate), each computed by exactly one process
     assert len(computed) == 6, computed
     for marker in (wd / "artifacts").glob("*/*/stage.json"):
