@@ -6,7 +6,8 @@ and of every table), so secrets are drawn from a *key seed* instead: an HMAC of 
 under the store's owner key, a random 256-bit key kept in ``WORKDIR/owner/owner.key``, written
 owner-only. The same store therefore reproduces its runs bitwise (resume, reruns, grids); a
 second store draws different secrets for the same seed, as two owners would. To reproduce a
-store's secrets elsewhere, copy its ``owner/`` folder (``owner.key``) into the new workdir.
+store's secrets elsewhere, copy its ``owner/`` folder (``owner.key``) into the new workdir,
+or set ``$IPBENCH_OWNER_KEY`` (64 hex digits) before a new store's first run (the tests do).
 
 Only a one-way digest of the key seed enters stage keys; the key seed itself is written only
 under ``owner/`` (``owner/runs/RUN.json``), never to the run record or the leaderboard.
@@ -26,6 +27,7 @@ from ipbench.errors import IpbenchError
 OWNER_DIR = "owner"
 KEY_FILE = "owner.key"
 KEY_BYTES = 32
+KEY_ENV = "IPBENCH_OWNER_KEY"
 
 
 def owner_dir(workdir: str | Path) -> Path:
@@ -44,6 +46,23 @@ def write_private(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
+def _new_key() -> str:
+    """A new store's key: ``$IPBENCH_OWNER_KEY`` where set (the same secrets in every new
+    store, e.g. for tests or to reproduce an experiment bit for bit), else 256 fresh bits."""
+    given = os.environ.get(KEY_ENV, "").strip()
+    if not given:
+        return secrets.token_hex(KEY_BYTES)
+    try:
+        ok = len(bytes.fromhex(given)) == KEY_BYTES
+    except ValueError:
+        ok = False
+    if not ok:
+        raise IpbenchError(
+            f"${KEY_ENV} must be {KEY_BYTES * 2} hex digits (an owner key), got {given[:12]!r}..."
+        )
+    return given
+
+
 def owner_key(workdir: str | Path) -> bytes:
     """The store's owner key, made on first use. Processes racing to make it agree, and none
     reads a half-written key: each writes its candidate to a private file, syncs it, then
@@ -53,7 +72,7 @@ def owner_key(workdir: str | Path) -> bytes:
         tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(secrets.token_hex(KEY_BYTES).encode())
+            fh.write(_new_key().encode())
             fh.flush()
             os.fsync(fh.fileno())
         try:

@@ -12,6 +12,9 @@ import pytest
 
 os.environ["IPBENCH_PROGRESS"] = "0"
 os.environ["IPBENCH_OFFLINE"] = "1"
+# Every store a test makes gets the same owner key, so the secrets (and every number that
+# depends on them) are the same from one test session to the next (ipbench.owner).
+os.environ["IPBENCH_OWNER_KEY"] = "5eed" * 16
 # Pretrained weights the user installed stay out of the tests (LPIPS is "missing" everywhere),
 # except in the one test that checks them by their path.
 from ipbench.weights import lpips_weights_path

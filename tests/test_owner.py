@@ -10,7 +10,8 @@ from ipbench.owner import key_digest, key_seed, owner_key, record_key_seed
 from ipbench.registry import presets, schemes
 
 
-def test_key_seed_is_stable_in_a_store_and_differs_between_stores(tmp_path):
+def test_key_seed_is_stable_in_a_store_and_differs_between_stores(tmp_path, monkeypatch):
+    monkeypatch.delenv("IPBENCH_OWNER_KEY")  # fresh random keys, as outside the tests
     a, b = tmp_path / "a", tmp_path / "b"
     assert key_seed(a, 0) == key_seed(a, 0)  # reruns and resumes redraw the same secrets
     assert key_seed(a, 0) != key_seed(a, 1)
@@ -20,6 +21,15 @@ def test_key_seed_is_stable_in_a_store_and_differs_between_stores(tmp_path):
     (tmp_path / "c" / "owner").mkdir(parents=True)
     (tmp_path / "c" / "owner" / "owner.key").write_bytes((a / "owner" / "owner.key").read_bytes())
     assert key_seed(tmp_path / "c", 0) == key_seed(a, 0)
+
+
+def test_a_given_owner_key_makes_the_same_secrets_in_every_new_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("IPBENCH_OWNER_KEY", "ab" * 32)
+    assert key_seed(tmp_path / "a", 3) == key_seed(tmp_path / "b", 3)
+    assert (tmp_path / "a" / "owner" / "owner.key").read_text() == "ab" * 32
+    monkeypatch.setenv("IPBENCH_OWNER_KEY", "xyz")
+    with pytest.raises(IpbenchError, match="IPBENCH_OWNER_KEY must be 64 hex digits"):
+        key_seed(tmp_path / "c", 3)
 
 
 def test_owner_files_are_private(tmp_path):
@@ -49,7 +59,7 @@ def test_a_thief_view_has_no_key(tmp_path):
         ctx.for_thief().secret_seed("x")
 
 
-def test_the_mlock_sticker_is_not_the_run_seed_draw(tmp_path):
+def test_the_mlock_sticker_is_not_the_run_seed_draw(tmp_path, monkeypatch):
     """The issue's case: the sticker used to equal torch.rand(3, 4, 4) under the run seed."""
     from ipbench.testing import task_context
 
@@ -61,6 +71,7 @@ def test_the_mlock_sticker_is_not_the_run_seed_draw(tmp_path):
     for seed in (ctx.seed, 1_000_003 * scheme.config.sticker_seed + ctx.seed):
         public = torch.rand(3, s, s, generator=torch.Generator().manual_seed(seed))
         assert not torch.equal(sticker, public)
+    monkeypatch.delenv("IPBENCH_OWNER_KEY")  # another owner
     other = task_context(tmp_path / "other-store", max_train=200, max_test=50)
     assert not torch.equal(sticker, scheme.prepare(other)["sticker"])
     assert presets.get("smoke")  # the task above is the smoke budget's
@@ -92,10 +103,12 @@ def _key_of(folder: str) -> str:
         return f"error: {exc}"
 
 
-def test_processes_racing_to_make_the_key_agree_on_one(tmp_path):
+def test_processes_racing_to_make_the_key_agree_on_one(tmp_path, monkeypatch):
     """Eight processes start on a new store at once: none reads a half-written key, all get
     the same one (a plain O_EXCL create let a reader see the empty file: 2 of 40 rounds)."""
     import multiprocessing
+
+    monkeypatch.delenv("IPBENCH_OWNER_KEY")  # each process draws its own candidate
 
     with multiprocessing.get_context("fork").Pool(8) as pool:
         for i in range(20):
