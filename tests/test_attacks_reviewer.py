@@ -72,7 +72,12 @@ def test_insider_distillation_walks_through_a_lock_that_stops_copycat(workdir):
 
 # --- finetune-budget --------------------------------------------------------------------------
 def test_finetune_budget_curve_is_monotone_in_data_on_an_unprotected_model(workdir):
-    m = attacked(workdir, "none", "finetune-budget", **{"attack.finetune-budget.variant": "reinit"})
+    # the curve this test reads (the smoke preset's own budget is two fractions, one shot count)
+    curve_settings = {"fractions": "0.01,0.05,0.2", "shots": "1,10", "steps": "60"}
+    m = attacked(
+        workdir, "none", "finetune-budget", **{"attack.finetune-budget.variant": "reinit"},
+        **{f"attack.finetune-budget.{k}": v for k, v in curve_settings.items()},
+    )  # fmt: skip
     got = m["attack:finetune-budget"]
     # smoke: the thief holds 400 images, a fifth of a 2,000-image training set
     sizes = [got[f"images@fraction={f}"] for f in ("0.01", "0.05", "0.2")]
