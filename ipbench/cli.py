@@ -23,7 +23,7 @@ from ipbench.config import parse_assignments
 from ipbench.display import duration
 from ipbench.errors import IpbenchError
 from ipbench.registry import attacks, datasets, models, presets, schemes
-from ipbench.tables import comparison_table, metrics_table, runs_table
+from ipbench.tables import comparison_table, metrics_table, run_title, runs_table
 
 app = typer.Typer(
     add_completion=False,
@@ -70,11 +70,6 @@ def user_errors() -> Iterator[None]:
     except IpbenchError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-
-
-def _run_title(run: Any) -> str:
-    label = "reduced CPU setting" if run.reduced else "paper recipe"
-    return f"run {run.run_id}: {run.scheme} on {run.dataset}, {run.model}, preset {run.preset} ({label}), seed {run.seed}"
 
 
 @app.command()
@@ -152,7 +147,7 @@ def run(
                 from ipbench.api import open_store
 
                 store = open_store(workdir)
-                o.print(metrics_table(_run_title(store.require_run(ids[0])), store.metrics(ids[0])))
+                o.print(metrics_table(run_title(store.require_run(ids[0])), store.metrics(ids[0])))
                 store.close()
             for table in comparison_table(res.table):
                 o.print(table)
@@ -197,7 +192,7 @@ def attack(
         record = runner.store.require_run(outcome.run_id)
         wanted = {f"attack:{a.name}" for a in runner.res.attacks}
         rows = [m for m in outcome.metrics if m["stage"] in wanted]
-        out().print(metrics_table(_run_title(record), rows))
+        out().print(metrics_table(run_title(record), rows))
 
 
 class What(str, Enum):
@@ -274,7 +269,7 @@ def show(
             return
         prov, o = rec.provenance, out()
         hw = prov.get("hardware", {})
-        o.print(f"[bold]{_run_title(rec)}[/]")
+        o.print(f"[bold]{run_title(rec)}[/]")
         o.print(
             f"status {rec.status}; attempts {rec.attempts}; created "
             f"{dt.datetime.fromtimestamp(rec.created):%Y-%m-%d %H:%M:%S}; commit "

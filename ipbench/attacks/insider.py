@@ -26,9 +26,9 @@ from ipbench.context import RunContext
 from ipbench.contract import Credential
 from ipbench.registry import attacks
 
-# The thief's own user name: at most 8 ASCII characters (ActiveDaemon's identity limit; the
-# 13-character name before failed every activedaemon run), never an evaluation user's ("!" is
-# not in their alphabet).
+# The thief's own user name: at most 8 ASCII characters (the longest identity a token scheme
+# encodes; a 13-character name failed every run of such a scheme), never an evaluation user's
+# ("!" is not in their alphabet).
 INSIDER = "insider!"
 
 
