@@ -20,14 +20,13 @@ from ipbench.cli_common import (
     err,
     out,
     print_json,
-    run_title,
     user_errors,
 )
 from ipbench.config import parse_assignments
 from ipbench.display import duration
 from ipbench.errors import IpbenchError
 from ipbench.registry import attacks, schemes
-from ipbench.tables import comparison_table, metrics_table
+from ipbench.tables import comparison_table, metrics_table, run_title
 
 app = typer.Typer(
     add_completion=False,

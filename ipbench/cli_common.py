@@ -45,11 +45,6 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def run_title(run: Any) -> str:
-    label = "reduced CPU setting" if run.reduced else "paper recipe"
-    return f"run {run.run_id}: {run.scheme} on {run.dataset}, {run.model}, preset {run.preset} ({label}), seed {run.seed}"
-
-
 def record_json(rec: Any) -> dict[str, Any]:
     """A stored run's record as JSON-ready fields (timestamps as ISO strings)."""
     fields = ("run_id", "status", "scheme", "dataset", "model", "preset", "seed", "reduced")

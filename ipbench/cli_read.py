@@ -15,12 +15,11 @@ from ipbench.cli_common import (
     out,
     print_json,
     record_json,
-    run_title,
     user_errors,
 )
 from ipbench.display import duration
 from ipbench.registry import attacks, datasets, models, presets, schemes
-from ipbench.tables import metrics_table, runs_table
+from ipbench.tables import metrics_table, run_title, runs_table
 
 
 class What(str, Enum):

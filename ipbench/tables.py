@@ -25,6 +25,14 @@ HEADERS = {
 }
 
 
+def run_title(run: RunRecord) -> str:
+    label = "reduced CPU setting" if run.reduced else "paper recipe"
+    return (
+        f"run {run.run_id}: {run.scheme} on {run.dataset}, {run.model}, preset {run.preset} "
+        f"({label}), seed {run.seed}"
+    )
+
+
 def metrics_table(title: str, metrics: list[dict[str, Any]]) -> Table:
     """Every recorded number of a run: stage, metric, value with its unit, note."""
     table = Table(title=title, title_justify="left")

@@ -159,7 +159,7 @@ class ANP(Attack):
         Metric("images", "images", "neither", ".0f", 0, "the thief's clean labelled images"),
     )
     preset_defaults = {
-        "smoke": {"iterations": 40, "thresholds": (0.2, 0.5)},  # ~2 s (the README quick start)
+        "smoke": {"iterations": 30, "thresholds": (0.2, 0.5)},  # ~2 s (the README quick start)
         "quick": {"iterations": 500, "thresholds": (0.2, 0.5), "max_test": 2000},
     }
 

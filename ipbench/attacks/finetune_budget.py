@@ -87,7 +87,7 @@ class FinetuneBudget(Attack):
         Metric("images", "images", "neither", ".0f", 0, "labelled images at a budget"),
     )
     preset_defaults = {
-        "smoke": {"fractions": (0.05, 0.2), "shots": (10,), "steps": 20},  # ~2 s
+        "smoke": {"fractions": (0.05, 0.2), "shots": (10,), "steps": 15},  # ~2 s
         "quick": {"steps": 300, "max_test": 2000},
     }
 
