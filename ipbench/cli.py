@@ -28,6 +28,39 @@ out = Console()
 err = Console(stderr=True)
 
 WORKDIR_HELP = "work directory holding the result store and cached artefacts"
+EXECUTOR_HELP = "local: one run after another here; ray: tasks on a Ray cluster (docs/ray.md)"
+RAY_ADDRESS_HELP = "the Ray cluster to join (auto, HOST:PORT); default: start a local one"
+
+
+def executor_option() -> Any:
+    return typer.Option("local", "--executor", help=EXECUTOR_HELP)
+
+
+def ray_address_option() -> Any:
+    return typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP)
+
+
+def run_grid(requests: list[Any], executor: str, ray_address: str | None, title: str) -> list[Any]:
+    """Run ``requests`` through the chosen executor and print the summary table; exit 1 when
+    a run failed (after every other run finished)."""
+    from ipbench.executors import execute, summary_table
+
+    outcomes = execute(requests, executor=executor, ray_address=ray_address)
+    out.print(summary_table(outcomes, title))
+    return outcomes
+
+
+def exit_on_failures(outcomes: list[Any]) -> None:
+    """One red line per failed run; exit 2 when every failure was bad input (as a single
+    command's input errors), 1 when a run crashed."""
+    failed = [o for o in outcomes if o.status != "done"]
+    for o in failed:
+        err.print(
+            f"[bold red]error:[/] run {o.run_id or '-'} (seed {o.request.seed}): {o.error}",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+    if failed:
+        raise typer.Exit(2 if all(o.input_error for o in failed) else 1)
 
 
 @contextlib.contextmanager
@@ -111,7 +144,9 @@ def run(
 
 @app.command()
 def attack(
-    run_ref: str = typer.Argument(..., metavar="RUN", help="run id, unique prefix, or 'last'"),
+    run_refs: list[str] = typer.Argument(
+        ..., metavar="RUN...", help="run ids, unique prefixes, or 'last'"
+    ),
     attack_: str = typer.Option(
         ...,
         "--attack",
@@ -126,21 +161,28 @@ def attack(
         None, "--data-root", help="folder holding the datasets (default $IPBENCH_DATA or ./data)"
     ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+    executor: str = executor_option(),
+    ray_address: str = ray_address_option(),
 ) -> None:
-    """Attack a stored run, reusing its cached model; results join that run's record."""
-    from ipbench.runner import Runner, attack_request
+    """Attack stored runs, reusing their cached models; results join each run's record."""
+    from ipbench.request import attack_request, resolve
     from ipbench.store import Store
 
     with user_errors():
-        request = attack_request(
-            Store(workdir), run_ref, attack_, parse_assignments(set_), workdir, data_root, device
-        )
-        runner = Runner(request)
-        outcome = runner.run()
-        record = runner.store.require_run(outcome.run_id)
-        wanted = {f"attack:{a.name}" for a in runner.res.attacks}
-        rows = [m for m in outcome.metrics if m["stage"] in wanted]
-        out.print(metrics_table(_run_title(record), rows))
+        store = Store(workdir)
+        overrides = parse_assignments(set_)
+        requests = [
+            attack_request(store, ref, attack_, overrides, workdir, data_root, device)
+            for ref in dict.fromkeys(run_refs)
+        ]
+        outcomes = run_grid(requests, executor, ray_address, f"attacks on {len(requests)} runs")
+        for o in outcomes:
+            if o.run_id is None:
+                continue
+            wanted = {f"attack:{a.name}" for a in resolve(o.request).attacks}
+            rows = [m for m in store.metrics(o.run_id) if m["stage"] in wanted]
+            out.print(metrics_table(_run_title(store.require_run(o.run_id)), rows))
+        exit_on_failures(outcomes)
 
 
 class What(str, Enum):
@@ -270,9 +312,10 @@ def sweep(
     data_root: str = typer.Option(None, "--data-root", help="folder holding the datasets"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
     attacks_: str = typer.Option("none", "--attacks", help="all | none | comma-separated names"),
+    executor: str = executor_option(),
+    ray_address: str = ray_address_option(),
 ) -> None:
     """One `ipbench run` per value of a setting (and per seed), e.g. the poisoning ratio gamma."""
-    from ipbench.runner import Runner
     from ipbench.sweep import plan
 
     with user_errors():
@@ -280,11 +323,7 @@ def sweep(
             scheme, dataset, preset, parse_assignments(set_), seeds, workdir, data_root, device,
             attacks_,
         )  # fmt: skip
-        for req in requests:
-            setting = ", ".join(f"{k}={v}" for k, v in req.overrides.items())
-            out.print(f"[bold]sweep[/] {scheme} seed {req.seed}: {setting}")
-            outcome = Runner(req).run()
-            out.print(f"run {outcome.run_id} done")
+        exit_on_failures(run_grid(requests, executor, ray_address, f"sweep of {scheme}"))
 
 
 weights_app = typer.Typer(

@@ -67,6 +67,19 @@ def unflatten(values: dict[str, float], points: dict[str, list[Any]]) -> dict[st
 
 
 @dataclass
+class Task:
+    """What every stage of a run is computed from: its data, network and shared keys."""
+
+    splits: Splits
+    spec: ModelSpec
+    data_key: str
+    base_key: str
+    base_material: dict[str, Any]
+    dataset_name: str
+    dataset_fingerprint: str
+
+
+@dataclass
 class RunOutcome:
     run_id: str
     resumed: bool
@@ -77,11 +90,16 @@ class RunOutcome:
 class Runner:
     """Runs one request end to end and records it in the store."""
 
-    def __init__(self, request: RunRequest, log: Callable[[str], None] | None = None):
+    def __init__(
+        self, request: RunRequest, log: Callable[[str], None] | None = None,
+        store: Store | None = None,
+    ) -> None:  # fmt: skip
+        """``store``: where rows go (default: the work directory's); a Ray worker passes a
+        private one and sends its rows to the driver (ipbench.executors)."""
         self.req = request
         self.res = resolve(request)
         self.log = log or (lambda msg: console.print(msg))
-        self.store = Store(request.workdir)
+        self.store = store if store is not None else Store(request.workdir)
         self.cache = StageCache(Path(request.workdir) / "artifacts")
         self.trainer = Trainer(self.res.device)
 
@@ -135,16 +153,9 @@ class Runner:
         }
 
     # --- the run -----------------------------------------------------------------------------
-    def run(self) -> RunOutcome:
+    def _task(self) -> Task:
+        """Load the data and check every plugin's settings against it, before any training."""
         res, req = self.res, self.req
-        label = "reduced setting" if res.preset.reduced else "full recipe"
-        why = ""
-        if res.preset_defaulted:
-            why = " (default: CUDA present)" if res.device.type == "cuda" else " (default: no CUDA)"
-        self.log(f"preset [bold]{res.preset.name}[/]{why}: {res.preset.description} [{label}]")
-        if tuned := type(res.scheme).preset_defaults.get(res.preset.name):
-            sets = ", ".join(f"{k}={getattr(res.scheme.config, k)}" for k in tuned)
-            self.log(f"{res.scheme.name} sets for {res.preset.name}: {sets}")
         ds = load_dataset(res.dataset, req.data_root, download=req.download)
         splits = make_splits(
             ds, req.seed, res.preset.attacker_fraction, res.preset.max_train, res.preset.max_test
@@ -158,8 +169,9 @@ class Runner:
             f"data {ds.name}: owner {len(splits.owner)}, attacker {len(splits.attacker)}, "
             f"test {len(splits.test)} images, {ds.num_classes} classes; model {res.model}; device {res.device}"
         )
+        fingerprint = ds.fingerprint()
         data_key = content_hash(
-            ds.fingerprint(),
+            fingerprint,
             req.seed,
             res.preset.attacker_fraction,
             res.preset.max_train,
@@ -174,6 +186,42 @@ class Runner:
             "ipbench": __version__,
         }
         base_key = content_hash("baseline", base_material)
+        return Task(splits, spec, data_key, base_key, base_material, ds.name, fingerprint)
+
+    def _context(self, task: Task, baseline: Callable[[], torch.nn.Module] | None) -> RunContext:
+        res = self.res
+        return RunContext(
+            task.spec, res.preset, self.req.seed, res.device, self.trainer,
+            ThiefView(task.splits.attacker, task.splits.test), owner_split=task.splits.owner,
+            data_key=task.data_key, baseline=baseline, cache=self.cache,
+            code=code_identity(type(res.scheme)), data_root=self.req.data_root,
+            download=self.req.download,
+        )  # fmt: skip
+
+    def prepare_shared(self) -> bool:
+        """Compute the scheme's shared sub-stage (``shared_stage``, e.g. ActiveDaemon's token
+        generator) into the cache and nothing else: a grid does this once for every run that
+        shares it, before those runs start. Records no run; False when the scheme has none."""
+        shared = getattr(self.res.scheme, "shared_stage", None)
+        if shared is None or shared() is None:
+            return False
+        self.res.scheme.prepare(self._context(self._task(), None))  # type: ignore[attr-defined]
+        return True
+
+    def run(self, until: str | None = None) -> RunOutcome:
+        """The whole run; ``until="baseline"`` stops after the baseline stage (the run stays
+        ``running``: a grid trains a shared baseline as its own task, then runs the rest)."""
+        res, req = self.res, self.req
+        label = "reduced setting" if res.preset.reduced else "full recipe"
+        why = ""
+        if res.preset_defaulted:
+            why = " (default: CUDA present)" if res.device.type == "cuda" else " (default: no CUDA)"
+        self.log(f"preset [bold]{res.preset.name}[/]{why}: {res.preset.description} [{label}]")
+        if tuned := type(res.scheme).preset_defaults.get(res.preset.name):
+            sets = ", ".join(f"{k}={getattr(res.scheme.config, k)}" for k in tuned)
+            self.log(f"{res.scheme.name} sets for {res.preset.name}: {sets}")
+        task = self._task()
+        spec, base_material, base_key = task.spec, task.base_material, task.base_key
         scheme = res.scheme
         # The plugin's code identity is part of its keys: edited code is recomputed, not reused.
         protect_material = {
@@ -183,7 +231,7 @@ class Runner:
         protect_key = content_hash("protect", protect_material)
         config = {
             "scheme": scheme.name, "scheme_config": scheme.config, "dataset": res.dataset,
-            "dataset_fingerprint": ds.fingerprint(), "model": spec, "preset": res.preset.name,
+            "dataset_fingerprint": task.dataset_fingerprint, "model": spec, "preset": res.preset.name,
             "train": res.preset.train, "data": {f: getattr(res.preset, f) for f in PRESET_FIELDS},
             "eval": res.eval, "seed": req.seed,
         }  # fmt: skip
@@ -202,7 +250,7 @@ class Runner:
         _, resumed = self.store.start_run(
             self.run_id,
             {
-                "scheme": scheme.name, "dataset": ds.name, "model": res.model, "preset": res.preset.name,
+                "scheme": scheme.name, "dataset": task.dataset_name, "model": res.model, "preset": res.preset.name,
                 "seed": req.seed, "reduced": res.preset.reduced,
                 "config": to_jsonable({**config, **self._recorded(), "request": req.stored()}),
                 "provenance": {**collect(res.device), "plugin_code": code},
@@ -212,23 +260,22 @@ class Runner:
             f"run [bold]{self.run_id}[/]{' (resuming)' if resumed else ''}; store {self.store.path}"
         )
         try:
-            self._run_stages(
-                splits, spec, data_key, base_key, protect_key, base_material, protect_material
-            )
+            self._run_stages(task, protect_key, protect_material, until)
         except BaseException as exc:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             self.store.set_run_status(self.run_id, status)
             raise
-        self.store.set_run_status(self.run_id, "done")
+        if until is None:
+            self.store.set_run_status(self.run_id, "done")
         return RunOutcome(
             self.run_id, resumed, self.store.metrics(self.run_id), self.store.stages(self.run_id)
         )
 
     def _run_stages(
-        self, splits: Splits, spec: ModelSpec, data_key: str, base_key: str, protect_key: str,
-        base_material: dict[str, Any], protect_material: dict[str, Any],
-    ) -> None:  # fmt: skip
+        self, task: Task, protect_key: str, protect_material: dict[str, Any], until: str | None
+    ) -> None:
         res, seed = self.res, self.req.seed
+        splits, spec, base_key = task.splits, task.spec, task.base_key
         train_cfg = res.preset.train
 
         def train_baseline(work: Path) -> dict[str, Any]:
@@ -249,17 +296,15 @@ class Runner:
             )
             return {"metrics": {"A_or": a_or}, "train": dataclasses.asdict(result)}
 
-        base_dir = self._stage("baseline", base_key, train_baseline, base_material)
+        base_dir = self._stage("baseline", base_key, train_baseline, task.base_material)
+        if until == "baseline":
+            return
         a_or = float(self.cache.info("baseline", base_key)["metrics"]["A_or"])
 
         def baseline_copy() -> torch.nn.Module:
             return Protected.load(base_dir).model.to(res.device)
 
-        ctx = RunContext(
-            spec, res.preset, seed, res.device, self.trainer, ThiefView(splits.attacker, splits.test),
-            owner_split=splits.owner, data_key=data_key, baseline=baseline_copy, cache=self.cache,
-            code=protect_material["code"], data_root=self.req.data_root, download=self.req.download,
-        )  # fmt: skip
+        ctx = self._context(task, baseline_copy)
 
         def protect(work: Path) -> dict[str, Any]:
             protected = res.scheme.protect(dataclasses.replace(ctx, stage_dir=work))

@@ -199,6 +199,59 @@ class Store:
                 ),
             )
 
+    # rows moved between stores (ipbench.executors) ----------------------------------------
+    def export_run(self, run_id: str) -> dict[str, Any]:
+        """A run's rows as plain data (run, stages, metrics columns as stored), for a worker
+        with a private store to send to the driver, whose ``import_run`` writes them."""
+
+        def rows(table: str) -> list[dict[str, Any]]:
+            found = self.db.execute(
+                f"SELECT * FROM {table} WHERE run_id=? ORDER BY rowid", (run_id,)
+            )
+            return [dict(r) for r in found]
+
+        (run,) = rows("runs")
+        return {"run": run, "stages": rows("stages"), "metrics": rows("metrics")}
+
+    def import_run(self, rows: dict[str, Any], *, continuing: bool) -> None:
+        """Write an exported run's rows, in one transaction.
+
+        ``continuing=False``: a new attempt at the run (as ``start_run``): an existing record
+        counts one more attempt and its stages are replaced. ``True``: another part of the
+        same attempt (a grid runs a run's baseline, its main stages and each attack as separate
+        tasks): a stage already recorded done under the same key keeps its record, so the part
+        that computed it stays credited and a later part's cache hit does not hide it.
+        """
+        run = rows["run"]
+        run_id = run["run_id"]
+        existing = self.get_run(run_id, exact=True)
+        with self.db:
+            if existing is None:
+                self._insert("runs", {**run, "attempts": 1})
+            elif not continuing:
+                self.db.execute(
+                    "UPDATE runs SET status=?, updated=?, attempts=attempts+1, provenance=? "
+                    "WHERE run_id=?",
+                    (run["status"], run["updated"], run["provenance"], run_id),
+                )
+            for stage in rows["stages"]:
+                old = self.stage(run_id, stage["name"]) if continuing else None
+                keep = (
+                    old is not None and old["status"] == "done" and not old["cached"]
+                    and old["cache_key"] == stage["cache_key"] and stage["cached"]
+                )  # fmt: skip
+                if not keep:
+                    self._insert("stages", stage)
+            for metric in rows["metrics"]:
+                self._insert("metrics", metric)
+
+    def _insert(self, table: str, row: dict[str, Any]) -> None:
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        self.db.execute(
+            f"INSERT OR REPLACE INTO {table} ({cols}) VALUES ({marks})", tuple(row.values())
+        )
+
     # metrics ------------------------------------------------------------------------------
     def put_metrics(
         self,

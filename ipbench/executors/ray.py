@@ -1,0 +1,158 @@
+"""The Ray executor (``--executor ray``): each step of the grid's plan is a Ray task.
+
+Ray schedules: every task asks for what it needs (one GPU where the cluster has GPUs and the
+run may use CUDA, else ``cpus_per_task`` CPUs) and Ray packs the tasks onto the nodes. The
+plan's dependencies are object references, so a run's task starts only once the shared
+baseline (and token generator) it needs is in the cache: two tasks never train one stage.
+
+A task whose worker dies is re-run by Ray (``max_retries``) and resumes from the stages its
+first attempt finished, which are in the shared cache. Rows come back to this process (the
+driver), which alone writes the store as each task finishes; a driver that dies loses no
+finished stage, and the same command started again recomputes nothing that finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ipbench.errors import IpbenchError
+from ipbench.executors.outcome import Outcome, read_outcome
+from ipbench.executors.plan import Step, plan
+from ipbench.executors.progress import GridProgress, ProgressCallback
+from ipbench.executors.worker import StartLog, run_step
+from ipbench.presets import default_preset_name
+from ipbench.progress import console
+from ipbench.request import RunRequest
+from ipbench.store import Store
+
+POLL_S = 0.25  # how often the driver asks which steps have started
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise IpbenchError(
+            '--executor ray needs Ray, an optional extra: pip install "ipbench[ray]"'
+        ) from None
+    return ray
+
+
+def connect(address: str | None) -> bool:
+    """Join the cluster at ``address`` (None: start a local one); True if this call did, so
+    the caller shuts it down again. Worker output goes to Ray's log files, not this console."""
+    ray = _ray()
+    if ray.is_initialized():
+        return False
+    # A cluster started here is this grid's alone: no dashboard to serve.
+    options = {"include_dashboard": False} if address is None else {}
+    try:
+        ray.init(address=address, log_to_driver=False, **options)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise IpbenchError(f"cannot join the Ray cluster at {address!r}: {exc}") from None
+    return True
+
+
+def placed(req: RunRequest, cluster_gpus: float) -> RunRequest:
+    """The request as a worker runs it; its task asks for a GPU where its device is ``cuda``.
+
+    The driver may have no GPU while the workers do: ``auto`` takes one where the cluster has
+    any, and the preset it would default to on CUDA is fixed here, so that the driver and the
+    worker agree on the run. Inside a task Ray makes its GPU ``cuda`` (CUDA_VISIBLE_DEVICES).
+    """
+    device = (req.device or "auto").lower()
+    req = dataclasses.replace(req, workdir=str(Path(req.workdir).resolve()))
+    if req.data_root:
+        req = dataclasses.replace(req, data_root=str(Path(req.data_root).expanduser().resolve()))
+    if device == "cpu":
+        return req
+    if device.startswith("cuda") and cluster_gpus < 1:
+        raise IpbenchError(
+            f"--device {req.device}: the Ray cluster has no GPU; use --device cpu or auto"
+        )
+    if cluster_gpus < 1:
+        return dataclasses.replace(req, device="cpu")
+    return dataclasses.replace(req, device="cuda", preset=req.preset or default_preset_name("cuda"))
+
+
+def execute_ray(
+    requests: Sequence[RunRequest], store: Store, address: str | None,
+    on_progress: ProgressCallback | None = None, max_retries: int = 3, cpus_per_task: int = 1,
+) -> list[Outcome]:  # fmt: skip
+    ray = _ray()
+    started_here = connect(address)
+    try:
+        gpus = float(ray.cluster_resources().get("GPU", 0))
+        placements = [placed(r, gpus) for r in requests]
+        steps = plan(placements)
+        return _drive(ray, steps, placements, store, on_progress, max_retries, cpus_per_task)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _drive(
+    ray: Any, steps: list[Step], placements: list[RunRequest], store: Store,
+    on_progress: ProgressCallback | None, max_retries: int, cpus_per_task: int,
+) -> list[Outcome]:  # fmt: skip
+    reporter = ray.remote(num_cpus=0)(StartLog).remote()
+    task = ray.remote(run_step)
+    refs: dict[str, Any] = {}
+    for step in steps:
+        gpu = step.request.device == "cuda"  # placed(): the run may use one and the cluster has
+        refs[step.id] = task.options(
+            num_cpus=cpus_per_task, num_gpus=1 if gpu else 0, max_retries=max_retries,
+            name=step.id,
+        ).remote(step.kind, step.request, step.id, reporter, cpus_per_task,
+                 *(refs[d] for d in step.deps))  # fmt: skip
+    console.print(
+        f"[bold]grid[/] {len(placements)} runs as {len(steps)} Ray tasks on "
+        f"{ray.cluster_resources().get('CPU', 0):.0f} CPUs, "
+        f"{ray.cluster_resources().get('GPU', 0):.0f} GPUs",
+        highlight=False,
+    )
+    progress = GridProgress(steps, len(placements), on_progress)
+    by_ref = {ref: step for step in steps for ref in [refs[step.id]]}
+    run_ids: dict[int, str] = {}
+    errors: dict[int, str] = {}
+    bad_input: set[int] = set()
+    recorded: set[str] = set()  # runs with rows from this grid: later parts continue them
+    pending = list(refs.values())
+    last_poll = 0.0
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
+        if time.monotonic() - last_poll >= POLL_S or not ready:
+            progress.update(ray.get(reporter.snapshot.remote()))
+            last_poll = time.monotonic()
+        for ref in ready:
+            step = by_ref[ref]
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayError as exc:  # the worker died more often than retried
+                result = {"step": step.id, "run_id": None, "rows": None, "error": str(exc),
+                          "input_error": False}  # fmt: skip
+            if result["rows"] is not None:
+                run_id = result["run_id"]
+                store.import_run(result["rows"], continuing=run_id in recorded)
+                recorded.add(run_id)
+            affected = [step.run] if step.run is not None else []
+            if step.run is not None and result["run_id"] is not None:
+                run_ids[step.run] = result["run_id"]
+            if step.run is None:  # a shared step: every run waiting for it fails with it
+                affected = [o.run for o in steps if step.id in o.deps and o.run is not None]
+            for run in affected if result["error"] else []:
+                if run not in errors:
+                    errors[run] = f"{step.id}: {result['error']}"
+                    if result["input_error"]:
+                        bad_input.add(run)
+            progress.finish(step.id, not result["error"])
+            if step.run is not None and progress.run_finished(step.run) and step.run in run_ids:
+                store.set_run_status(run_ids[step.run], "failed" if step.run in errors else "done")
+    return [
+        read_outcome(store, req, run_ids.get(i), errors.get(i), i in bad_input)
+        for i, req in enumerate(placements)
+    ]
