@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,14 +213,16 @@ class Store:
         (run,) = rows("runs")
         return {"run": run, "stages": rows("stages"), "metrics": rows("metrics")}
 
-    def import_run(self, rows: dict[str, Any], *, continuing: bool) -> None:
-        """Write an exported run's rows, in one transaction.
+    def import_run(
+        self, rows: dict[str, Any], *, new_attempt: bool, keep: Collection[str] = ()
+    ) -> list[str]:
+        """Write an exported run's rows in one transaction; returns the stages they computed.
 
-        ``continuing=False``: a new attempt at the run (as ``start_run``): an existing record
-        counts one more attempt and its stages are replaced. ``True``: another part of the
-        same attempt (a grid runs a run's baseline, its main stages and each attack as separate
-        tasks): a stage already recorded done under the same key keeps its record, so the part
-        that computed it stays credited and a later part's cache hit does not hide it.
+        ``new_attempt``: the rows start an attempt at the run (as ``start_run``: an existing
+        record counts one more attempt); otherwise they are another part of the attempt (a grid
+        runs a run's baseline, its main stages and each attack as tasks of their own), whose
+        plugins join the run's provenance. ``keep``: stages this attempt recorded as computed;
+        a later part that found them in the cache does not replace that record.
         """
         run = rows["run"]
         run_id = run["run_id"]
@@ -228,22 +230,28 @@ class Store:
         with self.db:
             if existing is None:
                 self._insert("runs", {**run, "attempts": 1})
-            elif not continuing:
+            elif new_attempt:
                 self.db.execute(
                     "UPDATE runs SET status=?, updated=?, attempts=attempts+1, provenance=? "
                     "WHERE run_id=?",
                     (run["status"], run["updated"], run["provenance"], run_id),
                 )
+            else:
+                prov = existing.provenance
+                code = {
+                    **prov.get("plugin_code", {}),
+                    **json.loads(run["provenance"]).get("plugin_code", {}),
+                }
+                self.db.execute(
+                    "UPDATE runs SET provenance=? WHERE run_id=?",
+                    (json.dumps({**prov, "plugin_code": code}), run_id),
+                )
             for stage in rows["stages"]:
-                old = self.stage(run_id, stage["name"]) if continuing else None
-                keep = (
-                    old is not None and old["status"] == "done" and not old["cached"]
-                    and old["cache_key"] == stage["cache_key"] and stage["cached"]
-                )  # fmt: skip
-                if not keep:
+                if not (stage["name"] in keep and stage["cached"]):
                     self._insert("stages", stage)
             for metric in rows["metrics"]:
                 self._insert("metrics", metric)
+        return [s["name"] for s in rows["stages"] if s["status"] == "done" and not s["cached"]]
 
     def _insert(self, table: str, row: dict[str, Any]) -> None:
         cols = ", ".join(row)

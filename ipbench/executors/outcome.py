@@ -80,11 +80,11 @@ def summary_table(outcomes: list[Outcome], title: str) -> Table:
     table.add_column("run", no_wrap=True, min_width=12)
     table.add_column("seed", justify="right")
     table.add_column("settings", overflow="fold")
-    table.add_column("status", overflow="fold")
+    table.add_column("status", overflow="fold", min_width=6)
     for col in ("new", "reused", "stage s"):
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", no_wrap=True)
     for _, name in HEADLINE:
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", no_wrap=True, min_width=6)
     for o, d in zip(outcomes, described, strict=True):
         settings = " ".join(f"{k}={d[k]}" for k in varying if k in d) or "-"
         status = o.status if not o.error else f"[red]{o.status}[/]: {o.error}"

@@ -73,7 +73,8 @@ class GridProgress:
     def event(self) -> ProgressEvent:
         finished_runs = {r for r in range(self.runs) if self.run_finished(r)}
         failed = len(self.failed_runs & finished_runs)
-        active = {self.steps[i].run for i in self.started if i not in self.finished} - finished_runs
+        # a run is running from the start of its first step to the end of its last
+        active = {self.steps[i].run for i in {*self.started, *self.finished}} - finished_runs
         running = len(active - {None})
         elapsed = time.perf_counter() - self.t0
         left = None

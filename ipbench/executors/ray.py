@@ -23,7 +23,7 @@ from ipbench.errors import IpbenchError
 from ipbench.executors.outcome import Outcome, read_outcome
 from ipbench.executors.plan import Step, plan
 from ipbench.executors.progress import GridProgress, ProgressCallback
-from ipbench.executors.worker import StartLog, run_step
+from ipbench.executors.worker import run_step
 from ipbench.presets import default_preset_name
 from ipbench.progress import console
 from ipbench.request import RunRequest
@@ -55,6 +55,25 @@ def connect(address: str | None) -> bool:
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise IpbenchError(f"cannot join the Ray cluster at {address!r}: {exc}") from None
     return True
+
+
+def start_log(ray: Any) -> Any:
+    """An actor that records which steps started, in which worker processes (one entry per
+    attempt): the driver's view of what is running, since Ray tells a caller only when a task
+    has finished. Its class is defined here, inside a function, so that Ray ships it by value
+    and its process starts in a second without importing ipbench (and torch)."""
+
+    class StartLog:
+        def __init__(self) -> None:
+            self.started: dict[str, list[int]] = {}
+
+        def start(self, step_id: str, pid: int) -> None:
+            self.started.setdefault(step_id, []).append(pid)
+
+        def snapshot(self) -> dict[str, list[int]]:
+            return self.started
+
+    return ray.remote(num_cpus=0)(StartLog).remote()
 
 
 def placed(req: RunRequest, cluster_gpus: float) -> RunRequest:
@@ -99,7 +118,7 @@ def _drive(
     ray: Any, steps: list[Step], placements: list[RunRequest], store: Store,
     on_progress: ProgressCallback | None, max_retries: int, cpus_per_task: int,
 ) -> list[Outcome]:  # fmt: skip
-    reporter = ray.remote(num_cpus=0)(StartLog).remote()
+    reporter = start_log(ray)
     task = ray.remote(run_step)
     refs: dict[str, Any] = {}
     for step in steps:
@@ -120,7 +139,8 @@ def _drive(
     run_ids: dict[int, str] = {}
     errors: dict[int, str] = {}
     bad_input: set[int] = set()
-    recorded: set[str] = set()  # runs with rows from this grid: later parts continue them
+    # per run with rows from this grid, the stages its parts computed (later parts continue it)
+    computed_here: dict[str, set[str]] = {}
     pending = list(refs.values())
     last_poll = 0.0
     while pending:
@@ -137,8 +157,11 @@ def _drive(
                           "input_error": False}  # fmt: skip
             if result["rows"] is not None:
                 run_id = result["run_id"]
-                store.import_run(result["rows"], continuing=run_id in recorded)
-                recorded.add(run_id)
+                new = run_id not in computed_here
+                done = store.import_run(
+                    result["rows"], new_attempt=new, keep=computed_here.get(run_id, ())
+                )
+                computed_here.setdefault(run_id, set()).update(done)
             affected = [step.run] if step.run is not None else []
             if step.run is not None and result["run_id"] is not None:
                 run_ids[step.run] = result["run_id"]

@@ -24,21 +24,6 @@ from ipbench.executors.plan import StepKind
 from ipbench.request import RunRequest
 
 
-class StartLog:
-    """Which steps started, in which worker processes (one entry per attempt): the driver's
-    view of what is running, since Ray tells a caller only when a task has finished. Held by
-    a Ray actor that workers report to; a plain object here so it stays free of Ray."""
-
-    def __init__(self) -> None:
-        self.started: dict[str, list[int]] = {}
-
-    def start(self, step_id: str, pid: int) -> None:
-        self.started.setdefault(step_id, []).append(pid)
-
-    def snapshot(self) -> dict[str, list[int]]:
-        return self.started
-
-
 def run_step(
     kind: StepKind, request: RunRequest, step_id: str, reporter: Any, threads: int, *deps: Any
 ) -> dict[str, Any]:
