@@ -3,6 +3,7 @@ executor option's errors, and progress counts. The Ray executor itself: test_ray
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
@@ -125,3 +126,14 @@ def test_progress_counts_runs_by_their_steps():
     assert (seen[-1].done, seen[-1].failed, seen[-1].running) == (1, 0, 1)  # the attack runs on
     progress.finish("attack:1:prune", ok=True)
     assert (seen[-1].done, seen[-1].failed, seen[-1].waiting) == (1, 1, 0)
+
+
+def test_ray_stays_optional_nothing_imports_it_before_a_ray_grid_runs():
+    code = (
+        "import sys, ipbench.cli, ipbench.executors.ray, ipbench.executors.worker; "
+        "from typer.testing import CliRunner; "
+        "assert CliRunner().invoke(ipbench.cli.app, ['sweep', '--help']).exit_code == 0; "
+        "sys.exit('ray imported' if 'ray' in sys.modules else 0)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr

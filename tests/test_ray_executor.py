@@ -19,7 +19,6 @@ from ipbench.executors import ProgressEvent, execute
 from ipbench.store import Store
 from ipbench.sweep import plan
 
-ray = pytest.importorskip("ray", reason='Ray is an optional extra: pip install -e ".[ray]"')
 pytestmark = pytest.mark.slow
 
 # 2 values x 2 seeds = 4 runs on 2 baselines (one per seed); the runs with 5 protection epochs
@@ -32,6 +31,8 @@ GRID = ["--scheme", "mlock", "--preset", "smoke", "--seeds", "0,1", "--device", 
 
 @pytest.fixture(scope="module")
 def cluster():
+    """A local two-CPU Ray cluster (imported here, so collecting this file needs no Ray)."""
+    ray = pytest.importorskip("ray", reason='Ray is an optional extra: pip install -e ".[ray]"')
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
