@@ -55,10 +55,9 @@ def exit_on_failures(outcomes: list[Any]) -> None:
     command's input errors), 1 when a run crashed."""
     failed = [o for o in outcomes if o.status != "done"]
     for o in failed:
-        err.print(
-            f"[bold red]error:[/] run {o.run_id or '-'} (seed {o.request.seed}): {o.error}",
-            highlight=False, soft_wrap=True,
-        )  # fmt: skip
+        said = o.run_id is not None and o.run_id in (o.error or "")  # the error names the run
+        where = "" if said else f"run {o.run_id or '-'} (seed {o.request.seed}): "
+        err.print(f"[bold red]error:[/] {where}{o.error}", highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(2 if all(o.input_error for o in failed) else 1)
 
@@ -145,7 +144,7 @@ def run(
 @app.command()
 def attack(
     run_refs: list[str] = typer.Argument(
-        ..., metavar="RUN...", help="run ids, unique prefixes, or 'last'"
+        ..., metavar="RUN", help="run ids (several: one grid), unique prefixes, or 'last'"
     ),
     attack_: str = typer.Option(
         ...,
@@ -177,7 +176,7 @@ def attack(
         ]
         outcomes = run_grid(requests, executor, ray_address, f"attacks on {len(requests)} runs")
         for o in outcomes:
-            if o.run_id is None:
+            if o.status != "done":
                 continue
             wanted = {f"attack:{a.name}" for a in resolve(o.request).attacks}
             rows = [m for m in store.metrics(o.run_id) if m["stage"] in wanted]

@@ -137,3 +137,32 @@ def test_ray_stays_optional_nothing_imports_it_before_a_ray_grid_runs():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+
+
+def test_ray_tasks_ask_for_a_gpu_where_the_cluster_has_one(tmp_path):
+    from ipbench.executors.ray import placed
+
+    auto = RunRequest(scheme="mlock", workdir="runs", data_root="~/data")
+    on_gpu = placed(auto, cluster_gpus=2)
+    # the driver may lack CUDA: the worker's device and the preset CUDA defaults to are fixed
+    assert (on_gpu.device, on_gpu.preset) == ("cuda", "paper")
+    assert on_gpu.workdir.startswith("/") and not on_gpu.data_root.startswith("~")
+    assert placed(RunRequest(scheme="mlock", preset="smoke"), 2).preset == "smoke"
+    assert placed(RunRequest(scheme="mlock", device="cuda:1"), 1).device == "cuda"
+    on_cpu = placed(auto, cluster_gpus=0)
+    assert (on_cpu.device, on_cpu.preset) == ("cpu", None)
+    assert placed(RunRequest(scheme="mlock", device="cpu"), 4).device == "cpu"
+    with pytest.raises(IpbenchError, match="--device cuda: the Ray cluster has no GPU"):
+        placed(RunRequest(scheme="mlock", device="cuda"), cluster_gpus=0)
+
+
+def test_sweep_names_a_bad_executor_before_any_run(tmp_path):
+    from typer.testing import CliRunner
+
+    from ipbench.cli import app
+
+    args = ["sweep", "-s", "mlock", "-p", "smoke", "--set", "gamma=0.1,0.3", "--workdir",
+            str(tmp_path), "--executor", "dask"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "unknown executor 'dask'; valid: local, ray" in result.output
+    assert Store(tmp_path).list_runs() == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass, field
 
+from rich import box
 from rich.table import Table
 
 from ipbench.errors import IpbenchError
@@ -68,29 +69,32 @@ def _described(req: RunRequest) -> dict[str, str]:
 
 def summary_table(outcomes: list[Outcome], title: str) -> Table:
     """One row per run: what varies across the grid (what is the same for every run is in
-    the title), its status, how many stages it computed and reused, and its headline numbers."""
+    the title), its status, how many stages it computed and reused, and its headline numbers.
+    Why a run failed is not here: the commands print it under the table."""
     described = [_described(o.request) for o in outcomes]
     keys = list(dict.fromkeys(k for d in described for k in d))
     varying = [k for k in keys if len({d.get(k) for d in described}) > 1]
     fixed = (
         ", ".join(f"{k}={described[0][k]}" for k in keys if k not in varying) if outcomes else ""
     )
-    table = Table(title=f"{title}: {fixed}" if fixed else title, title_justify="left")
-    # stages computed for the run / reused from the cache (which ones: `ipbench show RUN`)
+    table = Table(
+        title=f"{title}: {fixed}" if fixed else title, title_justify="left",
+        box=box.SIMPLE_HEAD, pad_edge=False,
+    )  # fmt: skip
     table.add_column("run", no_wrap=True, min_width=12)
     table.add_column("seed", justify="right")
-    table.add_column("settings", overflow="fold")
-    table.add_column("status", overflow="fold", min_width=6)
-    for col in ("new", "reused", "stage s"):
-        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("settings", overflow="fold", min_width=8)
+    table.add_column("status", no_wrap=True)  # why a run failed: a line under the table
+    # stages computed for the run / reused from the cache (which ones: `ipbench show RUN`)
+    table.add_column("new/reused", justify="right", no_wrap=True)
     for _, name in HEADLINE:
-        table.add_column(name, justify="right", no_wrap=True, min_width=6)
+        table.add_column(name, justify="right", no_wrap=True, min_width=5)
     for o, d in zip(outcomes, described, strict=True):
         settings = " ".join(f"{k}={d[k]}" for k in varying if k in d) or "-"
-        status = o.status if not o.error else f"[red]{o.status}[/]: {o.error}"
+        status = "done" if o.status == "done" else f"[red]{o.status}[/]"
         nums = ["-" if v is None else f"{v:.2f}" for v in (o.headline.get(n) for _, n in HEADLINE)]
         table.add_row(
             o.run_id or "-", str(o.request.seed), settings, status,
-            str(len(o.computed)), str(len(o.cached)), f"{o.stage_s:.1f}", *nums,
+            f"{len(o.computed)}/{len(o.cached)}", *nums,
         )  # fmt: skip
     return table
