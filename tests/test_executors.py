@@ -166,3 +166,32 @@ def test_sweep_names_a_bad_executor_before_any_run(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and "unknown executor 'dask'; valid: local, ray" in result.output
     assert Store(tmp_path).list_runs() == []
+
+
+@pytest.mark.slow
+def test_the_shared_token_step_computes_the_stage_the_runs_then_reuse(tmp_path, monkeypatch):
+    import ipbench.schemes.activedaemon as activedaemon
+    from ipbench.runner import Runner
+
+    fast = {"train.epochs": "1", "max_train": "300", "max_test": "100", "token_steps": "20",
+            "secret_only_steps": "20"}  # fmt: skip
+
+    def request(gamma: str) -> RunRequest:
+        return RunRequest(scheme="activedaemon", preset="smoke", device="cpu", attacks="none",
+                          workdir=str(tmp_path), overrides={**fast, "gamma": gamma})  # fmt: skip
+
+    first, second = request("0.1"), request("0.3")
+    assert Runner(first).prepare_shared()
+    (token,) = (tmp_path / "artifacts" / "tokens").iterdir()
+    assert (token / "stage.json").exists()
+    assert Store(tmp_path).list_runs() == []  # a shared step records no run
+
+    def retrain(*args, **kwargs):
+        raise AssertionError("the token generator was trained again")
+
+    monkeypatch.setattr(activedaemon, "train_token_generator", retrain)
+    outcome = Runner(second).run()  # another gamma: the same token stage, from the cache
+    assert {s["name"] for s in outcome.stages} == {"baseline", "protect", "evaluate"}
+    assert not Runner(
+        RunRequest(scheme="mlock", preset="smoke", workdir=str(tmp_path))
+    ).prepare_shared()
