@@ -137,3 +137,28 @@ def test_a_killed_worker_is_retried_and_nothing_finished_is_lost(cluster, local_
     for stage in ("baseline", "protect", "evaluate"):
         keys = computed(tmp_path, stage)
         assert len(keys) == len(set(keys))  # each computed once, whoever computed it
+
+
+def test_attacks_on_several_runs_fan_out_and_a_failed_run_does_not_stop_the_grid(
+    cluster, local_grid, tmp_path
+):
+    import shutil
+
+    shutil.copytree(local_grid, tmp_path, dirs_exist_ok=True)
+    store = Store(tmp_path)
+    broken, intact = (r.run_id for r in store.list_runs()[:2])
+    key = store.stage(broken, "protect")["cache_key"]
+    shutil.rmtree(tmp_path / "artifacts" / "protect" / key)
+    result = CliRunner().invoke(
+        app, ["attack", broken, intact, "--attack", "prune,fine-pruning", "--set",
+              "attack.prune.rates=0,0.5", "--workdir", str(tmp_path), "--device", "cpu",
+              "--executor", "ray"],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output  # bad input: a cached model is gone
+    assert f"run {broken}: the cached protect artefact" in result.output
+    store = Store(tmp_path)
+    assert store.require_run(broken).status == "failed"
+    assert store.require_run(intact).status == "done"
+    stages = {s["name"]: s for s in store.stages(intact)}
+    assert stages["attack:prune"]["status"] == stages["attack:fine-pruning"]["status"] == "done"
+    assert not stages["attack:prune"]["cached"] and stages["protect"]["cached"]

@@ -135,12 +135,8 @@ def _drive(
         highlight=False,
     )
     progress = GridProgress(steps, len(placements), on_progress)
-    by_ref = {ref: step for step in steps for ref in [refs[step.id]]}
-    run_ids: dict[int, str] = {}
-    errors: dict[int, str] = {}
-    bad_input: set[int] = set()
-    # per run with rows from this grid, the stages its parts computed (later parts continue it)
-    computed_here: dict[str, set[str]] = {}
+    record = GridRecord(store, steps, progress)
+    by_ref = {refs[step.id]: step for step in steps}
     pending = list(refs.values())
     last_poll = 0.0
     while pending:
@@ -155,27 +151,51 @@ def _drive(
             except ray.exceptions.RayError as exc:  # the worker died more often than retried
                 result = {"step": step.id, "run_id": None, "rows": None, "error": str(exc),
                           "input_error": False}  # fmt: skip
-            if result["rows"] is not None:
-                run_id = result["run_id"]
-                new = run_id not in computed_here
-                done = store.import_run(
-                    result["rows"], new_attempt=new, keep=computed_here.get(run_id, ())
-                )
-                computed_here.setdefault(run_id, set()).update(done)
-            affected = [step.run] if step.run is not None else []
-            if step.run is not None and result["run_id"] is not None:
-                run_ids[step.run] = result["run_id"]
-            if step.run is None:  # a shared step: every run waiting for it fails with it
-                affected = [o.run for o in steps if step.id in o.deps and o.run is not None]
-            for run in affected if result["error"] else []:
-                if run not in errors:
-                    errors[run] = f"{step.id}: {result['error']}"
-                    if result["input_error"]:
-                        bad_input.add(run)
-            progress.finish(step.id, not result["error"])
-            if step.run is not None and progress.run_finished(step.run) and step.run in run_ids:
-                store.set_run_status(run_ids[step.run], "failed" if step.run in errors else "done")
-    return [
-        read_outcome(store, req, run_ids.get(i), errors.get(i), i in bad_input)
-        for i, req in enumerate(placements)
-    ]
+            record.take(step, result)
+    return record.outcomes(placements)
+
+
+class GridRecord:
+    """The driver's side of the store: each finished step's rows go in as they arrive, and a
+    run's status once its last step is in."""
+
+    def __init__(self, store: Store, steps: list[Step], progress: GridProgress) -> None:
+        self.store, self.steps, self.progress = store, steps, progress
+        self.run_ids: dict[int, str] = {}
+        self.errors: dict[int, tuple[str, bool]] = {}  # run -> (why it failed, bad input)
+        # per run with rows from this grid, the stages its parts computed (later parts continue
+        # the same attempt; see Store.import_run)
+        self.computed: dict[str, set[str]] = {}
+
+    def take(self, step: Step, result: dict[str, Any]) -> None:
+        run_id = result["run_id"]
+        if result["rows"] is not None:
+            new = run_id not in self.computed
+            done = self.store.import_run(
+                result["rows"], new_attempt=new, keep=self.computed.get(run_id, ())
+            )
+            self.computed.setdefault(run_id, set()).update(done)
+        if step.run is not None and run_id is not None:
+            self.run_ids[step.run] = run_id
+        if result["error"]:
+            why = result["error"] if step.kind == "run" else f"{step.id}: {result['error']}"
+            # a shared step's failure is that of every run waiting for it
+            runs = [step.run] if step.run is not None else [
+                s.run for s in self.steps if step.id in s.deps and s.run is not None
+            ]  # fmt: skip
+            for run in runs:
+                self.errors.setdefault(run, (why, result["input_error"]))
+        self.progress.finish(step.id, not result["error"])
+        if (
+            step.run is not None
+            and step.run in self.run_ids
+            and self.progress.run_finished(step.run)
+        ):
+            status = "failed" if step.run in self.errors else "done"
+            self.store.set_run_status(self.run_ids[step.run], status)
+
+    def outcomes(self, requests: list[RunRequest]) -> list[Outcome]:
+        return [
+            read_outcome(self.store, req, self.run_ids.get(i), *self.errors.get(i, (None, False)))
+            for i, req in enumerate(requests)
+        ]
