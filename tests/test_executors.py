@@ -43,11 +43,22 @@ def test_activedaemon_runs_share_one_token_generator_step():
     assert prep.run is None
     runs = [s for s in steps if s.kind == "run"]
     assert all(set(s.deps) == {"baseline:0", prep.id} for s in runs)
-    # another token setting, or a token loaded from a folder, shares nothing
-    apart = plan([_req("activedaemon", token_steps=5), _req("activedaemon", token_steps=6)])
-    assert not [s for s in apart if s.kind == "prepare"]
+    # another token setting is another token (each trains beside the shared baseline)
+    apart = {s.id: s for s in plan([_req("activedaemon", token_steps=5),
+                                    _req("activedaemon", token_steps=6)])}  # fmt: skip
+    assert {apart["run:0"].deps, apart["run:1"].deps} == {
+        ("baseline:0", "prepare:0"),
+        ("baseline:0", "prepare:1"),
+    }
+    # a token loaded from a folder is nobody's step
     given = plan([_req("activedaemon", token_from="/x", gamma=g) for g in (0.1, 0.3)])
     assert not [s for s in given if s.kind == "prepare"]
+    # one ActiveDaemon run beside an M-LOCK run: its token trains while their baseline does
+    pair = {s.id: s for s in plan([_req("activedaemon"), _req(gamma=0.1)])}
+    assert set(pair) == {"baseline:0", "prepare:0", "run:0", "run:1"}
+    assert set(pair["run:0"].deps) == {"baseline:0", "prepare:0"}
+    assert pair["run:1"].deps == ("baseline:0",)
+    assert [s.kind for s in plan([_req("activedaemon")])] == ["run"]  # alone: one step
     # M-LOCK's token is drawn in milliseconds: nothing to share
     assert not [s for s in plan([_req(gamma=0.1), _req(gamma=0.3)]) if s.kind == "prepare"]
 

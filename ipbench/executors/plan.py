@@ -8,7 +8,9 @@ steps of their own that the runs depend on:
 
 - ``baseline``: the first run of a group of two or more runs with the same baseline trains it
   (``Runner.run(until="baseline")``), recorded under that run as ``ipbench run`` would;
-- ``prepare``: a scheme's shared sub-stage (``Runner.prepare_shared``), recorded under no run;
+- ``prepare``: a scheme's shared sub-stage (``Runner.prepare_shared``), recorded under no run,
+  for two or more runs, or for one run that waits for a baseline step anyway (the two train
+  side by side instead of one after the other);
 - ``run``: a run's stages (its attacks too, unless they are split off);
 - ``attack``: one attack of a run, after the run's main step, when a run has two or more.
 
@@ -89,7 +91,8 @@ def plan(requests: Sequence[RunRequest], split_attacks: bool = True) -> list[Ste
         for i in members:
             needs[i].append(step.id)
     for n, members in enumerate(by_shared.values()):
-        if len(members) < 2:
+        # worth a step when shared, or when it can train while the run waits for its baseline
+        if len(members) < 2 and not needs[members[0]]:
             continue
         step = Step(f"prepare:{n}", "prepare", _without_attacks(requests[members[0]]), None)
         steps.append(step)
