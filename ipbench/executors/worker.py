@@ -24,6 +24,13 @@ from ipbench.executors.plan import StepKind
 from ipbench.request import RunRequest
 
 
+def plain(markup: str) -> str:
+    """A log line without rich's markup: worker output goes to plain log files."""
+    from rich.text import Text
+
+    return Text.from_markup(markup).plain
+
+
 def run_step(
     kind: StepKind, request: RunRequest, step_id: str, reporter: Any, threads: int, *deps: Any
 ) -> dict[str, Any]:
@@ -49,7 +56,9 @@ def run_step(
         store = Store(private)
         error, bad_input, runner = None, False, None
         try:
-            runner = Runner(request, log=lambda msg: print(f"[{step_id}] {msg}"), store=store)
+            runner = Runner(
+                request, log=lambda msg: print(f"[{step_id}] {plain(msg)}"), store=store
+            )
             if kind == "prepare":
                 runner.prepare_shared()
             else:
