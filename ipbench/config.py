@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ipbench.errors import IpbenchError
+from ipbench.validation import check_fields
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -25,6 +26,11 @@ def parse_assignments(pairs: list[str] | None) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise IpbenchError(f"--set expects KEY=VALUE, got {pair!r}")
+        if key.strip() in out:
+            raise IpbenchError(
+                f"--set {key.strip()} is given twice ({key.strip()}={out[key.strip()]} and "
+                f"{pair.strip()}); give each setting once"
+            )
         out[key.strip()] = value.strip()
     return out
 
@@ -76,7 +82,8 @@ def field_names(cfg_type: type) -> list[str]:
 
 
 def override(cfg: C, values: Mapping[str, Any], what: str = "config") -> C:
-    """Return a copy of dataclass ``cfg`` with fields replaced; unknown keys are an error."""
+    """Return a copy of dataclass ``cfg`` with fields replaced; unknown keys are an error, and
+    every field of the result is checked against its declared range (``ipbench.validation``)."""
     hints = typing.get_type_hints(type(cfg))
     names = field_names(type(cfg))
     changes = {}
@@ -84,7 +91,9 @@ def override(cfg: C, values: Mapping[str, Any], what: str = "config") -> C:
         if key not in names:
             raise IpbenchError(f"unknown {what} field {key!r}; valid fields: {', '.join(names)}")
         changes[key] = _coerce(raw, hints[key], key)
-    return dataclasses.replace(cfg, **changes)
+    out = dataclasses.replace(cfg, **changes)
+    check_fields(out, what)
+    return out
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -19,6 +19,7 @@ from torch import nn
 from ipbench.config import content_hash
 from ipbench.errors import IpbenchError
 from ipbench.models import ModelSpec, build_model
+from ipbench.owner import derive, key_digest
 
 if TYPE_CHECKING:
     from ipbench.cache import StageCache
@@ -55,6 +56,9 @@ class RunContext:
     code: str = ""  # code identity of the plugin this context serves (ipbench.plugins)
     data_root: str | None = None  # where other datasets are read (transfer fine-tuning)
     download: bool = False
+    # The owner's key seed (ipbench.owner): what every secret is drawn from. Never the
+    # published run seed; None in a thief's view.
+    key_seed: int | None = None
 
     @property
     def owner(self) -> ImageSet:
@@ -71,8 +75,26 @@ class RunContext:
         return self.thief.test
 
     def for_thief(self) -> RunContext:
-        """This context as an attacker sees it: no owner data, no stage folder."""
-        return dataclasses.replace(self, owner_split=None, stage_dir=None)
+        """This context as an attacker sees it: no owner data, no stage folder, no key."""
+        return dataclasses.replace(self, owner_split=None, stage_dir=None, key_seed=None)
+
+    def _key(self) -> int:
+        if self.key_seed is None:
+            raise IpbenchError(
+                "the owner's key seed is not part of a thief's view; secrets are drawn only "
+                "in protect (ctx.secret_generator / ctx.secret_seed)"
+            )
+        return self.key_seed
+
+    def secret_generator(self, *purpose: object) -> torch.Generator:
+        """A generator for one of the owner's secrets (``purpose``: the scheme's name and a
+        salt), drawn from the key seed, so no one holding only the run seed can redraw it."""
+        return torch.Generator().manual_seed(derive(self._key(), purpose))
+
+    def secret_seed(self, *purpose: object) -> int:
+        """An integer seed (40 bits, so code that offsets or scales it stays in range) for
+        owner-side randomness that shapes a secret, e.g. an encoder's initial weights."""
+        return derive(self._key(), purpose, bits=40)
 
     def new_model(self) -> nn.Module:
         """A freshly initialised network, deterministic under the run's seed."""
@@ -92,7 +114,8 @@ class RunContext:
         ``material``, the data, the seed and the plugin's code: ``(folder, key)``."""
         if self.cache is None:
             raise IpbenchError(f"stage {name!r}: this context has no stage cache")
-        key = content_hash(name, material, self.data_key, self.seed, self.code)
+        secret = key_digest(self.key_seed) if self.key_seed is not None else None
+        key = content_hash(name, material, self.data_key, self.seed, self.code, secret)
         folder, _ = self.cache.compute(
             name, key, compute, {"material": material, "code": self.code}
         )

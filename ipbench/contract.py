@@ -49,8 +49,10 @@ class Credential:
 class Protected:
     """A protected deployment as data: the network, the scheme's secrets and metadata.
 
-    Saved as ``model.safetensors`` + ``secrets.safetensors`` + ``meta.json``; loading rebuilds
-    the architecture from the stored ``ModelSpec``, so nothing is ever unpickled.
+    Saved as ``model.safetensors`` + ``meta.json`` (the deployed artefact) and
+    ``owner/secrets.safetensors`` (the owner's part: its own folder, readable by the owner
+    only, never handed to an attack); loading rebuilds the architecture from the stored
+    ``ModelSpec``, so nothing is ever unpickled.
     """
 
     scheme: str
@@ -62,13 +64,16 @@ class Protected:
         default_factory=dict, repr=False, compare=False
     )  # caches, never saved
 
-    FILES: ClassVar[tuple[str, ...]] = ("model.safetensors", "secrets.safetensors", "meta.json")
+    SECRETS: ClassVar[str] = "owner/secrets.safetensors"
+    FILES: ClassVar[tuple[str, ...]] = ("model.safetensors", SECRETS, "meta.json")
 
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         write_tensors(self.model.state_dict(), folder / "model.safetensors")
-        write_tensors(self.secrets, folder / "secrets.safetensors")
+        secrets = folder / self.SECRETS
+        secrets.parent.mkdir(mode=0o700, exist_ok=True)
+        write_tensors(self.secrets, secrets, private=True)
         meta = {"scheme": self.scheme, "model_spec": self.model_spec.__dict__, "meta": self.meta}
         (folder / "meta.json").write_text(json.dumps(meta, indent=2, default=list))
 
@@ -94,7 +99,7 @@ class Protected:
                 f"{folder}/meta.json: unreadable protected-model metadata ({exc})"
             ) from None
         state = read_tensors(folder / "model.safetensors", "protected model")
-        secrets = read_tensors(folder / "secrets.safetensors", "scheme secrets")
+        secrets = read_tensors(folder / cls.SECRETS, "scheme secrets")
         model = build(spec, raw["meta"]) if build else build_model(spec)
         try:
             model.load_state_dict(state)

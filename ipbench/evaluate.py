@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from annotated_types import Ge
 
 from ipbench.capabilities import InputSpaceToken
 from ipbench.contract import Credential, Protected, Scheme
@@ -20,10 +22,16 @@ ALPHABET = string.ascii_letters + string.digits
 
 @dataclass(frozen=True)
 class EvalConfig:
-    users: int = 4  # authorized users the test set is shared between (never seen in training)
-    batch_size: int = 500
-    quality_images: int = 1000  # test images compared with their authorized versions
-    overhead_repeats: int = 5  # timed 1-image queries per path (median kept); few, to stay fast
+    users: Annotated[int, Ge(1)] = (
+        4  # authorized users the test set is shared between (never seen in training)
+    )
+    batch_size: Annotated[int, Ge(1)] = 500
+    quality_images: Annotated[int, Ge(1)] = (
+        1000  # test images compared with their authorized versions
+    )
+    overhead_repeats: Annotated[int, Ge(1)] = (
+        5  # timed 1-image queries per path (median kept); few, to stay fast
+    )
 
 
 # Bumped when the evaluate stage records new metrics, so cached evaluations are recomputed.

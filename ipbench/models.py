@@ -6,14 +6,19 @@ normalisation belongs to the network, not to the data pipeline.
 
 from __future__ import annotations
 
+import difflib
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
+from ipbench.errors import IpbenchError, UnknownNameError
 from ipbench.registry import models
+
+TIMM_PREFIX = "timm:"  # ``--model timm:NAME``: any timm architecture, randomly initialised
 
 
 class Normalize(nn.Module):
@@ -45,9 +50,47 @@ class ModelSpec:
     std: tuple[float, ...]
 
 
+def model_factory(name: str) -> Callable[..., nn.Module]:
+    """The constructor behind a model name: a registered model, or ``timm:NAME`` for any
+    architecture timm knows. Called when a request is resolved, so a bad name fails before
+    any work starts, with the valid choices."""
+    if name.startswith(TIMM_PREFIX):
+        return _timm_factory(name.removeprefix(TIMM_PREFIX))
+    try:
+        return models.get(name)
+    except UnknownNameError:  # the valid choices include the timm form
+        raise UnknownNameError("model", name, [*models.names(), f"{TIMM_PREFIX}NAME"]) from None
+
+
+def _timm_factory(arch: str) -> Callable[..., nn.Module]:
+    import timm
+
+    if not arch or not timm.is_model(arch):
+        close = difflib.get_close_matches(arch, timm.list_models(), n=5, cutoff=0.7)
+        hint = f"; close names: {', '.join(close)}" if close else ""
+        raise IpbenchError(
+            f"unknown timm model {arch!r} (--model {TIMM_PREFIX}{arch}){hint}; timm's names: "
+            "python -c \"import timm; print(timm.list_models('*resnet*'))\""
+        )
+
+    def factory(num_classes: int, in_channels: int = 3, image_size: int = 32) -> nn.Module:
+        """Random initialisation only (pretrained=False: nothing is downloaded), sized to the
+        dataset's classes and channels. Architectures with a fixed input size (ViTs) take the
+        dataset's ``img_size``; the others (CNNs) have no such argument and take any size."""
+        sized: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_channels}
+        try:
+            return timm.create_model(arch, pretrained=False, img_size=image_size, **sized)
+        except TypeError as exc:
+            if "img_size" not in str(exc):
+                raise
+            return timm.create_model(arch, pretrained=False, **sized)
+
+    return factory
+
+
 def build_model(spec: ModelSpec) -> nn.Module:
-    """``Normalize`` followed by the registered backbone."""
-    factory = models.get(spec.name)
+    """``Normalize`` followed by the backbone (registered, or ``timm:NAME``)."""
+    factory = model_factory(spec.name)
     net = factory(
         num_classes=spec.num_classes, in_channels=spec.in_channels, image_size=spec.image_size
     )

@@ -6,6 +6,11 @@ from the cache. The identity covers the module that defines the plugin and every
 same family it uses (its private helpers, e.g. ``ipbench.schemes._poisoning``; for a
 third-party package, the modules of that package), read through their syntax tree, so
 comments, docstrings and formatting do not count and a moved line of code does.
+
+Declared valid ranges (``Annotated[T, ...]`` field types and the imports that bring them,
+see ``ipbench.validation``) do not count either: they refuse bad settings before a run and
+never change what an accepted setting computes, so adding or tightening one keeps every
+cached stage.
 """
 
 from __future__ import annotations
@@ -43,6 +48,29 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+class _WithoutDeclarations(ast.NodeTransformer):
+    """``Annotated[T, c...]`` -> ``T``; the imports of ``Annotated`` and of
+    ``annotated_types`` dropped."""
+
+    def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
+        self.generic_visit(node)
+        name = node.value
+        is_annotated = (isinstance(name, ast.Name) and name.id == "Annotated") or (
+            isinstance(name, ast.Attribute) and name.attr == "Annotated"
+        )
+        if is_annotated and isinstance(node.slice, ast.Tuple) and node.slice.elts:
+            return node.slice.elts[0]
+        return node
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST | None:
+        if node.module in ("annotated_types", "ipbench.validation"):
+            return None
+        if node.module == "typing":
+            node.names = [a for a in node.names if a.name != "Annotated"]
+            return node if node.names else None
+        return node
+
+
 def _source_file(name: str) -> Path | None:
     try:
         spec = importlib.util.find_spec(name)
@@ -62,7 +90,8 @@ def _parsed(text: str) -> tuple[str, tuple[tuple[str, tuple[str, ...], int], ...
             imports += [(a.name, (), 0) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             imports.append((node.module or "", tuple(a.name for a in node.names), node.level))
-    digest = hashlib.sha256(ast.dump(_strip_docstrings(tree)).encode()).hexdigest()
+    bare = _WithoutDeclarations().visit(_strip_docstrings(tree))
+    digest = hashlib.sha256(ast.dump(bare).encode()).hexdigest()
     return digest, tuple(imports)
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
+from annotated_types import Ge, Gt, Interval
 
 from ipbench.registry import presets
 
@@ -14,41 +15,44 @@ from ipbench.registry import presets
 class TrainConfig:
     """Everything the shared trainer needs; every scheme trains with one of these."""
 
-    epochs: int = 120
-    batch_size: int = 256
-    lr: float = 0.1
-    momentum: float = 0.9
+    epochs: Annotated[int, Ge(1)] = 120
+    batch_size: Annotated[int, Ge(1)] = 256
+    lr: Annotated[float, Gt(0)] = 0.1
+    momentum: Annotated[float, Interval(ge=0, lt=1)] = 0.9
     nesterov: bool = False
-    weight_decay: float = 5e-4
+    weight_decay: Annotated[float, Ge(0)] = 5e-4
     schedule: Literal["multistep", "cosine", "onecycle", "constant", "triangle"] = "multistep"
-    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the epochs
-    lr_gamma: float = 0.1
-    warmup_epochs: float = 0.0
+    milestones: tuple[Annotated[float, Interval(gt=0, lt=1)], ...] = (
+        0.5,
+        0.75,
+    )  # fractions of the epochs
+    lr_gamma: Annotated[float, Gt(0)] = 0.1
+    warmup_epochs: Annotated[float, Ge(0)] = 0.0
     # schedule "triangle" (airbench): lr x lr_start_frac at step 0, linear up to lr at
     # lr_peak_frac of the steps, linear down to lr x lr_end_frac at the last step
-    lr_start_frac: float = 0.2
-    lr_peak_frac: float = 0.23
-    lr_end_frac: float = 0.07
-    label_smoothing: float = 0.0
-    crop_padding: int = 4  # random pad-and-crop; 0 turns it off
+    lr_start_frac: Annotated[float, Ge(0)] = 0.2
+    lr_peak_frac: Annotated[float, Interval(gt=0, lt=1)] = 0.23
+    lr_end_frac: Annotated[float, Ge(0)] = 0.07
+    label_smoothing: Annotated[float, Interval(ge=0, lt=1)] = 0.0
+    crop_padding: Annotated[int, Ge(0)] = 4  # random pad-and-crop; 0 turns it off
     crop_pad_mode: Literal["zeros", "reflect"] = "zeros"  # what the crop's border holds
     flip: bool = True
     # "random": each image flipped with p=0.5 each epoch; "alternate" (airbench): a random half
     # flipped in even epochs, the other half in odd ones, so each image is seen both ways
     flip_mode: Literal["random", "alternate"] = "random"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    eval_batch_size: int = 1000
+    eval_batch_size: Annotated[int, Ge(1)] = 1000
     # learning-rate multiplier for BatchNorm biases (their weight decay divided by the same, so
     # the decay per step stays); airbench's 64 with BN scales frozen
-    norm_bias_lr_scale: float = 1.0
+    norm_bias_lr_scale: Annotated[float, Gt(0)] = 1.0
     # Lookahead (Zhang et al. 2019) as airbench runs it: every k steps the slow weights move
     # towards the fast ones by 1 - lookahead_decay * (t / T)^3 and the fast ones restart from
     # them; at the end the model holds the slow weights. 0 turns it off.
-    lookahead_every: int = 0
-    lookahead_decay: float = 0.95**5
+    lookahead_every: Annotated[int, Ge(0)] = 0
+    lookahead_decay: Annotated[float, Interval(ge=0, le=1)] = 0.95**5
     # training images (the first ones passed to fit) from which data-initialised layers
     # (``init_from_data``, e.g. whitenet's whitening stem) are set before the first step
-    data_init_images: int = 5000
+    data_init_images: Annotated[int, Ge(1)] = 5000
 
 
 @dataclass(frozen=True)
@@ -61,9 +65,11 @@ class Preset:
     model: str
     models_by_dataset: dict[str, str] = field(default_factory=dict)
     default_dataset: str = "synthetic"
-    attacker_fraction: float = 0.1  # share of the training split held back for attackers
-    max_train: int | None = None  # cap on the owner's training images (None: all)
-    max_test: int | None = None
+    attacker_fraction: Annotated[float, Interval(ge=0, lt=1)] = (
+        0.1  # share of the training split held back for attackers
+    )
+    max_train: Annotated[int, Ge(1)] | None = None  # cap on the owner's training images (None: all)
+    max_test: Annotated[int, Ge(1)] | None = None
     reduced: bool = True  # results are from a reduced setting and are labelled as such
     # A scheme's or an attack's own values for this budget (fewer token-generator steps,
     # smaller attack budgets) live with the plugin: ``preset_defaults`` on its class.

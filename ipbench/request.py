@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ from ipbench.contract import Scheme
 from ipbench.datasets import Dataset, split_spec
 from ipbench.errors import IpbenchError
 from ipbench.evaluate import EvalConfig
-from ipbench.models import ModelSpec
+from ipbench.models import ModelSpec, model_factory
 from ipbench.presets import Preset, TrainConfig, default_preset_name
 from ipbench.registry import attacks, datasets, models, presets, schemes
 from ipbench.store import Store
@@ -48,6 +49,32 @@ def attack_overrides(overrides: dict[str, str]) -> dict[str, dict[str, str]]:
 def preset_config(cls: type[Scheme] | type[Attack], preset: str, what: str) -> Any:
     """A plugin's config: the paper's defaults, then its own values for ``preset``."""
     return override(cls.Config(), cls.preset_defaults.get(preset, {}), what)
+
+
+def _setting_text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(_setting_text(v) for v in value)
+    return "none" if value is None else str(value)
+
+
+def attack_stage_name(name: str, config: Any, preset: str) -> str:
+    """The stage an attack configuration is stored under: ``attack:NAME`` for the settings
+    ``ipbench run`` uses on ``preset`` (the paper's defaults with the preset's own values),
+    ``attack:NAME(field=value; ...)`` for any other, naming the fields that differ. Each
+    configuration is its own stage row and its own leaderboard variant."""
+    if name not in attacks:
+        return f"attack:{name}"
+    default = to_jsonable(preset_config(attacks.get(name), preset, f"attack {name}"))
+    mine = to_jsonable(config)
+    diff = {k: v for k, v in sorted(mine.items()) if k in default and default[k] != v}
+    if not diff:
+        return f"attack:{name}"
+    return f"attack:{name}({'; '.join(f'{k}={_setting_text(v)}' for k, v in diff.items())})"
+
+
+def attack_of_stage(stage: str) -> str:
+    """``attack:NAME(settings)`` -> ``attack:NAME``: the attack a (variant) stage ran."""
+    return stage.split("(", 1)[0]
 
 
 def build_attacks(names: list[str], preset: Preset, overrides: dict[str, str]) -> list[Attack]:
@@ -82,6 +109,9 @@ class RunRequest:
     # ``ipbench attack``: baseline and protect must come from the cache, never be retrained
     require_cached: bool = False
     expect_run: str | None = None  # ``ipbench attack``: the stored run this must rebuild
+    # stages to recompute although cached (their folders are removed first): baseline,
+    # protect, evaluate, attack:NAME, attacks (all of this run's), or a sub-stage's folder name
+    recompute: tuple[str, ...] = ()
 
     def stored(self) -> dict[str, Any]:
         """What ``ipbench attack`` needs to rebuild this run (attack settings excluded)."""
@@ -106,16 +136,66 @@ class Resolved:
     preset_defaulted: bool
 
 
+SEED_LIMIT = (
+    2**32
+)  # seeds are combined arithmetically into generator seeds; this keeps them in range
+
+
+def check_seed(seed: int) -> int:
+    """A run seed: an integer in 0 .. 2**32 - 1."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise IpbenchError(
+            f"--seed {seed!r} is invalid; valid: an integer from 0 to {SEED_LIMIT - 1}"
+        )
+    return seed
+
+
 def resolve_device(name: str | None) -> torch.device:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` with N a GPU this machine has (``mps`` where
+    PyTorch has it); anything else (``meta``, ``cpu:99``) is an error naming the valid ones."""
     if name in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    n_gpu = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    valid = ["auto", "cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(n_gpu)] if n_gpu else [])
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        valid.append("mps")
     try:
         dev = torch.device(name)
-    except RuntimeError:
-        raise IpbenchError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is not None and dev.type == "cuda" and not n_gpu:
         raise IpbenchError(f"device {name!r} requested but CUDA is not available; use --device cpu")
-    return dev
+    canonical = (
+        None if dev is None else (dev.type if dev.index is None else f"{dev.type}:{dev.index}")
+    )
+    if canonical not in valid:
+        raise IpbenchError(f"unknown device {name!r}; valid: {', '.join(valid)}")
+    return dev  # type: ignore[return-value]
+
+
+def _check_name(value: str | None, option: str, choices: list[str]) -> None:
+    """An option given as an empty string is an error, never a silent default."""
+    if value is not None and not value.strip():
+        raise IpbenchError(f"{option} {value!r} is empty; valid: {', '.join(choices)}")
+
+
+def attack_names(spec: str) -> list[str]:
+    """``--attacks``: ``all``, ``none`` or comma-separated registered names, each once."""
+    if spec == "all":
+        return attacks.names()
+    if spec == "none":
+        return []
+    names = [a.strip() for a in spec.split(",")]
+    valid = f"valid: all, none, or comma-separated names of {', '.join(attacks.names())}"
+    if not spec.strip() or any(not n for n in names):
+        raise IpbenchError(f"--attacks {spec!r} names an empty attack; {valid}")
+    for name in names:
+        attacks.get(name)
+    if len(set(names)) < len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise IpbenchError(f"--attacks {spec!r} names {', '.join(twice)} twice; name each once")
+    return names
 
 
 def _route_overrides(
@@ -161,29 +241,52 @@ def _route_overrides(
 
 def resolve(req: RunRequest) -> Resolved:
     """Look up every name before any work starts, so bad input fails at once and clearly."""
+    _check_name(req.scheme, "--scheme", schemes.names())
     scheme_cls = schemes.get(req.scheme)
+    check_seed(req.seed)
     device = resolve_device(req.device)
+    _check_name(req.preset, "--preset", presets.names())
     preset_name = req.preset or default_preset_name(device)
     preset: Preset = presets.get(preset_name)
+    _check_name(req.dataset, "--dataset", datasets.names())
     dataset = req.dataset or preset.default_dataset
     datasets.get(split_spec(dataset)[0])
+    _check_name(req.model, "--model", [*models.names(), "timm:NAME"])
     model = req.model or preset.model_for(dataset)
-    models.get(model)
+    model_factory(model)
     base_cfg = preset_config(scheme_cls, preset.name, "scheme")
     plain = {k: v for k, v in req.overrides.items() if not is_attack_key(k)}
     scheme_cfg, _, preset, ev = _route_overrides(
         plain, base_cfg, preset.train, preset, EvalConfig()
     )
-    if req.attacks in ("all", ""):
-        names = attacks.names()
-    elif req.attacks == "none":
-        names = []
-    else:
-        names = [a.strip() for a in req.attacks.split(",") if a.strip()]
+    names = attack_names(req.attacks)
     attack_objs = build_attacks(names, preset, req.overrides)
     return Resolved(
         scheme_cls(scheme_cfg), preset, dataset, model, device, attack_objs, ev, req.preset is None
     )
+
+
+CORE_STAGES = ("baseline", "protect", "evaluate")
+
+
+def check_recompute(names: tuple[str, ...], res: Resolved, artifacts: Path) -> set[str]:
+    """``--recompute`` names as stage folder names; an unknown one is an error listing the
+    valid ones (the run's stages and the sub-stage folders the work directory holds)."""
+    subs = sorted(p.name for p in artifacts.iterdir() if p.is_dir()) if artifacts.is_dir() else []
+    mine = [f"attack:{a.name}" for a in res.attacks]
+    valid = [*CORE_STAGES, "attacks", *mine, *(s for s in subs if s not in CORE_STAGES)]
+    valid = [v for v in dict.fromkeys(valid) if not v.startswith("attack-")]
+    out: set[str] = set()
+    for name in names:
+        if name == "attacks":
+            out |= {f"attack-{a.name}" for a in res.attacks}
+        elif name in valid:
+            out.add(name.replace(":", "-"))
+        else:
+            raise IpbenchError(
+                f"--recompute {name!r} is not a stage of this run; valid: {', '.join(valid)}"
+            )
+    return out
 
 
 def model_spec_for(name: str, ds: Dataset) -> ModelSpec:
@@ -210,13 +313,9 @@ def attack_request(
             f"ipbench attack takes attack settings only (attack.NAME.FIELD=VALUE); got "
             f"{', '.join(map(repr, plain))}; other settings make a new run: use `ipbench run`"
         )
-    chosen = [n.strip() for n in names.split(",") if n.strip()]
-    if chosen == ["all"]:
-        chosen = attacks.names()
+    chosen = attack_names(names.strip())
     if not chosen:
         raise IpbenchError(f"--attack names no attack; valid attacks: {', '.join(attacks.names())}")
-    for name in chosen:
-        attacks.get(name)
     return RunRequest(
         **{**stored, "overrides": {**stored["overrides"], **overrides}},
         data_root=data_root, workdir=workdir, device=device, attacks=",".join(chosen),

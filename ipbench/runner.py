@@ -1,15 +1,12 @@
-"""One run: resolve names, then baseline -> protect -> evaluate -> attacks, each a cached stage.
-
-Every stage is keyed by a content hash of everything that determines it, so a repeated or
-interrupted run reuses what is finished and the unprotected baseline is shared by all schemes.
-"""
+"""One run: resolve names, then baseline -> protect -> evaluate -> attacks, each a cached stage
+keyed by a content hash of everything that determines it, so a repeated or interrupted run
+reuses what is finished and the unprotected baseline is shared by all schemes."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +19,7 @@ from ipbench.capabilities import InputSpaceToken
 from ipbench.config import content_hash, to_jsonable
 from ipbench.context import RunContext, ThiefView
 from ipbench.contract import Protected
-from ipbench.datasets import Splits, load_dataset, make_splits
+from ipbench.datasets import load_dataset, make_splits
 from ipbench.errors import IpbenchError
 from ipbench.evaluate import (
     EVAL_VERSION,
@@ -32,59 +29,30 @@ from ipbench.evaluate import (
     overhead,
     token_examples,
 )
+from ipbench.faults import crash_point
 from ipbench.health import run_warnings
-from ipbench.metric import At, Metric
-from ipbench.models import ModelSpec, build_model
+from ipbench.metric import Metric
+from ipbench.models import build_model
+from ipbench.owner import key_digest, key_seed, record_key_seed
 from ipbench.plugins import code_identity
-from ipbench.progress import console
+from ipbench.progress import console, make_progress
 from ipbench.provenance import collect
 from ipbench.request import (  # noqa: F401  (re-exported: the runner is where users look)
     PRESET_FIELDS,
     Resolved,
     RunRequest,
     attack_request,
+    attack_stage_name,
+    check_recompute,
     default_config,
     model_spec_for,
     resolve,
     resolve_device,
 )
+from ipbench.stage_record import RunOutcome, Task, flatten, stage_line, unflatten
 from ipbench.store import Store
 from ipbench.tensorio import write_tensors
 from ipbench.training import Trainer, to_float_images
-
-
-def flatten(metrics: Mapping[str | At, float]) -> tuple[dict[str, float], dict[str, list[Any]]]:
-    """A stage's results as JSON for its cache marker: values by name, and each curve point's
-    parts (metric, param, x, label) by name."""
-    values = {str(k): v for k, v in metrics.items()}
-    points = {str(k): [k.metric, k.param, k.x, k.label] for k in metrics if isinstance(k, At)}
-    return values, points
-
-
-def unflatten(values: dict[str, float], points: dict[str, list[Any]]) -> dict[str | At, float]:
-    """``flatten`` undone: curve points come back as ``At`` keys."""
-    return {(At(*points[n]) if n in points else n): v for n, v in values.items()}
-
-
-@dataclass
-class Task:
-    """What every stage of a run is computed from: its data, network and shared keys."""
-
-    splits: Splits
-    spec: ModelSpec
-    data_key: str
-    base_key: str
-    base_material: dict[str, Any]
-    dataset_name: str
-    dataset_fingerprint: str
-
-
-@dataclass
-class RunOutcome:
-    run_id: str
-    resumed: bool
-    metrics: list[dict[str, Any]]
-    stages: list[dict[str, Any]]
 
 
 class Runner:
@@ -99,27 +67,33 @@ class Runner:
         self.req = request
         self.res = resolve(request)
         self.log = log or (lambda msg: console.print(msg))
-        self.store = store if store is not None else Store(request.workdir)
-        self.cache = StageCache(Path(request.workdir) / "artifacts")
+        self.workdir = Path(request.workdir)
+        self.store = store if store is not None else Store(self.workdir)
+        recompute = check_recompute(request.recompute, self.res, self.workdir / "artifacts")
+        self.cache = StageCache(self.workdir / "artifacts", self.store, recompute, self.log)
         self.trainer = Trainer(self.res.device)
+        self.failed_attacks: list[BaseException] = []
 
     # --- stage machinery ---------------------------------------------------------------------
     def _stage(
         self, name: str, key: str, compute: Callable[[Path], dict[str, Any]], key_material: Any,
-        declared: tuple[Metric, ...] = (),
+        declared: tuple[Metric, ...] = (), folder_name: str | None = None,
     ) -> Path:  # fmt: skip
         """Run (or reuse) one cached stage and record it with its metrics in the store, each
         described by ``declared`` (the plugin's metrics) or the shared ones."""
         self.store.begin_stage(self.run_id, name, key)
-        folder_name = name.replace(":", "-")
-        hit = self.cache.lookup(folder_name, key) is not None
+        folder_name = folder_name or name.replace(":", "-")
+        try:
+            hit = self.cache.lookup(folder_name, key) is not None
+        except BaseException:
+            self.store.finish_stage(self.run_id, name, status="failed")
+            raise
         if not hit and self.req.require_cached and name in ("baseline", "protect"):
             self.store.finish_stage(self.run_id, name, status="failed")
             raise IpbenchError(
                 f"run {self.run_id}: the cached {name} artefact (key {key}) is missing from "
                 f"{self.cache.root}; rerun it with `ipbench run` before attacking"
             )
-        self.log(f"[bold cyan]{name}[/] {'(cached) ' if hit else ''}key {key}")
 
         def timed(work: Path) -> dict[str, Any]:
             t0 = time.perf_counter()
@@ -129,16 +103,22 @@ class Runner:
 
         try:
             path, hit = self.cache.compute(folder_name, key, timed, key_material)
+            info = self.cache.info(folder_name, key)
         except BaseException:
             self.store.finish_stage(self.run_id, name, status="failed")
             raise
-        info = self.cache.info(folder_name, key)
         values = unflatten(info.get("metrics", {}), info.get("points", {}))
+        # A stage resumed after a kill took the compute of all its attempts, not just the last.
+        spent = self.cache.compute_record(folder_name, key)
+        wall_s = spent.get("total_s", info.get("wall_s"))
+        self.log(stage_line(name, info | {"wall_s": wall_s}, hit, declared))
         self.store.put_metrics(self.run_id, name, values, info.get("notes"), declared)
         self.store.finish_stage(
-            self.run_id, name, status=info.get("status", "done"), cached=hit, wall_s=info.get("wall_s"),
-            artifact=str(path), info={k: v for k, v in info.items() if k not in ("metrics", "points")},
+            self.run_id, name, status=info.get("status", "done"), cached=hit, wall_s=wall_s,
+            artifact=path.relative_to(self.workdir).as_posix(),
+            info={k: v for k, v in info.items() if k not in ("metrics", "points")} | spent,
         )  # fmt: skip
+        crash_point(f"recorded:{name}")
         return path
 
     def _recorded(self) -> dict[str, Any]:
@@ -165,6 +145,16 @@ class Runner:
         res.scheme.validate(spec)
         for attack in res.attacks:
             attack.validate(spec)
+        # Nothing is printed before the request and its data passed every check: bad input
+        # is the one line of its error.
+        label = "reduced setting" if res.preset.reduced else "full recipe"
+        why = ""
+        if res.preset_defaulted:
+            why = " (default: CUDA present)" if res.device.type == "cuda" else " (default: no CUDA)"
+        self.log(f"preset [bold]{res.preset.name}[/]{why}: {res.preset.description} [{label}]")
+        if tuned := type(res.scheme).preset_defaults.get(res.preset.name):
+            sets = ", ".join(f"{k}={getattr(res.scheme.config, k)}" for k in tuned)
+            self.log(f"{res.scheme.name} sets for {res.preset.name}: {sets}")
         self.log(
             f"data {ds.name}: owner {len(splits.owner)}, attacker {len(splits.attacker)}, "
             f"test {len(splits.test)} images, {ds.num_classes} classes; model {res.model}; device {res.device}"
@@ -195,7 +185,7 @@ class Runner:
             ThiefView(task.splits.attacker, task.splits.test), owner_split=task.splits.owner,
             data_key=task.data_key, baseline=baseline, cache=self.cache,
             code=code_identity(type(res.scheme)), data_root=self.req.data_root,
-            download=self.req.download,
+            download=self.req.download, key_seed=key_seed(self.workdir, self.req.seed),
         )  # fmt: skip
 
     def prepare_shared(self) -> bool:
@@ -212,21 +202,16 @@ class Runner:
         """The whole run; ``until="baseline"`` stops after the baseline stage (the run stays
         ``running``: a grid trains a shared baseline as its own task, then runs the rest)."""
         res, req = self.res, self.req
-        label = "reduced setting" if res.preset.reduced else "full recipe"
-        why = ""
-        if res.preset_defaulted:
-            why = " (default: CUDA present)" if res.device.type == "cuda" else " (default: no CUDA)"
-        self.log(f"preset [bold]{res.preset.name}[/]{why}: {res.preset.description} [{label}]")
-        if tuned := type(res.scheme).preset_defaults.get(res.preset.name):
-            sets = ", ".join(f"{k}={getattr(res.scheme.config, k)}" for k in tuned)
-            self.log(f"{res.scheme.name} sets for {res.preset.name}: {sets}")
-        task = self._task()
+        task = self._task()  # checks every plugin's settings, then says what runs
         spec, base_material, base_key = task.spec, task.base_material, task.base_key
         scheme = res.scheme
+        # Secrets come from the store's key seed, not the published run seed (ipbench.owner);
+        # its one-way digest keys the protected model, since other secrets make another model.
+        self.key_seed = key_seed(self.req.workdir, req.seed)
         # The plugin's code identity is part of its keys: edited code is recomputed, not reused.
         protect_material = {
             "scheme": scheme.name, "code": code_identity(type(scheme)), "config": scheme.config,
-            "baseline": base_key, **base_material,
+            "baseline": base_key, "key": key_digest(self.key_seed), **base_material,
         }  # fmt: skip
         protect_key = content_hash("protect", protect_material)
         config = {
@@ -247,7 +232,7 @@ class Runner:
         code = {f"scheme:{scheme.name}": protect_material["code"]} | {
             f"attack:{a.name}": code_identity(type(a)) for a in res.attacks
         }
-        _, resumed = self.store.start_run(
+        record, resumed = self.store.start_run(
             self.run_id,
             {
                 "scheme": scheme.name, "dataset": task.dataset_name, "model": res.model, "preset": res.preset.name,
@@ -259,21 +244,33 @@ class Runner:
         self.log(
             f"run [bold]{self.run_id}[/]{' (resuming)' if resumed else ''}; store {self.store.path}"
         )
+        record_key_seed(self.req.workdir, self.run_id, self.key_seed)
         try:
-            self._run_stages(task, protect_key, protect_material, until)
+            found = self._run_stages(task, protect_key, protect_material, until)
         except BaseException as exc:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            self.store.set_run_status(self.run_id, status)
+            # A run finished before keeps its recorded numbers and its status; only this
+            # attempt failed (e.g. an artefact found damaged), and the error says so.
+            if record.status != "done":
+                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                self.store.set_run_status(self.run_id, status)
             raise
-        if until is None:
+        if until is None and found is not None:
+            # The run is its baseline, protection and evaluation; each attack is recorded on its
+            # own stage, so an attack that fails never turns a finished run into a failed one.
+            target, ctx = found
             self.store.set_run_status(self.run_id, "done")
+            self._run_attacks(target, ctx, protect_key)
+            if self.failed_attacks:
+                raise self.failed_attacks[0]
         return RunOutcome(
             self.run_id, resumed, self.store.metrics(self.run_id), self.store.stages(self.run_id)
         )
 
     def _run_stages(
         self, task: Task, protect_key: str, protect_material: dict[str, Any], until: str | None
-    ) -> None:
+    ) -> tuple[Target, RunContext] | None:
+        """Baseline, protection and evaluation: the run itself (only the baseline when
+        ``until`` is "baseline"; None then)."""
         res, seed = self.res, self.req.seed
         splits, spec, base_key = task.splits, task.spec, task.base_key
         train_cfg = res.preset.train
@@ -298,7 +295,7 @@ class Runner:
 
         base_dir = self._stage("baseline", base_key, train_baseline, task.base_material)
         if until == "baseline":
-            return
+            return None
         a_or = float(self.cache.info("baseline", base_key)["metrics"]["A_or"])
 
         def baseline_copy() -> torch.nn.Module:
@@ -319,14 +316,30 @@ class Runner:
 
         def run_eval(work: Path) -> dict[str, Any]:
             found: dict[str, float | str | None] = {}
-            found |= evaluate(res.scheme, protected, splits.test, a_or, res.device, seed, res.eval)
-            found |= res.scheme.scheme_metrics(protected, ctx)
-            x1 = to_float_images(splits.test.x[:1]).to(res.device)
-            user = eval_users(seed, 1)[0]
-            found.update(overhead(res.scheme, protected, baseline_copy(), x1, user, res.eval))
-            if isinstance(res.scheme, InputSpaceToken):
-                examples = token_examples(res.scheme, protected, splits.test.x, seed, res.device)
-                write_tensors(examples, work / TOKEN_EXAMPLES)
+            token = isinstance(res.scheme, InputSpaceToken)
+            parts = ["accuracy", "scheme metrics", "overhead", *(["token examples"] * token)]
+            with make_progress() as bar:  # the parts, so a long evaluation shows where it is
+                task = bar.add_task("evaluate", total=len(parts), info=parts[0])
+
+                def done(i: int) -> None:
+                    bar.update(task, completed=i + 1, info=([*parts, ""])[i + 1])
+
+                found |= evaluate(
+                    res.scheme, protected, splits.test, a_or, res.device, seed, res.eval
+                )
+                done(0)
+                found |= res.scheme.scheme_metrics(protected, ctx)
+                done(1)
+                x1 = to_float_images(splits.test.x[:1]).to(res.device)
+                user = eval_users(seed, 1)[0]
+                found.update(overhead(res.scheme, protected, baseline_copy(), x1, user, res.eval))
+                done(2)
+                if token:
+                    examples = token_examples(
+                        res.scheme, protected, splits.test.x, seed, res.device
+                    )
+                    write_tensors(examples, work / TOKEN_EXAMPLES)
+                    done(3)
             metrics = {k: v for k, v in found.items() if not isinstance(v, str)}
             notes = {k: v for k, v in found.items() if isinstance(v, str)}
             return {"metrics": metrics, "notes": notes}
@@ -336,12 +349,17 @@ class Runner:
             type(res.scheme).metrics,
         )  # fmt: skip
         found = self.cache.info("evaluate", eval_key).get("metrics", {})
-        for warning in run_warnings(found):
+        # ``none`` is the unprotected reference: that it does not lock is its job
+        for warning in run_warnings(found) if res.scheme.name != "none" else []:
             self.log(f"[bold yellow]warning:[/] {warning}")
 
-        target = Target(res.scheme, protected)
-        for attack in res.attacks:
-            reason = attack.skip_reason(res.scheme)
+        return Target(res.scheme, protected), ctx
+
+    def _run_attacks(self, target: Target, ctx: RunContext, protect_key: str) -> None:
+        """Each attack configuration as its own stage (``attack_stage_name``); a failure is
+        recorded on that stage and the next attack runs; the first failure is raised after."""
+        for attack in self.res.attacks:
+            reason = attack.skip_reason(self.res.scheme)
             material = {
                 "attack": attack.name, "code": code_identity(type(attack)),
                 "config": attack.config, "protect": protect_key,
@@ -356,4 +374,18 @@ class Runner:
                 thief = dataclasses.replace(ctx.for_thief(), code=code_identity(type(attack)))
                 return {"metrics": attack.run(target, thief)}
 
-            self._stage(f"attack:{attack.name}", key, run_attack, material, type(attack).metrics)
+            name = attack_stage_name(attack.name, attack.config, self.res.preset.name)
+            try:
+                self._stage(
+                    name, key, run_attack, material, type(attack).metrics,
+                    folder_name=f"attack-{attack.name}",
+                )  # fmt: skip
+            except Exception as exc:
+                self.store.finish_stage(
+                    self.run_id,
+                    name,
+                    status="failed",
+                    info={"error": f"{type(exc).__name__}: {exc}"},
+                )
+                self.log(f"[bold red]{name} failed:[/] {exc}")
+                self.failed_attacks.append(exc)

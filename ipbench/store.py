@@ -1,20 +1,27 @@
-"""The result store: runs, stages and metrics in SQLite under the work directory.
+"""The result store: runs, stages, metrics and artefact digests in SQLite under the work
+directory.
 
-Every write commits at once, so a run killed mid-way keeps every result it had finished.
+Every write commits at once, so a run killed mid-way keeps every result it had finished. The
+file is in WAL mode, checked (``PRAGMA quick_check``) when opened, created atomically (never
+over an existing file, however damaged), and upgraded in place from older layouts
+(``SCHEMA_VERSION``; see docs/store.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ipbench.errors import IpbenchError
 from ipbench.metric import At, Metric, describe
+from ipbench.store_transfer import StoreTransfer
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -45,6 +52,14 @@ CREATE TABLE IF NOT EXISTS stages (
     info TEXT,
     PRIMARY KEY (run_id, name)
 );
+CREATE TABLE IF NOT EXISTS artifacts (
+    stage TEXT NOT NULL,
+    key TEXT NOT NULL,
+    marker_sha256 TEXT NOT NULL,
+    files TEXT NOT NULL,
+    recorded REAL NOT NULL,
+    PRIMARY KEY (stage, key)
+);
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
     stage TEXT NOT NULL,
@@ -57,6 +72,11 @@ CREATE TABLE IF NOT EXISTS metrics (
 # Added later (a store written before has NULL there): what each number means and, for a curve
 # point, its curve (ipbench.metric.At) as data.
 METRIC_COLUMNS = {"metric": "TEXT", "param": "TEXT", "x": "TEXT", "label": "TEXT", "spec": "TEXT"}
+# PRAGMA user_version of the layout this code writes. 0: before versions (artefact paths as the
+# run's command line gave them, attack stages named by the attack alone); 2: artefact paths
+# relative to the work directory, attack stages named by their settings, artefact digests.
+SCHEMA_VERSION = 2
+STORE_FILE = "ipbench.sqlite"
 
 
 @dataclass
@@ -76,25 +96,67 @@ class RunRecord:
     attempts: int
 
 
-class Store:
+class Store(StoreTransfer):
     """A thin layer over one SQLite file; safe to reopen after a crash."""
 
-    def __init__(self, workdir: str | Path):
+    def __init__(self, workdir: str | Path, create: bool = True):
+        from ipbench.cache import require_folder
+
         self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.path = self.workdir / "ipbench.sqlite"
+        self.path = self.workdir / STORE_FILE
+        if create:
+            require_folder(self.workdir, "work directory")
+            if not self.path.exists():
+                _create(self.path)
+        if not self.path.is_file():
+            raise IpbenchError(f"no result store at {self.path}; run `ipbench run` first")
+        if self.path.stat().st_size == 0:
+            raise IpbenchError(
+                f"{self.path} is an empty (0-byte) file, not a result store; it is left as it "
+                "is: move it away to start a new store, or restore it from a backup"
+            )
         try:
-            self.db = sqlite3.connect(self.path, timeout=30)
+            self.db = sqlite3.connect(self.path, timeout=60)
+            self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.executescript(SCHEMA)
-            have = {row[1] for row in self.db.execute("PRAGMA table_info(metrics)")}
-            with self.db:
-                for col, typ in METRIC_COLUMNS.items():
-                    if col not in have:
-                        self.db.execute(f"ALTER TABLE metrics ADD COLUMN {col} {typ}")
+            problems = [r[0] for r in self.db.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError("; ".join(problems[:3]))
+            if self.db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                self._upgrade()
         except sqlite3.DatabaseError as exc:
-            raise IpbenchError(f"{self.path}: not a usable ipbench store ({exc})") from None
-        self.db.row_factory = sqlite3.Row
+            raise IpbenchError(
+                f"{self.path} is damaged or not an ipbench store ({exc}); it is left as it is: "
+                "move it away (or recover it with `sqlite3 FILE .recover`) and rerun"
+            ) from None
+
+    def _upgrade(self) -> None:
+        """Bring an older store to ``SCHEMA_VERSION`` in place, in one transaction that one
+        process runs (the others wait on the write lock, then find it done)."""
+        self.db.isolation_level = None
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            if self.db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+                self.db.execute("COMMIT")
+                return
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+            have = {row[1] for row in self.db.execute("PRAGMA table_info(metrics)")}
+            for col, typ in METRIC_COLUMNS.items():
+                if col not in have:
+                    self.db.execute(f"ALTER TABLE metrics ADD COLUMN {col} {typ}")
+            from ipbench.migrate import upgrade_rows
+
+            upgrade_rows(self.db, self.workdir)
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        finally:
+            self.db.isolation_level = "DEFERRED"
 
     def close(self) -> None:
         self.db.close()
@@ -106,23 +168,23 @@ class Store:
         Returns the record and whether it existed already (a resume).
         """
         now = time.time()
-        existing = self.get_run(run_id, exact=True)
-        with self.db:
-            if existing:
+        with self.db:  # one transaction: concurrent starts of one run never collide
+            cur = self.db.execute(
+                "INSERT OR IGNORE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,1)",
+                (
+                    run_id, now, now, "running", fields["scheme"], fields["dataset"],
+                    fields["model"], fields["preset"], fields["seed"], int(fields["reduced"]),
+                    json.dumps(fields["config"]), json.dumps(fields["provenance"]),
+                ),
+            )  # fmt: skip
+            existed = cur.rowcount == 0
+            if existed:  # a finished run stays done: later attempts only add attacks
                 self.db.execute(
-                    "UPDATE runs SET status='running', updated=?, attempts=attempts+1, provenance=? WHERE run_id=?",
+                    "UPDATE runs SET status=CASE WHEN status='done' THEN 'done' ELSE 'running' "
+                    "END, updated=?, attempts=attempts+1, provenance=? WHERE run_id=?",
                     (now, json.dumps(fields["provenance"]), run_id),
                 )
-            else:
-                self.db.execute(
-                    "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,1)",
-                    (
-                        run_id, now, now, "running", fields["scheme"], fields["dataset"],
-                        fields["model"], fields["preset"], fields["seed"], int(fields["reduced"]),
-                        json.dumps(fields["config"]), json.dumps(fields["provenance"]),
-                    ),
-                )  # fmt: skip
-        return self.get_run(run_id, exact=True), existing is not None  # type: ignore[return-value]
+        return self.get_run(run_id, exact=True), existed  # type: ignore[return-value]
 
     def set_run_status(self, run_id: str, status: str) -> None:
         with self.db:
@@ -158,19 +220,24 @@ class Store:
         return [_run(r) for r in self.db.execute("SELECT * FROM runs ORDER BY updated DESC")]
 
     # stages -------------------------------------------------------------------------------
+    def _stage_row(self, row: sqlite3.Row) -> dict[str, Any]:
+        """A stage row with its info parsed and its artefact folder resolved against this
+        work directory (stored relative to it, so a copied work directory reads its own)."""
+        out = dict(row)
+        out["info"] = json.loads(out["info"]) if out["info"] else {}
+        if out.get("artifact"):
+            out["artifact"] = str(self.workdir / out["artifact"])
+        return out
+
     def stage(self, run_id: str, name: str) -> dict[str, Any] | None:
         row = self.db.execute(
             "SELECT * FROM stages WHERE run_id=? AND name=?", (run_id, name)
         ).fetchone()
-        if row is None:
-            return None
-        out = dict(row)
-        out["info"] = json.loads(out["info"]) if out["info"] else {}
-        return out
+        return None if row is None else self._stage_row(row)
 
     def stages(self, run_id: str) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT * FROM stages WHERE run_id=? ORDER BY started", (run_id,))
-        return [{**dict(r), "info": json.loads(r["info"]) if r["info"] else {}} for r in rows]
+        return [self._stage_row(r) for r in rows]
 
     def begin_stage(self, run_id: str, name: str, cache_key: str) -> None:
         with self.db:
@@ -199,66 +266,25 @@ class Store:
                 ),
             )
 
-    # rows moved between stores (ipbench.executors) ----------------------------------------
-    def export_run(self, run_id: str) -> dict[str, Any]:
-        """A run's rows as plain data (run, stages, metrics columns as stored), for a worker
-        with a private store to send to the driver, whose ``import_run`` writes them."""
+    # artefact digests (the cache's ledger) ---------------------------------------------
+    def artifact_record(self, stage: str, key: str) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT marker_sha256, files FROM artifacts WHERE stage=? AND key=?", (stage, key)
+        ).fetchone()
+        return None if row is None else {"marker_sha256": row[0], "files": json.loads(row[1])}
 
-        def rows(table: str) -> list[dict[str, Any]]:
-            found = self.db.execute(
-                f"SELECT * FROM {table} WHERE run_id=? ORDER BY rowid", (run_id,)
-            )
-            return [dict(r) for r in found]
-
-        (run,) = rows("runs")
-        return {"run": run, "stages": rows("stages"), "metrics": rows("metrics")}
-
-    def import_run(
-        self, rows: dict[str, Any], *, new_attempt: bool, keep: Collection[str] = ()
-    ) -> list[str]:
-        """Write an exported run's rows in one transaction; returns the stages they computed.
-
-        ``new_attempt``: the rows start an attempt at the run (as ``start_run``: an existing
-        record counts one more attempt); otherwise they are another part of the attempt (a grid
-        runs a run's baseline, its main stages and each attack as tasks of their own), whose
-        plugins join the run's provenance. ``keep``: stages this attempt recorded as computed;
-        a later part that found them in the cache does not replace that record.
-        """
-        run = rows["run"]
-        run_id = run["run_id"]
-        existing = self.get_run(run_id, exact=True)
+    def record_artifact(
+        self, stage: str, key: str, marker_sha256: str, files: dict[str, Any]
+    ) -> None:
         with self.db:
-            if existing is None:
-                self._insert("runs", {**run, "attempts": 1})
-            elif new_attempt:
-                self.db.execute(
-                    "UPDATE runs SET status=?, updated=?, attempts=attempts+1, provenance=? "
-                    "WHERE run_id=?",
-                    (run["status"], run["updated"], run["provenance"], run_id),
-                )
-            else:
-                prov = existing.provenance
-                code = {
-                    **prov.get("plugin_code", {}),
-                    **json.loads(run["provenance"]).get("plugin_code", {}),
-                }
-                self.db.execute(
-                    "UPDATE runs SET provenance=? WHERE run_id=?",
-                    (json.dumps({**prov, "plugin_code": code}), run_id),
-                )
-            for stage in rows["stages"]:
-                if not (stage["name"] in keep and stage["cached"]):
-                    self._insert("stages", stage)
-            for metric in rows["metrics"]:
-                self._insert("metrics", metric)
-        return [s["name"] for s in rows["stages"] if s["status"] == "done" and not s["cached"]]
+            self.db.execute(
+                "INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?,?)",
+                (stage, key, marker_sha256, json.dumps(files, sort_keys=True), time.time()),
+            )
 
-    def _insert(self, table: str, row: dict[str, Any]) -> None:
-        cols = ", ".join(row)
-        marks = ", ".join("?" for _ in row)
-        self.db.execute(
-            f"INSERT OR REPLACE INTO {table} ({cols}) VALUES ({marks})", tuple(row.values())
-        )
+    def forget_artifact(self, stage: str, key: str) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM artifacts WHERE stage=? AND key=?", (stage, key))
 
     # metrics ------------------------------------------------------------------------------
     def put_metrics(
@@ -280,7 +306,8 @@ class Store:
             rows.append((name, value, notes.get(name), point, spec))
         for name in set(notes) - {r[0] for r in rows}:
             rows.append((name, None, notes[name], At.parse(name), describe(name, declared).spec()))
-        with self.db:
+        with self.db:  # the stage's numbers replace its earlier ones as a whole
+            self.db.execute("DELETE FROM metrics WHERE run_id=? AND stage=?", (run_id, stage))
             for name, value, note, point, spec in rows:
                 self.db.execute(
                     "INSERT OR REPLACE INTO metrics (run_id, stage, name, value, note, metric, "
@@ -322,3 +349,24 @@ def _run(row: sqlite3.Row) -> RunRecord:
         config=json.loads(row["config"]), provenance=json.loads(row["provenance"]),
         created=row["created"], updated=row["updated"], attempts=row["attempts"],
     )  # fmt: skip
+
+
+def _create(path: Path) -> None:
+    """A new, empty store at ``path``, made under a private name and linked into place, so a
+    concurrent creator or an existing file (however damaged) is never overwritten."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.new")
+    try:
+        db = sqlite3.connect(tmp)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(SCHEMA)
+        for col, typ in METRIC_COLUMNS.items():
+            db.execute(f"ALTER TABLE metrics ADD COLUMN {col} {typ}")
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        db.commit()
+        db.execute("PRAGMA journal_mode=DELETE")  # one file to link; WAL is set again on open
+        db.close()
+        with contextlib.suppress(FileExistsError):  # another process created it first
+            os.link(tmp, path)
+    finally:
+        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+            leftover.unlink(missing_ok=True)

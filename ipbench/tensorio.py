@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -18,9 +19,16 @@ def read_tensors(path: str | Path, what: str = "tensor file") -> dict[str, torch
         raise CorruptArtifactError(f"{path}: unreadable {what} ({exc})") from None
 
 
-def write_tensors(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
-    """Write atomically, so a crash leaves the old file or the new one, never half of one."""
+def write_tensors(
+    tensors: dict[str, torch.Tensor], path: str | Path, private: bool = False
+) -> None:
+    """Write atomically, so a crash leaves the old file or the new one, never half of one;
+    ``private``: readable and writable by the owner only (mode 0600), e.g. a scheme's secrets."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
+    if private:  # created 0600 before any byte is written, so no window where others can read
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    if private:
+        os.chmod(tmp, 0o600)
     tmp.replace(path)

@@ -44,6 +44,7 @@ from ipbench.datasets import load_dataset, make_splits
 from ipbench.evaluate import ad_ud_accuracy
 from ipbench.metric import At
 from ipbench.models import build_model
+from ipbench.owner import key_seed
 from ipbench.registry import attacks, presets, schemes
 from ipbench.request import model_spec_for, preset_config
 from ipbench.training import Trainer, to_float_images
@@ -81,7 +82,7 @@ def task_context(
     return RunContext(
         spec, budget, seed, torch.device("cpu"), trainer, ThiefView(splits.attacker, splits.test),
         owner_split=splits.owner, data_key=key, baseline=baseline,
-        cache=StageCache(Path(workdir) / "artifacts"),
+        cache=StageCache(Path(workdir) / "artifacts"), key_seed=key_seed(workdir, seed),
     )  # fmt: skip
 
 
@@ -133,6 +134,8 @@ def check_scheme(
     assert torch.allclose(before, after, atol=1e-4), f"{name}: answers change after save/load"
     copy = steal(Target(s, loaded))
     assert isinstance(copy, nn.Module), f"{name}: stolen() is not an nn.Module"
+    leaked = secrets_in(copy, loaded.secrets)
+    assert not leaked, f"{name}: the stolen artefact carries the owner's secrets {leaked}"
     again = _answers(s, redeploy(Target(s, loaded), copy).protected, x, s.authorize(loaded, USER))
     assert torch.allclose(after, again, atol=1e-4), (
         f"{name}: redeploy(stolen copy) answers differently from the deployment it was copied from"
@@ -145,6 +148,33 @@ def check_scheme(
             "the credential's effect (InputSpaceToken.apply, or serve using the credential)?"
         )
     return {"A_ad": a_ad, "A_ud": a_ud}
+
+
+def _tensors_of(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """Every tensor a copied module holds: parameters, buffers (persistent or not) and tensor
+    attributes of its submodules."""
+    found = [*module.named_parameters(), *module.named_buffers()]
+    for prefix, sub in module.named_modules():
+        found += [
+            (f"{prefix}.{k}" if prefix else k, v)
+            for k, v in vars(sub).items()
+            if isinstance(v, torch.Tensor) and not isinstance(v, nn.Parameter)
+        ]
+    return found
+
+
+def secrets_in(stolen: nn.Module, secrets: dict[str, torch.Tensor], min_size: int = 2) -> list[str]:
+    """Names of the owner's secrets (of ``min_size`` or more values, so a coincidental scalar
+    does not count) that a stolen artefact holds verbatim."""
+    held = [t.detach().cpu().float() for _, t in _tensors_of(stolen)]
+    return [
+        key
+        for key, secret in secrets.items()
+        if secret.numel() >= min_size
+        and any(
+            t.shape == secret.shape and torch.equal(t, secret.detach().cpu().float()) for t in held
+        )
+    ]
 
 
 def _check_capabilities(

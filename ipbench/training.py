@@ -23,6 +23,7 @@ from torch import nn
 from ipbench.augment import crop_flip, draw_params
 from ipbench.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from ipbench.errors import IpbenchError, TrainingDivergedError
+from ipbench.faults import crash_point
 from ipbench.presets import TrainConfig
 from ipbench.progress import make_progress
 
@@ -261,7 +262,7 @@ class Trainer:
             if cfg.lookahead_every > 0
             else None
         )
-        start_epoch = load_checkpoint(ckpt, model, opt, look) if ckpt else 0
+        start_epoch = load_checkpoint(ckpt, model, opt, look, cfg.epochs) if ckpt else 0
         step, last_loss = start_epoch * steps_per_epoch, float("nan")
         # alternating flips: which half of the images is mirrored in even epochs, for the run
         flip_base = None
@@ -318,7 +319,8 @@ class Trainer:
                             info=f"ep {epoch + 1}/{cfg.epochs} loss {last_loss:.3f}",
                         )
                 if ckpt:
-                    save_checkpoint(ckpt, model, opt, epoch + 1, look)
+                    save_checkpoint(ckpt, model, opt, epoch + 1, look, cfg.epochs)
+                    crash_point(f"checkpoint:{desc}:{epoch + 1}")
         wall = time.perf_counter() - t0
         done = (cfg.epochs - start_epoch) * n
         return TrainResult(

@@ -12,6 +12,9 @@ import pytest
 
 os.environ["IPBENCH_PROGRESS"] = "0"
 os.environ["IPBENCH_OFFLINE"] = "1"
+# Every store a test makes gets the same owner key, so the secrets (and every number that
+# depends on them) are the same from one test session to the next (ipbench.owner).
+os.environ["IPBENCH_OWNER_KEY"] = "5eed" * 16
 # Pretrained weights the user installed stay out of the tests (LPIPS is "missing" everywhere),
 # except in the one test that checks them by their path.
 from ipbench.weights import lpips_weights_path
@@ -112,7 +115,7 @@ def run_context(splits, spec, preset, trainer, baseline=None, cache=None, seed=0
 
     return RunContext(
         spec, preset, seed, torch.device("cpu"), trainer, ThiefView(splits.attacker, splits.test),
-        owner_split=splits.owner, baseline=baseline, cache=cache,
+        owner_split=splits.owner, baseline=baseline, cache=cache, key_seed=1_234_567 + seed,
     )  # fmt: skip
 
 

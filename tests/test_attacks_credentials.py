@@ -22,6 +22,7 @@ from ipbench.contract import Protected
 from ipbench.datasets import load_dataset, make_splits
 from ipbench.errors import IpbenchError
 from ipbench.registry import attacks, presets, schemes
+from ipbench.request import attack_of_stage
 from ipbench.runner import Runner, RunRequest
 from ipbench.schemes.activeguard import ActiveGuard
 from ipbench.training import Trainer, to_float_images
@@ -44,10 +45,10 @@ def deploy(tmp_path_factory):
             )  # fmt: skip
             runner = Runner(req, log=lambda _m: None)
             out = runner.run()
-            stages = {s["name"]: s for s in out.stages}
+            stages = {attack_of_stage(s["name"]): s for s in out.stages}
             metrics: dict[str, dict[str, float]] = {}
             for m in out.metrics:
-                metrics.setdefault(m["stage"], {})[m["name"]] = m["value"]
+                metrics.setdefault(attack_of_stage(m["stage"]), {})[m["name"]] = m["value"]
             res = runner.res
             protected = res.scheme.load_protected(Path(stages["protect"]["artifact"]))
             preset = res.preset

@@ -18,6 +18,7 @@ from ipbench.attacks.prune import prune_global
 from ipbench.attacks.strip_control import StripControl
 from ipbench.cli import app
 from ipbench.registry import presets, schemes
+from ipbench.request import attack_of_stage
 from ipbench.runner import Runner, RunRequest
 from ipbench.store import Store
 
@@ -38,7 +39,7 @@ def attacked(workdir: Path, scheme: str, attacks: str, **settings: str) -> dict[
     )  # fmt: skip
     out: dict[str, dict] = {}
     for m in Runner(req, log=lambda _m: None).run().metrics:
-        out.setdefault(m["stage"], {})[m["name"]] = m["value"]
+        out.setdefault(attack_of_stage(m["stage"]), {})[m["name"]] = m["value"]
     return out
 
 
@@ -162,7 +163,8 @@ def test_attack_command_adds_stages_to_the_stored_run(tmp_path):
     store = Store(w)
     (run,) = store.list_runs()  # the same run, not a new one
     names = {(m["stage"], m["name"]) for m in store.metrics(run.run_id)}
-    assert ("attack:prune", "A_ad@rate=0.5") in names and ("attack:prune", "rate_best") in names
+    variant = "attack:prune(rates=0.0,0.5)"  # the attack's settings name its stage
+    assert (variant, "A_ad@rate=0.5") in names and (variant, "rate_best") in names
     assert store.stage(run.run_id, "attack:strip-control")["status"] == "skipped"
     stages = {s["name"]: s for s in store.stages(run.run_id)}
     assert stages["protect"]["cached"] == 1

@@ -56,7 +56,8 @@ def test_processings_are_what_they_say():
 
 # --- insider ----------------------------------------------------------------------------------
 def test_insider_distillation_copies_an_unprotected_model(workdir):
-    m = attacked(workdir, "none", "insider")
+    # a copy as good as the victim needs the budget smoke had before the quick start's cut
+    m = attacked(workdir, "none", "insider", **{"attack.insider.epochs": "15"})
     victim, got = m["evaluate"]["A_ud"], m["attack:insider"]
     assert got["A_sub"] == max(got["A_sub@hard"], got["A_sub@soft"])
     assert got["A_sub"] >= victim - 15 and got["A_sub_vs_victim_agreement"] > 2 * CHANCE_PLUS
@@ -72,7 +73,12 @@ def test_insider_distillation_walks_through_a_lock_that_stops_copycat(workdir):
 
 # --- finetune-budget --------------------------------------------------------------------------
 def test_finetune_budget_curve_is_monotone_in_data_on_an_unprotected_model(workdir):
-    m = attacked(workdir, "none", "finetune-budget", **{"attack.finetune-budget.variant": "reinit"})
+    # the curve this test reads (the smoke preset's own budget is two fractions, one shot count)
+    curve_settings = {"fractions": "0.01,0.05,0.2", "shots": "1,10", "steps": "60"}
+    m = attacked(
+        workdir, "none", "finetune-budget", **{"attack.finetune-budget.variant": "reinit"},
+        **{f"attack.finetune-budget.{k}": v for k, v in curve_settings.items()},
+    )  # fmt: skip
     got = m["attack:finetune-budget"]
     # smoke: the thief holds 400 images, a fifth of a 2,000-image training set
     sizes = [got[f"images@fraction={f}"] for f in ("0.01", "0.05", "0.2")]
@@ -232,7 +238,10 @@ def test_anp_against_a_lock_reports_each_threshold(workdir):
 
 # --- knockoff ---------------------------------------------------------------------------------
 def test_knockoff_copies_an_unprotected_model_from_a_transfer_set(workdir):
-    m = attacked(workdir, "none", "knockoff", **{"attack.knockoff.dataset": "synthetic:1000"})
+    m = attacked(
+        workdir, "none", "knockoff",
+        **{"attack.knockoff.dataset": "synthetic:1000", "attack.knockoff.epochs": "15"},
+    )  # fmt: skip
     victim, got = m["evaluate"]["A_ud"], m["attack:knockoff"]
     assert got["queries"] == 400
     for role in ("outsider", "insider"):

@@ -39,8 +39,8 @@ def test_truncated_or_missing_files_are_reported(tmp_path):
     weights.write_bytes(weights.read_bytes()[:200])
     with pytest.raises(CorruptArtifactError, match="unreadable protected model"):
         Protected.load(tmp_path)
-    (tmp_path / "secrets.safetensors").unlink()
-    with pytest.raises(CorruptArtifactError, match=r"missing secrets\.safetensors"):
+    (tmp_path / "owner" / "secrets.safetensors").unlink()
+    with pytest.raises(CorruptArtifactError, match=r"missing owner/secrets\.safetensors"):
         Protected.load(tmp_path)
 
 
@@ -95,3 +95,13 @@ def test_query_is_the_base_class_path_and_applies_input_space_credentials():
     scheme = Negate()
     assert torch.equal(scheme.query(p, x, scheme.authorize(p, "u")), p.model(1 - x))
     assert torch.equal(scheme.query(p, x), p.model(x))
+
+
+def test_secrets_are_saved_apart_and_owner_only(tmp_path):
+    """The deployed artefact (weights, meta) and the owner's secrets live apart; the secrets'
+    folder and file are readable by the owner only."""
+    _protected().save(tmp_path)
+    secrets = tmp_path / "owner" / "secrets.safetensors"
+    assert not (tmp_path / "secrets.safetensors").exists()
+    assert secrets.stat().st_mode & 0o777 == 0o600
+    assert secrets.parent.stat().st_mode & 0o777 == 0o700

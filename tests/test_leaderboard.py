@@ -24,7 +24,7 @@ from ipbench.store import Store
 REFERENCE = """scheme,dataset,model,metric,value,source,note
 mlock,synthetic,tiny,A_ad,90.5,Test paper Table I,
 mlock,synthetic,tiny,PSNR,25.036,Test paper Table III,
-passport,*,,params,9000000,Test paper Table X,model C
+passport,*,tiny,params,9000000,Test paper Table X,model C
 """
 
 EVAL = {  # scheme -> seed -> A_ad, A_ud
@@ -230,7 +230,7 @@ def test_leaderboard_cli_writes_files_and_reports_errors(synthetic, tmp_path):
     [
         (["--set", "gammma=0.1,0.3"], "unknown setting 'gammma'"),
         (["--set", "gamma=0.1,abc"], "gamma='abc' is not a valid float"),
-        (["--set", "gamma=0.1,1.5"], "gamma must be in (0, 1)"),
+        (["--set", "gamma=0.1,1.5"], "gamma=1.5 is invalid; valid: a finite number > 0 and < 1"),
         (["--set", "gamma=0.1"], "exactly one setting"),
         (["--set", "gamma=0.1,0.3", "--seeds", "0,x"], "--seeds '0,x'"),
     ],
@@ -290,11 +290,12 @@ def test_provenance_names_the_scheme_settings_the_preset_sets():
 
     def text(r: dict, preset: str) -> str:
         runs = pd.DataFrame([r], columns=RUN_COLUMNS)
-        return provenance(Collected(runs, pd.DataFrame(), pd.DataFrame()), preset)
+        return "\n".join(provenance(Collected(runs, pd.DataFrame(), pd.DataFrame()), preset))
 
     # A run stored before runs recorded them: the scheme class's declaration.
     assert "mlock: protect_epochs=20" in text(row, "quick")
-    assert "preset sets" not in text(row, "smoke")  # smoke sets nothing for mlock
+    assert "mlock: protect_epochs=6, sticker_size=8" in text(row, "smoke")
+    assert "preset sets" not in text(row | {"scheme": "chaow"}, "smoke")  # nothing for chaow
     # A run that recorded them: the store, whatever the code says today.
     recorded = row | {"preset_settings": json.dumps({"protect_epochs": 7})}
     assert "mlock: protect_epochs=7" in text(recorded, "quick")
@@ -313,7 +314,7 @@ def test_tracing_block_and_a_flag_on_protection_that_did_not_take(tmp_path):
     ref = tmp_path / "reference.csv"
     ref.write_text(REFERENCE)
     md = _build(workdir, ref, tmp_path / "board").read_text()
-    assert "## Identity tracing" in md and "| activedaemon | 72.00 ± 0.00 | 79.00 ± 0.00 |" in md
+    assert "## Identity tracing" in md and "| activedaemon ⚠ | 72.00 ± 0.00 | 79.00 ± 0.00 |" in md
     assert "**Warning:** `activedaemon`: protection did not take: A_pd = -2.00" in md
     assert "identity tracing did not take: id_rate = 0.4%" in md
 

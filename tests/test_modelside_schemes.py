@@ -65,7 +65,7 @@ def test_advparams_touches_a_handful_of_weights(smoke):
     assert 1 <= m["params_changed"] <= AdvParamsConfig().max_params
     assert m["params_changed_pct"] < 0.2
     encrypted = read_tensors(folder / "model.safetensors")
-    secrets = read_tensors(folder / "secrets.safetensors")
+    secrets = read_tensors(folder / "owner" / "secrets.safetensors")
     layer, index = secrets["layer"], secrets["index"]
     names = json.loads((folder / "meta.json").read_text())["meta"]["layers"]
     shipped = torch.stack(
@@ -132,8 +132,12 @@ def test_advparams_decryption_writes_back_the_exact_weights():
     ("scheme", "settings", "message"),
     [
         ("chaow", {"r_low": "3.0"}, "3.5699 < r_low < r_high <= 4"),
-        ("advparams", {"step_size": "0"}, "step_size > 0"),
-        ("passport", {"passport_images": "0"}, "passport_images >= 1"),
+        ("advparams", {"step_size": "0"}, "step_size=0.0 is invalid; valid: a finite number > 0"),
+        (
+            "passport",
+            {"passport_images": "0"},
+            "passport_images=0 is invalid; valid: an integer >= 1",
+        ),
     ],
 )
 def test_bad_settings_are_one_clear_error(tmp_path, scheme, settings, message):

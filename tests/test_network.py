@@ -39,3 +39,37 @@ def test_the_network_is_asked_once_per_process(monkeypatch):
     from ipbench.datasets.locate import downloads_allowed
 
     assert downloads_allowed(True) is False and len(calls) == 1
+
+
+def test_an_offline_machine_is_asked_once_and_nothing_downloads(monkeypatch, tmp_path):
+    """LPIPS's backbone and a missing dataset both consult the one cached answer: one
+    connection attempt for the process, no download call after it."""
+    import urllib.request
+
+    from ipbench.datasets import load_dataset
+    from ipbench.errors import IpbenchError
+    from ipbench.metrics import image_quality
+
+    calls = []
+
+    def refuse(*a, **k):
+        calls.append(a)
+        raise OSError("unreachable")
+
+    def no_download(*a, **k):
+        raise AssertionError("a download was attempted on an offline machine")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", no_download)
+    monkeypatch.delenv("IPBENCH_OFFLINE")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached AlexNet
+    monkeypatch.setenv("IPBENCH_CACHE", str(tmp_path / "cache"))  # no converted weights
+    image_quality._lpips_model.cache_clear()
+    try:
+        model, reason = image_quality._lpips_model()
+        assert model is None and "no network" in reason and len(calls) == 1
+        with pytest.raises(IpbenchError, match="cifar10"):
+            load_dataset("cifar10", str(tmp_path / "data"), download=True)
+        assert len(calls) == 1 and not (tmp_path / "data" / "cifar-10-batches-py").exists()
+    finally:
+        image_quality._lpips_model.cache_clear()

@@ -157,8 +157,10 @@ def test_attacks_on_several_runs_fan_out_and_a_failed_run_does_not_stop_the_grid
     assert result.exit_code == 2, result.output  # bad input: a cached model is gone
     assert f"run {broken}: the cached protect artefact" in result.output
     store = Store(tmp_path)
-    assert store.require_run(broken).status == "failed"
-    assert store.require_run(intact).status == "done"
+    # a finished run keeps its status when a later attempt fails (issue 21): the error says so
+    assert store.require_run(broken).status == store.require_run(intact).status == "done"
     stages = {s["name"]: s for s in store.stages(intact)}
-    assert stages["attack:prune"]["status"] == stages["attack:fine-pruning"]["status"] == "done"
-    assert not stages["attack:prune"]["cached"] and stages["protect"]["cached"]
+    # prune with other rates than the preset's is a variant stage of its own (issue 21)
+    (prune,) = [n for n in stages if n.startswith("attack:prune(")]
+    assert stages[prune]["status"] == stages["attack:fine-pruning"]["status"] == "done"
+    assert not stages[prune]["cached"] and stages["protect"]["cached"]

@@ -115,7 +115,11 @@ def test_baseline_is_shared_between_runs_that_differ_elsewhere(tmp_path, monkeyp
             "setting 'batch_size' is ambiguous: it is train.batch_size and eval.batch_size; add "
             "the prefix",
         ),
-        ({"scheme": "mlock", "overrides": {"gamma": "1.5"}}, IpbenchError, "gamma must be in"),
+        (
+            {"scheme": "mlock", "overrides": {"gamma": "1.5"}},
+            IpbenchError,
+            "gamma=1.5 is invalid; valid: a finite number > 0 and < 1",
+        ),
     ],
 )
 def test_bad_requests_fail_before_any_work(tmp_path, kwargs, error, message):

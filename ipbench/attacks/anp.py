@@ -19,8 +19,10 @@ scale and shift; the network runs in eval mode (running statistics) while masks 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from annotated_types import Ge, Gt, Interval
 from torch import nn
 from torch.nn import functional as F
 
@@ -29,20 +31,25 @@ from ipbench.attacks.finetune_budget import training_set_size
 from ipbench.context import RunContext
 from ipbench.errors import IpbenchError
 from ipbench.metric import At, Metric, Results, pct
+from ipbench.progress import track
 from ipbench.registry import attacks
 from ipbench.training import to_float_images
 
 
 @dataclass(frozen=True)
 class ANPConfig:
-    fraction: float = 0.01  # clean data: 1% of the training set (reference), capped
-    eps: float = 0.4
-    alpha: float = 0.2  # weight of the unperturbed loss
-    mask_lr: float = 0.2
-    iterations: int = 2000
-    batch_size: int = 128
-    thresholds: tuple[float, ...] = (0.2,)  # prune channels whose mask is below
-    max_test: int | None = None
+    fraction: Annotated[float, Interval(gt=0, le=1)] = (
+        0.01  # clean data: 1% of the training set (reference), capped
+    )
+    eps: Annotated[float, Gt(0)] = 0.4
+    alpha: Annotated[float, Interval(ge=0, le=1)] = 0.2  # weight of the unperturbed loss
+    mask_lr: Annotated[float, Gt(0)] = 0.2
+    iterations: Annotated[int, Ge(1)] = 2000
+    batch_size: Annotated[int, Ge(1)] = 128
+    thresholds: tuple[Annotated[float, Interval(ge=0, le=1)], ...] = (
+        0.2,
+    )  # prune channels whose mask is below
+    max_test: Annotated[int, Ge(0)] | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.fraction <= 1 or self.iterations < 1 or not self.thresholds:
@@ -100,7 +107,7 @@ def learn_masks(
     opt = torch.optim.SGD(nm.masks, lr=c.mask_lr, momentum=0.9)
     g = seeded(seed, 71)
     try:
-        for _ in range(c.iterations):
+        for _ in track(range(c.iterations), "anp masks"):
             idx = torch.randint(0, len(x), (min(c.batch_size, len(x)),), generator=g)
             xb, yb = to_float_images(x[idx]).to(dev), y[idx].to(dev)
             if c.eps > 0:  # one signed step of size eps maximising the loss
@@ -152,7 +159,7 @@ class ANP(Attack):
         Metric("images", "images", "neither", ".0f", 0, "the thief's clean labelled images"),
     )
     preset_defaults = {
-        "smoke": {"iterations": 200, "thresholds": (0.2, 0.5)},
+        "smoke": {"iterations": 30, "thresholds": (0.2, 0.5)},  # ~2 s (the README quick start)
         "quick": {"iterations": 500, "thresholds": (0.2, 0.5), "max_test": 2000},
     }
 

@@ -9,8 +9,10 @@ unauthorized queries badly, so the substitute should learn little.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from annotated_types import Ge
 
 from ipbench.attack import Attack, Target, answers, first, thief_data, thief_train
 from ipbench.context import RunContext
@@ -27,11 +29,15 @@ LABELS = ("hard", "soft")
 
 @dataclass(frozen=True)
 class ExtractionConfig:
-    queries: int = 2500  # paper Table V
+    queries: Annotated[int, Ge(1)] = 2500  # paper Table V
     labels: tuple[str, ...] = ("hard",)
-    epochs: int | None = None  # the substitute's training budget (None: the preset's)
-    batch_size: int | None = None  # None: the preset's (lr scales linearly with a smaller one)
-    max_test: int | None = None
+    epochs: Annotated[int, Ge(1)] | None = (
+        None  # the substitute's training budget (None: the preset's)
+    )
+    batch_size: Annotated[int, Ge(1)] | None = (
+        None  # None: the preset's (lr scales linearly with a smaller one)
+    )
+    max_test: Annotated[int, Ge(0)] | None = None
 
 
 @attacks.register("extraction")
@@ -46,7 +52,7 @@ class Extraction(Attack):
         Metric("queries", "images", fmt=".0f"),
     )
     preset_defaults = {
-        "smoke": {"queries": 500, "epochs": 15},
+        "smoke": {"queries": 500, "epochs": 5},  # ~1 s
         # 2,500 queries are 10 steps per epoch at batch 256: a batch of 64 for 30 epochs
         # (measured: 64% for a substitute on 2,500 true labels, against 24% at 256 x 15).
         "quick": {"epochs": 30, "batch_size": 64, "max_test": 2000},

@@ -9,6 +9,9 @@ genuine credential (``A_ad@owner``): the path itself is shown to work before fak
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from annotated_types import Ge
 
 from ipbench.attack import Attack, Target, served_accuracy, test_slice
 from ipbench.capabilities import CredentialForging, capability
@@ -22,7 +25,9 @@ from ipbench.registry import attacks
 @dataclass(frozen=True)
 class FakeCredentialConfig:
     kinds: tuple[str, ...] = ()  # empty: every kind the scheme forges
-    max_test: int = 2000  # test images scored per credential (0: the whole test split)
+    max_test: Annotated[int, Ge(0)] = (
+        2000  # test images scored per credential (0: the whole test split)
+    )
 
 
 @attacks.register("fake-credential")
@@ -31,6 +36,7 @@ class FakeCredential(Attack):
 
     Config = FakeCredentialConfig
     summary = "forged passports / keys through the credential path (random passport, wrong key)"
+    preset_defaults = {"smoke": {"max_test": 500}}
     metrics = (
         pct("A_td", "lower", 1, "the best forged credential's accuracy"),
         pct("A_ad", "higher", 0, "the owner's genuine credential, through the same path"),

@@ -20,8 +20,10 @@ of a genuine token (a lossy copy), so it is reported as a curve, not folded into
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from annotated_types import Ge, Interval
 
 from ipbench.attack import Attack, Target, seeded, served_accuracy, test_slice
 from ipbench.capabilities import InputSpaceToken, capability
@@ -30,6 +32,7 @@ from ipbench.errors import IpbenchError
 from ipbench.evaluate import eval_users
 from ipbench.images import quantize
 from ipbench.metric import At, Metric, Results, pct
+from ipbench.progress import track
 from ipbench.registry import attacks
 from ipbench.training import to_float_images
 
@@ -40,10 +43,16 @@ GAUSSIAN, MISMATCHED = At("A_fake", label="gaussian"), At("A_fake", label="misma
 @dataclass(frozen=True)
 class FakeTokenConfig:
     modes: tuple[str, ...] = MODES
-    gammas: tuple[float, ...] = tuple(i / 10 for i in range(11))  # Fig. 4's gamma_f sweep
-    max_test: int = 2000  # test images scored per forgery (0: the whole test split)
-    users: int = 4  # genuine tokens come from this many users, as in the shared evaluation
-    batch_size: int = 500
+    gammas: tuple[Annotated[float, Interval(ge=0, le=1)], ...] = tuple(
+        i / 10 for i in range(11)
+    )  # Fig. 4's gamma_f sweep
+    max_test: Annotated[int, Ge(0)] = (
+        2000  # test images scored per forgery (0: the whole test split)
+    )
+    users: Annotated[int, Ge(1)] = (
+        4  # genuine tokens come from this many users, as in the shared evaluation
+    )
+    batch_size: Annotated[int, Ge(1)] = 500
 
     def __post_init__(self) -> None:
         bad = [m for m in self.modes if m not in MODES]
@@ -93,6 +102,7 @@ class FakeToken(Attack):
     Config = FakeTokenConfig
     requires = (InputSpaceToken,)
     summary = "forged tokens: Gaussian (Table IV), deteriorated (Fig. 4), mismatched (Table VII)"
+    preset_defaults = {"smoke": {"max_test": 500}}  # the whole smoke test split: seconds
     metrics = (
         pct("A_td", "lower", 1, "the better of the Gaussian and mismatched forgeries"),
         pct("A_fake", "lower", 0, "accuracy with one forgery (label) or kept share gamma_f"),
@@ -117,7 +127,7 @@ class FakeToken(Attack):
             out[GAUSSIAN] = served_accuracy(target, quantize(x + noise), y, ctx)
         if "deteriorated" in c.modes:
             rank = keep_positions(len(x), x.shape[-2], x.shape[-1], seeded(ctx.seed, 2))
-            for gamma in c.gammas:
+            for gamma in track(c.gammas, "deteriorated tokens"):
                 kept = (rank < round(gamma * rank[0].numel())).to(x.dtype)
                 acc = served_accuracy(target, quantize(x + kept * residual), y, ctx)
                 out[At("A_fake", "gamma_f", gamma)] = acc

@@ -20,8 +20,10 @@ torchvision's ResNet (the paper's nets are plain). Fine-tuning is ``finetune``'s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from annotated_types import Ge, Gt, Interval
 from torch import nn
 
 from ipbench.attack import (
@@ -45,11 +47,21 @@ from ipbench.training import to_float_images
 
 @dataclass(frozen=True)
 class FinePruningConfig:
-    rates: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 0.9)  # share of feature channels pruned
-    epochs: int = 10  # fine-tuning after pruning (our choice; constant SGD as finetune)
-    lr: float = 0.01
-    images: int | None = None  # the thief's labelled images (None: its whole split)
-    max_test: int | None = None
+    rates: tuple[Annotated[float, Interval(ge=0, lt=1)], ...] = (
+        0.2,
+        0.4,
+        0.6,
+        0.8,
+        0.9,
+    )  # share of feature channels pruned
+    epochs: Annotated[int, Ge(0)] = (
+        10  # fine-tuning after pruning (our choice; constant SGD as finetune)
+    )
+    lr: Annotated[float, Gt(0)] = 0.01
+    images: Annotated[int, Ge(1)] | None = (
+        None  # the thief's labelled images (None: its whole split)
+    )
+    max_test: Annotated[int, Ge(0)] | None = None
 
     def __post_init__(self) -> None:
         if not self.rates or any(not 0 <= r < 1 for r in self.rates):
@@ -129,7 +141,7 @@ class FinePruning(Attack):
     summary = "Fine-Pruning (RAID'18): prune dormant last-layer channels, then fine-tune"
     metrics = Prune.metrics  # the same numbers: A_ud and A_ad at the rate best for the thief
     preset_defaults = {
-        "smoke": {"rates": (0.5, 0.9), "epochs": 5},
+        "smoke": {"rates": (0.5, 0.9), "epochs": 1},
         "quick": {"rates": (0.3, 0.6, 0.9), "max_test": 2000},
     }
 

@@ -18,8 +18,10 @@ stripping it (see ``strip-control``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from annotated_types import Ge, Gt
 from torch import nn
 
 from ipbench.attack import (
@@ -46,11 +48,20 @@ VARIANTS = ("last", "all", "reinit")
 @dataclass(frozen=True)
 class FinetuneConfig:
     variants: tuple[str, ...] = VARIANTS
-    epochs: int = 50  # paper Table VI
-    budgets: tuple[int, ...] = (0, 1, 5, 10, 20, 50)  # scored after these epochs (capped)
-    lr: float = 0.01  # constant-rate SGD, the usual fine-tuning rate (the paper gives none)
-    images: int | None = None  # thief's labelled images (None: its whole split)
-    max_test: int | None = None
+    epochs: Annotated[int, Ge(1)] = 50  # paper Table VI
+    budgets: tuple[Annotated[int, Ge(0)], ...] = (
+        0,
+        1,
+        5,
+        10,
+        20,
+        50,
+    )  # scored after these epochs (capped)
+    lr: Annotated[float, Gt(0)] = (
+        0.01  # constant-rate SGD, the usual fine-tuning rate (the paper gives none)
+    )
+    images: Annotated[int, Ge(1)] | None = None  # thief's labelled images (None: its whole split)
+    max_test: Annotated[int, Ge(0)] | None = None
     dataset: str | None = None  # transfer to another ipbench dataset (Table VI); None: same task
 
 

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from annotated_types import Ge, Gt, Interval
 
 from ipbench.attack import Attack, Target, redeploy, score, steal, thief_train
 from ipbench.attacks.finetune import head
@@ -34,13 +36,18 @@ from ipbench.registry import attacks
 
 @dataclass(frozen=True)
 class FinetuneBudgetConfig:
-    fractions: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1)  # of the training set (issue 19)
-    shots: tuple[int, ...] = (1, 5, 10, 50)  # labelled images per class
+    fractions: tuple[Annotated[float, Interval(gt=0, le=1)], ...] = (
+        0.01,
+        0.02,
+        0.05,
+        0.1,
+    )  # of the training set (issue 19)
+    shots: tuple[Annotated[int, Ge(1)], ...] = (1, 5, 10, 50)  # labelled images per class
     variant: str = "all"  # "all" (every layer) or "reinit" (fresh classifier, then all)
-    steps: int = 500  # optimiser steps per budget
-    lr: float = 0.01  # as finetune (constant SGD)
-    unlock_margin: float = 10.0  # points below A_ad that count as unlocked
-    max_test: int | None = None
+    steps: Annotated[int, Ge(1)] = 500  # optimiser steps per budget
+    lr: Annotated[float, Gt(0)] = 0.01  # as finetune (constant SGD)
+    unlock_margin: Annotated[float, Ge(0)] = 10.0  # points below A_ad that count as unlocked
+    max_test: Annotated[int, Ge(0)] | None = None
 
     def __post_init__(self) -> None:
         if self.variant not in ("all", "reinit"):
@@ -80,7 +87,7 @@ class FinetuneBudget(Attack):
         Metric("images", "images", "neither", ".0f", 0, "labelled images at a budget"),
     )
     preset_defaults = {
-        "smoke": {"fractions": (0.01, 0.05, 0.2), "shots": (1, 10), "steps": 60},
+        "smoke": {"fractions": (0.05, 0.2), "shots": (10,), "steps": 15},  # ~2 s
         "quick": {"steps": 300, "max_test": 2000},
     }
 

@@ -12,8 +12,10 @@ set. ``auth_rate`` is the fraction of forged fingerprints that authenticate.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from annotated_types import Ge, Gt, Interval
 from torch import nn
 
 from ipbench.attack import Attack, Target, bare_network, seeded, served_accuracy, test_slice
@@ -29,16 +31,20 @@ from ipbench.training import to_float_images
 class ForgedFingerprintConfig:
     """Guesses: empty ``windows`` means the paper's published candidate grid on [z1, z2)."""
 
-    windows: tuple[float, ...] = ()  # guessed confidences c; empty: the candidate grid
+    windows: tuple[
+        Annotated[float, Interval(ge=0, le=1)], ...
+    ] = ()  # guessed confidences c; empty: the candidate grid
     interval: tuple[float, float] = (0.10, 0.50)  # [z1, z2), published
-    eps: float = 0.01  # the published tolerance: guesses are 2 eps apart
-    per_window: int = 5  # forged fingerprints per guessed confidence
-    max_test: int = 2000  # test images queried through the forged session (0: all)
+    eps: Annotated[float, Gt(0)] = 0.01  # the published tolerance: guesses are 2 eps apart
+    per_window: Annotated[int, Ge(1)] = 5  # forged fingerprints per guessed confidence
+    max_test: Annotated[int, Ge(0)] = (
+        2000  # test images queried through the forged session (0: all)
+    )
     # The C&W generator's settings (the scheme's defaults; the algorithm is public).
-    cw_alpha: float = 100.0
-    cw_steps: int = 300
-    cw_lr: float = 0.01
-    cw_batch_size: int = 512
+    cw_alpha: Annotated[float, Gt(0)] = 100.0
+    cw_steps: Annotated[int, Ge(1)] = 300
+    cw_lr: Annotated[float, Gt(0)] = 0.01
+    cw_batch_size: Annotated[int, Ge(1)] = 512
 
 
 def candidate_grid(interval: tuple[float, float], eps: float) -> tuple[float, ...]:
@@ -77,6 +83,8 @@ class ForgedFingerprint(Attack):
     Config = ForgedFingerprintConfig
     requires = (FingerprintAuthentication,)
     summary = "thief-made fingerprints (the public C&W generator) for guessed confidences"
+    # smoke: one forgery per guessed confidence and a shorter C&W search (seconds, not 45 s)
+    preset_defaults = {"smoke": {"per_window": 1, "cw_steps": 100, "max_test": 500}}
     metrics = (
         pct("A_td", "lower", 1, "accuracy through the first forged session"),
         Metric("auth_rate", "fraction", "lower", ".2f", 2, "forged fingerprints accepted"),

@@ -26,7 +26,10 @@ from ipbench.context import RunContext
 from ipbench.contract import Credential
 from ipbench.registry import attacks
 
-INSIDER = "insider-thief"  # the thief's own user name (never an evaluation user's: 8 characters)
+# The thief's own user name: at most 8 ASCII characters (the shortest identity a registered
+# token scheme encodes; a 13-character name failed such runs), never an evaluation user's
+# ("!" is not in their alphabet).
+INSIDER = "insider!"
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class Insider(Extraction):
     Config = InsiderConfig
     summary = "insider distillation: one valid credential, own unlabeled images, hard/soft labels"
     preset_defaults = {
-        "smoke": {"queries": 400, "epochs": 15},
+        "smoke": {"queries": 400, "epochs": 4},  # ~2 s: hard and soft labels
         "quick": {"epochs": 30, "batch_size": 64, "max_test": 2000},  # as extraction
     }
 

@@ -53,6 +53,10 @@ class Knockoff(Insider):
 
     Config = KnockoffConfig
     summary = "Knockoff Nets (CVPR'19): transfer-set queries, soft labels, outsider and insider"
+    preset_defaults = {
+        "smoke": {"queries": 400, "epochs": 3},  # ~2 s: outsider and insider
+        "quick": {"epochs": 30, "batch_size": 64, "max_test": 2000},  # as insider
+    }
     role = "outsider"  # the role being run (budgets: insider's, which are extraction's)
 
     def credential(self, target: Target, ctx: RunContext) -> Credential | None:

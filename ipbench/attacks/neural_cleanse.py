@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
+from annotated_types import Ge, Gt, Interval
 
 from ipbench.attack import Attack, Target, bare_network, seeded, served_accuracy, test_slice
 from ipbench.capabilities import InputSpaceToken
@@ -23,6 +25,7 @@ from ipbench.context import RunContext
 from ipbench.errors import IpbenchError
 from ipbench.images import quantize
 from ipbench.metric import Metric, Results, pct
+from ipbench.progress import track
 from ipbench.registry import attacks
 from ipbench.training import to_float_images
 
@@ -34,16 +37,20 @@ class NeuralCleanseConfig:
     """Neural Cleanse's reference settings where they exist (Adam lr 0.5 per SCHEMES.md, betas
     (0.5, 0.9), L1 cost 1e-3, x2 up, /1.5 down, batch 32); patience and threshold are ours."""
 
-    steps: int = 2000  # mini-batch steps on the thief's labelled split
-    batch_size: int = 32
-    lr: float = 0.5
-    init_cost: float = 1e-3
-    cost_up: float = 2.0
-    cost_down: float = 1.5
-    patience: int = 10  # steps (Neural Cleanse counts epochs of its mini-batches)
-    threshold: float = 90.0  # batch accuracy (percent) above which the mask is pushed smaller
-    eval_every: int = 100  # steps between test-slice scorings of the current mask and pattern
-    max_test: int = 2000  # test images scored (0: the whole test split)
+    steps: Annotated[int, Ge(1)] = 2000  # mini-batch steps on the thief's labelled split
+    batch_size: Annotated[int, Ge(1)] = 32
+    lr: Annotated[float, Gt(0)] = 0.5
+    init_cost: Annotated[float, Ge(0)] = 1e-3
+    cost_up: Annotated[float, Gt(0)] = 2.0
+    cost_down: Annotated[float, Gt(0)] = 1.5
+    patience: Annotated[int, Ge(1)] = 10  # steps (Neural Cleanse counts epochs of its mini-batches)
+    threshold: Annotated[float, Interval(ge=0, le=100)] = (
+        90.0  # batch accuracy (percent) above which the mask is pushed smaller
+    )
+    eval_every: Annotated[int, Ge(1)] = (
+        100  # steps between test-slice scorings of the current mask and pattern
+    )
+    max_test: Annotated[int, Ge(0)] = 2000  # test images scored (0: the whole test split)
 
     def __post_init__(self) -> None:
         if min(self.steps, self.batch_size, self.eval_every, self.patience) < 1 or self.lr <= 0:
@@ -97,7 +104,10 @@ class NeuralCleanse(Attack):
         pct("A_re", "lower", 1, "best accuracy the reversed token reached"),
         Metric("mask_l1", "pixels", "higher", ".2f", 0, "L1 norm of the mask then"),
     )
-    preset_defaults = {"quick": {"steps": 1000}}
+    preset_defaults = {
+        "smoke": {"steps": 100, "eval_every": 50, "max_test": 500},  # seconds, not 735 s
+        "quick": {"steps": 1000},
+    }
 
     def run(self, target: Target, ctx: RunContext) -> Results:
         c = self.config
@@ -115,7 +125,7 @@ class NeuralCleanse(Attack):
         opt = torch.optim.Adam(params, lr=c.lr, betas=(0.5, 0.9))
         schedule = CostSchedule(c)
         best = {"A_re": -math.inf, "mask_l1": math.nan}
-        for step in range(1, c.steps + 1):
+        for step in track(range(1, c.steps + 1), "neural cleanse"):
             idx = torch.randint(len(own), (min(c.batch_size, len(own)),), generator=g)
             x = to_float_images(own.x[idx]).to(ctx.device)
             y = own.y[idx].to(ctx.device)

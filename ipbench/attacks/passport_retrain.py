@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from annotated_types import Ge, Gt
 from torch import nn
 
 from ipbench.attack import Attack, Target, answers, first, steal, thief_data, thief_train
@@ -27,12 +29,12 @@ Install = Callable[[nn.Module, dict[str, torch.Tensor]], None]  # (network, pass
 
 @dataclass(frozen=True)
 class PassportRetrainConfig:
-    epochs: int = 50
+    epochs: Annotated[int, Ge(1)] = 50
     # Passports live on the feature scale: plain SGD needs a large rate to move them at all
     # (smoke: lr 0.1 moved them 1.5%, A_fake stayed at chance; lr 20 reached A_ad).
-    lr: float = 20.0
-    images: int | None = None  # thief's labelled images (None: its whole split)
-    max_test: int | None = None
+    lr: Annotated[float, Gt(0)] = 20.0
+    images: Annotated[int, Ge(1)] | None = None  # thief's labelled images (None: its whole split)
+    max_test: Annotated[int, Ge(0)] | None = None
 
 
 class ForgedPassports(nn.Module):

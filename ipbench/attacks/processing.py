@@ -22,9 +22,11 @@ import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
+from annotated_types import Ge, Gt, Interval
 from torch.nn import functional as F
 
 from ipbench.attack import Attack, Target, seeded, served_accuracy, test_slice
@@ -34,6 +36,7 @@ from ipbench.context import RunContext
 from ipbench.errors import IpbenchError
 from ipbench.images import quantize, to_uint8
 from ipbench.metric import At, Results, pct
+from ipbench.progress import track
 from ipbench.registry import attacks
 
 PROCESSINGS = ("jpeg", "resize", "blur", "noise")
@@ -43,14 +46,45 @@ PARAM = {"jpeg": "quality", "resize": "scale", "blur": "sigma", "noise": "sigma"
 @dataclass(frozen=True)
 class ProcessingConfig:
     processings: tuple[str, ...] = PROCESSINGS
-    qualities: tuple[int, ...] = (100, 90, 80, 75, 65, 58, 50, 40)  # CIFAR-10-C + 100, 90, 75
-    scales: tuple[float, ...] = (0.9, 0.75, 0.5)  # down then back up (our choice)
-    blur_sigmas: tuple[float, ...] = (0.4, 0.6, 0.7, 0.8, 1.0, 2.0)  # CIFAR-10-C + 2.0
-    noise_sigmas: tuple[float, ...] = (0.04, 0.06, 0.08, 0.09, 0.10, 0.2)  # CIFAR-10-C + 0.2
-    headline_quality: int = 75  # the headline: A_ad after JPEG at this quality
-    max_test: int = 2000  # test images sent per setting (0: the whole test split)
-    users: int = 4  # authorized users the images are shared between, as in evaluate
-    batch_size: int = 500
+    qualities: tuple[Annotated[int, Interval(ge=1, le=100)], ...] = (
+        100,
+        90,
+        80,
+        75,
+        65,
+        58,
+        50,
+        40,
+    )  # CIFAR-10-C + 100, 90, 75
+    scales: tuple[Annotated[float, Interval(gt=0, le=1)], ...] = (
+        0.9,
+        0.75,
+        0.5,
+    )  # down then back up (our choice)
+    blur_sigmas: tuple[Annotated[float, Gt(0)], ...] = (
+        0.4,
+        0.6,
+        0.7,
+        0.8,
+        1.0,
+        2.0,
+    )  # CIFAR-10-C + 2.0
+    noise_sigmas: tuple[Annotated[float, Ge(0)], ...] = (
+        0.04,
+        0.06,
+        0.08,
+        0.09,
+        0.10,
+        0.2,
+    )  # CIFAR-10-C + 0.2
+    headline_quality: Annotated[int, Interval(ge=1, le=100)] = (
+        75  # the headline: A_ad after JPEG at this quality
+    )
+    max_test: Annotated[int, Ge(0)] = 2000  # test images sent per setting (0: the whole test split)
+    users: Annotated[int, Ge(1)] = (
+        4  # authorized users the images are shared between, as in evaluate
+    )
+    batch_size: Annotated[int, Ge(1)] = 500
 
     def __post_init__(self) -> None:
         bad = [p for p in self.processings if p not in PROCESSINGS]
@@ -153,10 +187,10 @@ class Processing(Attack):
         }
         out: Results = {"A_ad_clean": served_accuracy(target, quantize(sent), y, ctx)}
         levels = self.levels()
-        for name in c.processings:
-            for level in levels[name]:
-                acc = served_accuracy(target, quantize(process[name](sent, level)), y, ctx)
-                out[At("A_ad", PARAM[name], level, name)] = acc
+        todo = [(name, level) for name in c.processings for level in levels[name]]
+        for name, level in track(todo, "processing levels"):
+            acc = served_accuracy(target, quantize(process[name](sent, level)), y, ctx)
+            out[At("A_ad", PARAM[name], level, name)] = acc
         curve = [v for k, v in out.items() if isinstance(k, At)]
         out["A_ad_worst"] = min(curve)
         if "jpeg" in c.processings:

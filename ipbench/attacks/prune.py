@@ -8,7 +8,9 @@ break the protection before the accuracy. Each rate prunes a fresh copy of the s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
+from annotated_types import Ge, Interval
 from torch import nn
 from torch.nn.utils import prune
 
@@ -16,6 +18,7 @@ from ipbench.attack import Attack, Target, redeploy, score, steal
 from ipbench.context import RunContext
 from ipbench.errors import IpbenchError
 from ipbench.metric import At, Metric, Results, pct
+from ipbench.progress import track
 from ipbench.registry import attacks
 
 
@@ -23,8 +26,19 @@ from ipbench.registry import attacks
 class PruneConfig:
     """Rates 0..90% as in the paper's figures; ``max_test`` caps the images scored per rate."""
 
-    rates: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-    max_test: int | None = None
+    rates: tuple[Annotated[float, Interval(ge=0, lt=1)], ...] = (
+        0.0,
+        0.1,
+        0.2,
+        0.3,
+        0.4,
+        0.5,
+        0.6,
+        0.7,
+        0.8,
+        0.9,
+    )
+    max_test: Annotated[int, Ge(0)] | None = None
 
 
 def prune_global(model: nn.Module, rate: float) -> nn.Module:
@@ -56,7 +70,7 @@ class Prune(Attack):
             raise IpbenchError(f"prune rates must lie in [0, 1); got {self.config.rates}")
         out: Results = {}
         best: tuple[float, float, float] | None = None  # (A_ud, A_ad, rate)
-        for rate in self.config.rates:
+        for rate in track(self.config.rates, "prune rates"):
             model = prune_global(steal(target), rate)
             a_ad, a_ud = score(redeploy(target, model), ctx.thief.test, ctx, self.config.max_test)
             out[At("A_ad", "rate", rate)], out[At("A_ud", "rate", rate)] = a_ad, a_ud

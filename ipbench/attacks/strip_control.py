@@ -7,6 +7,9 @@ artefact can call the network inside it directly. A_ud after stripping is the at
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from annotated_types import Ge
 
 from ipbench.attack import Attack, Target, bare_network, first, score, steal
 from ipbench.capabilities import WrappedDeployment
@@ -18,7 +21,7 @@ from ipbench.registry import attacks
 
 @dataclass(frozen=True)
 class StripControlConfig:
-    max_test: int | None = None  # test images scored
+    max_test: Annotated[int, Ge(0)] | None = None  # test images scored
 
 
 @attacks.register("strip-control")
@@ -28,7 +31,7 @@ class StripControl(Attack):
     Config = StripControlConfig
     requires = (WrappedDeployment,)
     summary = "adaptive: strip the wrapper (a control layer) and query the bare network"
-    preset_defaults = {"quick": {"max_test": 2000}}
+    preset_defaults = {"smoke": {"max_test": 500}, "quick": {"max_test": 2000}}
 
     def run(self, target: Target, ctx: RunContext) -> Results:
         wrapped = steal(target)

@@ -72,15 +72,56 @@ def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]
     return tuple(round(v, 6) for v in mean.tolist()), tuple(round(v, 6) for v in std.tolist())
 
 
+MAX_CLASSES = 100_000  # more is a label column holding something else (ids, pixel values)
+
+
+def check_loaded(name: str, train: ImageSet, test: ImageSet, num_classes: int | None) -> int:
+    """What a reader loaded, checked before anything trains on it; returns the class count.
+
+    Both splits non-empty, images of one shape, labels that are class indices in range, the
+    test labels among the training ones, and two or more classes. Each problem is one line
+    naming the dataset and what is wrong.
+    """
+    for split, part in (("training", train), ("test", test)):
+        if len(part) == 0:
+            raise IpbenchError(f"{name}: the {split} split is empty")
+    if train.x.shape[1:] != test.x.shape[1:]:
+        tr, te = ("x".join(map(str, t.x.shape[1:])) for t in (train, test))
+        raise IpbenchError(
+            f"{name}: training images are {tr} (CxHxW) but test images are {te}; both splits "
+            "need the same channels and size"
+        )
+    for split, part in (("training", train), ("test", test)):
+        if part.y.dtype != torch.int64:
+            raise IpbenchError(f"{name}: {split} labels are {part.y.dtype}, not class indices")
+        low, high = int(part.y.min()), int(part.y.max())
+        if low < 0:
+            raise IpbenchError(f"{name}: {split} label {low} is negative; labels are 0..K-1")
+        if high >= (num_classes or MAX_CLASSES):
+            limit = num_classes or MAX_CLASSES
+            raise IpbenchError(f"{name}: {split} label {high} outside 0..{limit - 1}")
+    present = torch.unique(train.y)
+    if len(present) < 2:
+        raise IpbenchError(
+            f"{name}: the training split has {len(present)} class; a classifier needs two or more"
+        )
+    unseen = sorted(set(torch.unique(test.y).tolist()) - set(present.tolist()))
+    if unseen:
+        shown = ", ".join(map(str, unseen[:5])) + (" ..." if len(unseen) > 5 else "")
+        raise IpbenchError(
+            f"{name}: test labels {shown} never occur in the training split "
+            f"(training labels {int(present.min())}..{int(present.max())})"
+        )
+    return num_classes or int(present.max()) + 1
+
+
 def make_dataset(
     name: str, train: ImageSet, test: ImageSet, classes: tuple[str, ...] | None = None,
     num_classes: int | None = None,
 ) -> Dataset:  # fmt: skip
-    """Wrap loaded tensors; ``num_classes`` defaults to the largest label + 1."""
-    seen = int(max(train.y.max().item(), test.y.max().item())) + 1
-    if num_classes is not None and seen > num_classes:
-        raise IpbenchError(f"{name}: label {seen - 1} outside 0..{num_classes - 1}")
-    num_classes = num_classes or seen
+    """Wrap loaded tensors after ``check_loaded``; ``num_classes`` defaults to the largest
+    training label + 1."""
+    num_classes = check_loaded(name, train, test, num_classes)
     if classes is None or len(classes) < num_classes:
         classes = tuple(str(i) for i in range(num_classes))
     mean, std = channel_stats(train.x)

@@ -9,7 +9,7 @@ import torch
 
 from ipbench.datasets.base import Dataset, ImageSet, make_dataset
 from ipbench.datasets.locate import resolve_root, try_download
-from ipbench.errors import DatasetNotFoundError
+from ipbench.errors import CorruptArtifactError, DatasetNotFoundError
 from ipbench.registry import datasets
 
 GTSRB_SIZE = 32  # GTSRB images vary in size; the papers train at 32x32
@@ -87,8 +87,14 @@ def load_gtsrb(root: str | None = None, arg: str | None = None, download: bool =
 
 
 def _open(path: Path):
-    from PIL import Image
+    """One decoded image; an unreadable one (zero bytes, truncated, not an image) is an
+    error naming the file."""
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as im:
-        im.load()
-        return im
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CorruptArtifactError(f"{path}: not a readable image ({reason})") from None

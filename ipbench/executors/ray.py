@@ -120,13 +120,14 @@ def _drive(
 ) -> list[Outcome]:  # fmt: skip
     reporter = start_log(ray)
     task = ray.remote(run_step)
+    known = ray.put(store.export_artifacts())  # digests of stages earlier grids wrote
     refs: dict[str, Any] = {}
     for step in steps:
         gpu = step.request.device == "cuda"  # placed(): the run may use one and the cluster has
         refs[step.id] = task.options(
             num_cpus=cpus_per_task, num_gpus=1 if gpu else 0, max_retries=max_retries,
             name=step.id,
-        ).remote(step.kind, step.request, step.id, reporter, cpus_per_task,
+        ).remote(step.kind, step.request, step.id, reporter, cpus_per_task, known,
                  *(refs[d] for d in step.deps))  # fmt: skip
     console.print(
         f"[bold]grid[/] {len(placements)} runs as {len(steps)} Ray tasks on "
@@ -166,9 +167,17 @@ class GridRecord:
         # per run with rows from this grid, the stages its parts computed (later parts continue
         # the same attempt; see Store.import_run)
         self.computed: dict[str, set[str]] = {}
+        # runs whose own stages failed (not only an attack: issue 21 records an attack's failure
+        # on the attack), and runs the store had as done before this grid (they stay done)
+        self.core_failed: set[int] = set()
+        self.was_done: dict[str, bool] = {}
 
     def take(self, step: Step, result: dict[str, Any]) -> None:
         run_id = result["run_id"]
+        if run_id is not None and run_id not in self.was_done:
+            before = self.store.get_run(run_id, exact=True)
+            self.was_done[run_id] = before is not None and before.status == "done"
+        self.store.import_artifacts(result.get("artifacts", []))
         if result["rows"] is not None:
             new = run_id not in self.computed
             done = self.store.import_run(
@@ -183,16 +192,23 @@ class GridRecord:
             runs = [step.run] if step.run is not None else [
                 s.run for s in self.steps if step.id in s.deps and s.run is not None
             ]  # fmt: skip
+            # a step skipped because a step it waits for failed only echoes that failure: the
+            # failing step's own reason is the run's, whichever result arrives first
+            echo = result["error"].startswith("not run:")
             for run in runs:
-                self.errors.setdefault(run, (why, result["input_error"]))
+                if not echo or run not in self.errors:
+                    self.errors[run] = (why, result["input_error"])
+                if step.kind != "attack":
+                    self.core_failed.add(run)
         self.progress.finish(step.id, not result["error"])
         if (
             step.run is not None
             and step.run in self.run_ids
             and self.progress.run_finished(step.run)
         ):
-            status = "failed" if step.run in self.errors else "done"
-            self.store.set_run_status(self.run_ids[step.run], status)
+            run_id = self.run_ids[step.run]
+            failed = step.run in self.core_failed and not self.was_done.get(run_id, False)
+            self.store.set_run_status(run_id, "failed" if failed else "done")
 
     def outcomes(self, requests: list[RunRequest]) -> list[Outcome]:
         return [

@@ -32,9 +32,14 @@ def plain(markup: str) -> str:
 
 
 def run_step(
-    kind: StepKind, request: RunRequest, step_id: str, reporter: Any, threads: int, *deps: Any
-) -> dict[str, Any]:
-    """Run one step; returns ``{"step", "run_id", "rows", "error", "input_error"}``.
+    kind: StepKind, request: RunRequest, step_id: str, reporter: Any, threads: int,
+    known: list[dict[str, Any]], *deps: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """Run one step; returns ``{"step", "run_id", "rows", "artifacts", "error", "input_error"}``.
+
+    ``known``: the artefact digests the driver's store held when the grid started; with those
+    its dependencies wrote (``artifacts`` of their results) the step verifies every stage it
+    reads against the digest recorded when the stage was written, as a run in one process does.
 
     ``deps`` are the results of the steps this one waits for (Ray passes them resolved); if one
     of them failed, this step does not run. A failure inside the step comes back as ``error``
@@ -48,12 +53,13 @@ def run_step(
         reporter.start.remote(step_id, os.getpid())
     failed = [d for d in deps if d.get("error")]
     if failed:
-        return {"step": step_id, "run_id": None, "rows": None,
+        return {"step": step_id, "run_id": None, "rows": None, "artifacts": [],
                 "error": f"not run: step {failed[0]['step']} failed",
                 "input_error": failed[0].get("input_error", False)}  # fmt: skip
     torch.set_num_threads(max(1, threads))
     with tempfile.TemporaryDirectory(prefix="ipbench-step-") as private:
         store = Store(private)
+        store.import_artifacts([*known, *(row for d in deps for row in d.get("artifacts", []))])
         error, bad_input, runner = None, False, None
         try:
             runner = Runner(
@@ -67,11 +73,13 @@ def run_step(
             error, bad_input = describe_error(exc)
         run_id = getattr(runner, "run_id", None)
         rows = store.export_run(run_id) if run_id is not None else None
+        artifacts = store.export_artifacts()
         store.close()
     return {
         "step": step_id,
         "run_id": run_id,
         "rows": rows,
+        "artifacts": artifacts,
         "error": error,
         "input_error": bad_input,
     }

@@ -1,5 +1,8 @@
-"""``ipbench leaderboard``: the result store as paper-style tables, plots and token galleries.
+"""``ipbench leaderboard``: the result store as paper-style tables, plots, token galleries and a
+static HTML site.
 
-One job per module: ``collect`` (store -> DataFrames), ``reference`` (published numbers),
-``render`` (markdown/CSV), ``plots`` (curves), ``gallery`` (token images), ``build`` (all).
+One job per module: ``collect`` (store -> DataFrames), ``aggregate`` (seeds -> mean ± std),
+``reference`` (published numbers), ``table`` (a table as data), ``render`` (a page's tables,
+markdown and CSV), ``site`` (HTML), ``plots`` (curves), ``gallery`` (token images), ``build``
+(all).
 """

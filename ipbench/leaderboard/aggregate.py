@@ -12,11 +12,12 @@ from ipbench.metric import Metric, describe
 
 KEYS = ["scheme", "variant", "stage", "name"]
 POINT = ["metric", "param", "x", "label", "spec"]  # what the number is, as the store has it
-AGG_COLUMNS = [*KEYS, "mean", "std", "n", "seeds", "note", "status", *POINT]
+AGG_COLUMNS = [*KEYS, "mean", "std", "n", "seeds", "note", "status", *POINT, "runs"]
 
 
 def aggregate(col: Collected) -> pd.DataFrame:
-    """One row per (scheme, variant, stage, metric): mean, sample std (0 for one seed), n.
+    """One row per (scheme, variant, stage, metric): mean, sample std (0 for one seed), n,
+    and the runs it comes from (a tuple of run ids in seed order; the HTML links them).
 
     Notes (why a value is missing, why an attack was skipped) are kept, the first in seed order.
     """
@@ -40,6 +41,7 @@ def aggregate(col: Collected) -> pd.DataFrame:
             "status": str(g["status"].iloc[-1]),
             "metric": first["metric"], "param": first["param"], "x": first["x"],
             "label": first["label"], "spec": specs[-1] if specs else None,
+            "runs": tuple(g.loc[g["value"].notna(), "run_id"]) or tuple(g["run_id"][:1]),
         })  # fmt: skip
     return pd.DataFrame(out, columns=AGG_COLUMNS)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -20,19 +20,42 @@ import pandas as pd
 from ipbench.request import default_config
 from ipbench.store import RunRecord, Store
 
-__all__ = ["Collected", "collect", "default_config", "settings_text", "variant"]
+__all__ = [
+    "Collected", "attack_of", "attack_stage", "collect", "default_config", "settings_text",
+    "variant",
+]  # fmt: skip
 
 # The sections of a stored run configuration that a user can change with ``--set``.
 VARIANT_SECTIONS = ("scheme_config", "train", "data", "eval")
 
 
+STAGE_COLUMNS = ["run_id", "stage", "status", "cached", "wall_s", "artifact"]
+
+
 @dataclass
 class Collected:
-    """Kept runs (one row each), their metrics (one row each) and the runs left out."""
+    """Kept runs (one row each), their metrics (one row each), the runs left out, and the
+    kept runs' stages (status, wall time; for the run pages)."""
 
     runs: pd.DataFrame
     metrics: pd.DataFrame
     ignored: pd.DataFrame
+    stages: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=STAGE_COLUMNS))
+
+
+# Attack stages are read through these two functions only, so a change to how attack stages
+# are named (e.g. one stage per attack setting) is a change here.
+ATTACK_PREFIX = "attack:"
+
+
+def attack_of(stage: str) -> str | None:
+    """The attack a stage name records (``attack:prune`` -> ``prune``); None for other stages."""
+    return stage.removeprefix(ATTACK_PREFIX) if stage.startswith(ATTACK_PREFIX) else None
+
+
+def attack_stage(attack: str) -> str:
+    """The stage name an attack's results are stored under."""
+    return f"{ATTACK_PREFIX}{attack}"
 
 
 def _flatten(section: str, value: Any) -> dict[str, Any]:
@@ -132,8 +155,11 @@ def collect(store: Store, dataset: str | None = None, preset: str | None = None)
     runs = runs.sort_values(["updated", "run_id"]).drop_duplicates(group, keep="last")
     runs = runs.sort_values(["dataset", "preset", "scheme", "variant", "seed"], ignore_index=True)
     rows: list[dict[str, Any]] = []
+    stage_rows: list[dict[str, Any]] = []
     for run_id in runs["run_id"]:
         stages = {s["name"]: s for s in store.stages(run_id)}
+        stage_rows += [{"run_id": run_id, "stage": n, **{c: st.get(c) for c in STAGE_COLUMNS[2:]}}
+                       for n, st in stages.items()]  # fmt: skip
         for m in store.metrics(run_id):
             st = stages.get(m["stage"], {})
             rows.append({**m, "run_id": run_id, "status": st.get("status"),
@@ -149,4 +175,6 @@ def collect(store: Store, dataset: str | None = None, preset: str | None = None)
                              "spec": None})  # fmt: skip
     metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     ign = pd.DataFrame(ignored, columns=["run_id", "scheme", "status"]).sort_values("run_id")
-    return Collected(runs, metrics, ign.reset_index(drop=True))
+    return Collected(
+        runs, metrics, ign.reset_index(drop=True), pd.DataFrame(stage_rows, columns=STAGE_COLUMNS)
+    )

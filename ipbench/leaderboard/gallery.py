@@ -70,11 +70,14 @@ def token_rows(
     return out, skipped
 
 
-def draw(rows: list[tuple[str, torch.Tensor, torch.Tensor]], path: Path) -> None:
-    """One row per scheme and image: clean | authorized | amplified token."""
+def draw(rows: list[tuple[str, torch.Tensor, torch.Tensor]], path: Path, where: str = "") -> None:
+    """One row per scheme and image: clean | authorized | amplified token; the title names
+    ``where`` (dataset and preset)."""
     n_img = len(rows[0][1])
-    fig, axes = plt.subplots(len(rows) * n_img, 3, figsize=(4.5, 1.6 * len(rows) * n_img),
+    fig, axes = plt.subplots(len(rows) * n_img, 3, figsize=(4.5, 1.6 * len(rows) * n_img + 0.4),
                              squeeze=False)  # fmt: skip
+    if where:
+        fig.suptitle(f"tokens: {where}", fontsize=8)
     for i, (scheme, x, xa) in enumerate(rows):
         token = ((xa - x).abs() * AMPLIFY).clamp(0, 1)
         for j in range(n_img):
@@ -93,8 +96,9 @@ def draw(rows: list[tuple[str, torch.Tensor, torch.Tensor]], path: Path) -> None
 
 
 def gallery(
-    runs: pd.DataFrame, store: Store, dataset: str, folder: Path, data_root: str | None = None
-) -> tuple[Path | None, list[str]]:
+    runs: pd.DataFrame, store: Store, dataset: str, folder: Path, data_root: str | None = None,
+    preset: str = "",
+) -> tuple[Path | None, list[str]]:  # fmt: skip
     """Draw the gallery from the token examples the runs stored; runs stored before that are
     rebuilt when the dataset's test images are available (else a note says why not)."""
     from ipbench.datasets import load_dataset
@@ -128,5 +132,5 @@ def gallery(
         return None, skipped
     rows.sort(key=lambda row: row[0])
     path = folder / "tokens.png"
-    draw(rows, path)
+    draw(rows, path, f"{dataset}, preset {preset}" if preset else dataset)
     return path, skipped

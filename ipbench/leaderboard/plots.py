@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from ipbench.leaderboard.collect import default_config, settings_text
+from ipbench.leaderboard.collect import attack_stage, default_config, settings_text
 
 
 def curve_points(agg: pd.DataFrame, stage: str, param: str) -> pd.DataFrame:
@@ -35,8 +35,13 @@ def _save(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
-def _lines(points: pd.DataFrame, metrics: list[str], xlabel: str, title: str, path: Path) -> None:
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+def _lines(
+    points: pd.DataFrame, metrics: list[str], xlabel: str, title: str, path: Path, where: str
+) -> None:
+    """One panel per metric; the figure's title names ``where`` (dataset and preset), so a
+    PNG seen on its own still says what it shows."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.9), squeeze=False)
+    fig.suptitle(f"{title}: {where}", fontsize=10)
     for ax, metric in zip(axes[0], metrics, strict=True):
         for scheme, g in points[points.metric == metric].groupby("scheme", sort=True):
             ax.errorbar(g.x, g["mean"], yerr=g["std"], marker="o", capsize=2, label=scheme)
@@ -86,23 +91,26 @@ def sweep_points(col_runs: pd.DataFrame, agg: pd.DataFrame, field: str) -> pd.Da
     )
 
 
-def make_plots(col_runs: pd.DataFrame, agg: pd.DataFrame, folder: Path) -> list[tuple[str, Path]]:
+def make_plots(
+    col_runs: pd.DataFrame, agg: pd.DataFrame, folder: Path, dataset: str, preset: str
+) -> list[tuple[str, Path]]:
     """Every plot the data allows; returns (title, path) of the files written."""
     made = []
-    prune = curve_points(agg, "attack:prune", "rate")
+    where = f"{dataset}, preset {preset}"
+    prune = curve_points(agg, attack_stage("prune"), "rate")
     if len(prune):
         path = folder / "prune.png"
-        _lines(prune, sorted(set(prune.metric)), "pruning rate", "pruning", path)
+        _lines(prune, sorted(set(prune.metric)), "pruning rate", "pruning", path, where)
         made.append(("pruning: accuracy vs rate (paper Figs. 7-8)", path))
-    fake = curve_points(agg, "attack:fake-token", "gamma_f")
+    fake = curve_points(agg, attack_stage("fake-token"), "gamma_f")
     if len(fake):
         path = folder / "deteriorated-token.png"
         _lines(fake, sorted(set(fake.metric)), "gamma_f (share of token pixels kept)",
-               "deteriorated token", path)  # fmt: skip
+               "deteriorated token", path, where)  # fmt: skip
         made.append(("deteriorated token: accuracy vs gamma_f (paper Fig. 4)", path))
     gamma = sweep_points(col_runs, agg, "gamma")
     if len(gamma):
         path = folder / "poisoning-ratio.png"
-        _lines(gamma, sorted(set(gamma.metric)), "poisoning ratio gamma", "poisoning", path)
+        _lines(gamma, sorted(set(gamma.metric)), "poisoning ratio gamma", "poisoning", path, where)
         made.append(("poisoning ratio: A_ad and A_ud vs gamma (paper Fig. 2)", path))
     return made

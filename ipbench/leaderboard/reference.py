@@ -16,6 +16,11 @@ from ipbench.errors import IpbenchError
 COLUMNS = ("scheme", "dataset", "model", "metric", "value", "source", "note")
 REQUIRED = ("scheme", "dataset", "metric", "value", "source")
 ANY_DATASET = "*"  # a published figure that holds for every dataset (e.g. parameter counts)
+# ``model`` names the network the paper measured, as ipbench names it where ipbench has it
+# (resnet18, lenet5), else as the paper does (wrn: depth not stated); empty: the paper does not
+# say. ``any``: the figure does not depend on the protected network (a user capacity). The
+# leaderboard puts a published value beside a measured one only when this matches the runs'.
+ANY_MODEL = "any"
 
 
 REFERENCE_NAME = "ipbench/leaderboard/reference.csv"  # where the packaged copy sits in the source
@@ -33,9 +38,16 @@ def load_reference(path: str | Path | None = None) -> pd.DataFrame:
         text, where_file = default_text(), REFERENCE_NAME
     else:
         path = Path(path)
-        if not path.exists():
-            raise IpbenchError(f"reference file {path} does not exist")
-        text, where_file = path.read_text(encoding="utf-8"), str(path)
+        if not path.is_file():
+            raise IpbenchError(f"reference file {path} does not exist or is not a file")
+        try:
+            text, where_file = path.read_text(encoding="utf-8"), str(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise IpbenchError(
+                f"reference file {path} is not a readable UTF-8 CSV ({exc})"
+            ) from None
+        if "\x00" in text:
+            raise IpbenchError(f"reference file {path} holds binary data, not a CSV table")
     return _parse(text, where_file)
 
 

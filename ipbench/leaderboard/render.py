@@ -1,5 +1,11 @@
-"""Markdown and CSV for one (dataset, preset): Table I, Table III, robustness, capacity and
-overhead blocks, each measured column beside the published one, with provenance."""
+"""One (dataset, preset) as tables: Table I, Table III, robustness, capacity and overhead
+blocks, each measured column beside the published one where the paper used the same model,
+with provenance. ``render`` returns the page as data (``Rendered``); its markdown and CSV are
+written by ``build``, its HTML by ``ipbench.leaderboard.site``.
+
+Rows are ordered by the page's headline metric, ``A_pd`` (what an authorized user keeps over
+an unauthorized one), highest first; schemes without it follow by name. A scheme whose
+protection or identity tracing did not take (``ipbench.health``) is flagged on its rows."""
 
 from __future__ import annotations
 
@@ -8,11 +14,13 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ipbench.health import run_warnings
 from ipbench.leaderboard.aggregate import cell, fmt
-from ipbench.leaderboard.collect import Collected, settings_text
-from ipbench.leaderboard.reference import published
-from ipbench.registry import schemes
+from ipbench.leaderboard.collect import Collected, attack_of, attack_stage, settings_text
+from ipbench.leaderboard.page import Page, column, flagged, headline, ranked
+from ipbench.leaderboard.runs import provenance, runs_table
+from ipbench.leaderboard.table import Cell, Column, Table, label
+
+__all__ = ["Rendered", "Section", "headline", "provenance", "render"]
 
 ACCURACY = ("A_or", "A_ad", "A_ud", "A_od", "A_pd")
 STEALTH = ("PSNR", "SSIM", "ERGAS", "LPIPS")
@@ -28,317 +36,287 @@ CSV_COLUMNS = [
 ]  # fmt: skip
 
 
-def headline(attack: str, rows: pd.DataFrame) -> str | None:
-    """The attack stage's headline metric: the lowest headline rank the store records for its
-    metrics, then A_ud, then the first plain one. (Rows stored before metrics carried a rank
-    fall back to the attack class's declaration.)"""
-    plain = rows[~rows.name.str.contains("@") & (rows.name != "skipped")]
-    ranked = [
-        (int(sp.get("headline", 0)), n) for n, sp in zip(plain.name, plain.spec, strict=True)
-        if isinstance(sp, dict) and sp.get("headline")
-    ]  # fmt: skip
-    if ranked:
-        return min(ranked)[1]
-    names = list(plain.name.drop_duplicates())
-    for cand in (*_declared_headlines(attack), "A_ud"):
-        if cand in names:
-            return cand
-    return names[0] if names else None
-
-
-def _declared_headlines(attack: str) -> tuple[str, ...]:
-    from ipbench.registry import attacks
-
-    if attack not in attacks:
-        return ()
-    return attacks.get(attack).headline_names()
-
-
-@dataclass
-class Page:
-    """What one markdown file is built from, and the rows of its CSV."""
-
-    dataset: str
-    preset: str
-    agg: pd.DataFrame  # aggregate() over the default-configuration runs
-    ref: pd.DataFrame
-    footnotes: list[str] = field(default_factory=list)
-    sources: set[str] = field(default_factory=set)
-    csv_rows: list[dict[str, object]] = field(default_factory=list)
-
-    def foot(self, text: str) -> str:
-        if text not in self.footnotes:
-            self.footnotes.append(text)
-        return f"[^{self.footnotes.index(text) + 1}]"
-
-    def value(self, scheme: str, stage: str, metric: str) -> pd.Series | None:
-        a = self.agg
-        hit = a[(a.scheme == scheme) & (a.stage == stage) & (a.name == metric)]
-        return hit.iloc[0] if len(hit) else None
-
-    def paper(self, scheme: str, metric: str) -> str:
-        row = published(self.ref, scheme, self.dataset, metric)
-        if row is None:
-            return ""
-        self.sources.add(row["source"])
-        return fmt(metric, float(row["value"]), self.spec(scheme, metric))
-
-    def spec(self, scheme: str, metric: str) -> dict | None:
-        """How the store describes ``metric`` (of any stage) for ``scheme``, for printing a
-        published value the same way as the measured one."""
-        a = self.agg
-        hit = a[(a.scheme == scheme) & (a.name == metric.split(":")[-1])]
-        specs = [sp for sp in hit.spec if isinstance(sp, dict)]
-        return specs[0] if specs else None
-
-    def measured(self, block: str, scheme: str, stage: str, metric: str, ref_key: str) -> str:
-        """The cell text, recording the CSV row on the way."""
-        row = self.value(scheme, stage, metric)
-        pub = published(self.ref, scheme, self.dataset, ref_key)
-        if row is None and pub is None:
-            return ""
-        self.csv_rows.append({
-            "dataset": self.dataset, "preset": self.preset, "block": block, "scheme": scheme,
-            "variant": "default", "metric": ref_key,
-            "mean": None if row is None or row["n"] == 0 else row["mean"],
-            "std": None if row is None or row["n"] < 2 else row["std"],
-            "n": 0 if row is None else int(row["n"]), "note": "" if row is None else row["note"],
-            "published": None if pub is None else pub["value"],
-            "source": "" if pub is None else pub["source"],
-        })  # fmt: skip
-        if row is None:
-            return ""
-        if row["n"] == 0 and row["note"]:
-            return f"missing: {row['note']}"
-        return cell(metric, row["mean"], row["std"], int(row["n"]), row["spec"])
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    esc = [[c.replace("|", "\\|") for c in r] for r in rows]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in esc])
-
-
-def _block(page: Page, name: str, schemes: list[str], metrics: tuple[str, ...]) -> str:
+def _block(page: Page, name: str, schemes: list[str], metrics: tuple[str, ...]) -> Table | None:
     """Rows per scheme, each metric followed by its published value (columns without any
     measured or published value are left out)."""
     cols = []
     for metric in metrics:
         vals = {s: page.measured(name, s, "evaluate", metric, metric) for s in schemes}
         pubs = {s: page.paper(s, metric) for s in schemes}
-        if any(vals.values()) or any(pubs.values()):
+        if any(c.text for c in vals.values()) or any(c.text for c in pubs.values()):
             cols.append((metric, vals, pubs))
     if not cols:
-        return ""
-    # A "(paper)" column only where some scheme has a published value for the metric.
-    header, rows = ["scheme"], [[s] for s in schemes]
+        return None
+    # A "(paper)" column only where some scheme has a comparable published value.
+    header, rows = [Column("scheme")], [[label(s)] for s in schemes]
     for metric, vals, pubs in cols:
-        with_paper = any(pubs.values())
-        header += [metric, f"{metric} (paper)"] if with_paper else [metric]
+        with_paper = any(c.text for c in pubs.values())
+        header.append(page.column(metric, metric))
+        if with_paper:
+            header.append(page.column(f"{metric} (paper)", metric, paper=True))
         for s, row in zip(schemes, rows, strict=True):
             row += [vals[s], pubs[s]] if with_paper else [vals[s]]
-    return _table(header, rows)
+    return page.table(header, schemes, rows)
 
 
-def robustness(page: Page, schemes: list[str]) -> str:
+def attack_names(agg: pd.DataFrame) -> list[str]:
+    """The attacks with a stage on this page."""
+    return sorted({a for a in map(attack_of, agg.stage) if a})
+
+
+def robustness(page: Page, schemes: list[str]) -> Table | None:
     a = page.agg
-    names = sorted({s.split(":", 1)[1] for s in a.stage if s.startswith("attack:")})
+    names = attack_names(a)
     if not names:
-        return "No attack stages in the store yet."
-    header, rows = ["scheme"], [[s] for s in schemes]
+        return None
+    header, rows = [Column("scheme")], [[label(s)] for s in schemes]
     for attack in names:
-        stage = f"attack:{attack}"
+        stage = attack_stage(attack)
         head = headline(attack, a[a.stage == stage])
-        pubs = [page.paper(s, f"{attack}:{head}") if head else "" for s in schemes]
-        header += [f"{attack}: {head or '-'}"] + (["(paper)"] if any(pubs) else [])
+        pubs = [page.paper(s, f"{attack}:{head}") if head else Cell() for s in schemes]
+        header.append(page.column(f"{attack}: {head or '-'}", head or ""))
+        if any(c.text for c in pubs):
+            header.append(page.column("(paper)", head or "", paper=True))
         for s, row, pub in zip(schemes, rows, pubs, strict=True):
             sub = a[(a.scheme == s) & (a.stage == stage)]
             if len(sub) and (sub.status == "skipped").all():
                 reason = sub.note.iloc[0].removeprefix("skipped: ") or "skipped"
-                row.append("n/a" + page.foot(f"{attack} on {s}: {reason}"))
+                runs = sub.runs.iloc[0] if isinstance(sub.runs.iloc[0], tuple) else ()
+                row.append(
+                    Cell("n/a", None, runs, stage, foot=page.foot(f"{attack} on {s}: {reason}"))
+                )
             elif head:
                 row.append(page.measured("robustness", s, stage, head, f"{attack}:{head}"))
             else:
-                row.append("")
-            if any(pubs):
+                row.append(Cell())
+            if any(c.text for c in pubs):
                 row.append(pub)
-    return _table(header, rows)
+    return page.table(header, schemes, rows)
 
 
-def attack_points(page: Page, schemes: list[str]) -> str:
-    """Every published attack number (curve points, variants) beside the measured one."""
+def attack_points(page: Page, schemes: list[str]) -> Table | None:
+    """Every comparable published attack number (curve points, variants) beside the measured
+    one."""
     ref = page.ref[page.ref.dataset.isin([page.dataset]) & page.ref.metric.str.contains(":")]
     rows = []
     for _, r in ref.sort_values(["scheme", "metric"]).iterrows():
-        if r.scheme not in schemes:
+        if r.scheme not in schemes or page.comparable(r.scheme, r.metric) is None:
             continue
         attack, metric = r.metric.split(":", 1)
-        got = page.measured("attack-points", r.scheme, f"attack:{attack}", metric, r.metric)
-        page.sources.add(r.source)
+        got = page.measured("attack-points", r.scheme, attack_stage(attack), metric, r.metric)
         spec = page.spec(r.scheme, metric)
-        rows.append([r.scheme, r.metric, got or "not run", fmt(metric, r.value, spec), r.source])
+        if not got.text:
+            got = Cell("not run")
+        paper = Cell(fmt(metric, r.value, spec), float(r.value), source=str(r.source))
+        rows.append([label(r.scheme), label(r.metric), got, paper, label(str(r.source))])
     if not rows:
-        return ""
-    return _table(["scheme", "attack:metric", "measured", "paper", "source"], rows)
+        return None
+    columns = [Column("scheme"), Column("attack:metric"), Column("measured"),
+               Column("paper", paper=True), Column("source")]  # fmt: skip
+    return Table(columns, rows)
 
 
-def capacity(page: Page, schemes: list[str]) -> str:
+def capacity(page: Page, schemes: list[str]) -> Table:
     rows = []
     for s in schemes:
         vals = [page.measured("capacity", s, "evaluate", m, m) for m in CAPACITY]
         pubs = [page.paper(s, m) for m in ("capacity", "capacity_published")]
         note = page.value(s, "evaluate", "capacity_note")
-        theo = vals[0] or vals[1]
-        demo = vals[2] or vals[3]
-        rows.append([s, theo, pubs[0] or pubs[1], demo, "" if note is None else note["note"]])
+        theo = vals[0] if vals[0].text else vals[1]
+        demo = vals[2] if vals[2].text else vals[3]
+        pub = pubs[0] if pubs[0].text else pubs[1]
+        rows.append([label(s), theo, pub, demo, label("" if note is None else note["note"])])
     header = [
-        "scheme",
-        "capacity (theoretical)",
-        "(paper)",
-        "demonstrated (users evaluated)",
-        "note",
+        Column("scheme"),
+        page.column("capacity (theoretical)", "capacity"),
+        page.column("(paper)", "capacity", paper=True),
+        Column("demonstrated (users evaluated)"),
+        Column("note"),
     ]
-    return _table(header, rows)
+    return page.table(header, schemes, rows)
 
 
-def flagged(page: Page, schemes: list[str]) -> dict[str, list[str]]:
-    """Schemes whose mean protection or tracing did not take (``ipbench.health``'s rule)."""
-    out = {}
-    for s in schemes:
-        means = {}
-        for m in ("A_pd", "id_rate"):
-            row = page.value(s, "evaluate", m)
-            if row is not None and row["n"] > 0:
-                means[m] = float(row["mean"])
-        if found := run_warnings(means):
-            out[s] = found
-    return out
+def other_models(page: Page) -> Table | None:
+    """Published numbers the paper measured on another network than this page's runs."""
+    if not page.other:
+        return None
+    rows = []
+    for (scheme, metric), o in sorted(page.other.items()):
+        spec = page.spec(scheme, metric)
+        value = Cell(fmt(metric.split(":")[-1], float(o["value"]), spec), o["value"],
+                     source=str(o["source"]))  # fmt: skip
+        rows.append([label(scheme), label(metric), value, label(str(o["paper_model"])),
+                     label(str(o["model"])), label(str(o["source"]))])  # fmt: skip
+    columns = [Column("scheme"), Column("metric"), Column("paper", paper=True),
+               Column("paper's model"), Column("model here"), Column("source")]  # fmt: skip
+    return Table(columns, rows)
 
 
-def sweeps(col: Collected, agg_all: pd.DataFrame) -> str:
+def sweeps(col: Collected, agg_all: pd.DataFrame) -> Table | None:
     """Runs that differ from the default configuration, grouped by the fields they change."""
     var = col.runs[~col.runs["default"]]
     if var.empty:
-        return ""
+        return None
     rows = []
+    metrics = ("A_ad", "A_ud", "A_od", "A_pd")
     for (scheme, v), _ in var.groupby(["scheme", "variant"], sort=True):
-        fields = settings_text(json.loads(v))
-        cells = []
-        for m in ("A_ad", "A_ud", "A_od", "A_pd"):
+        cells = [label(scheme), label(settings_text(json.loads(v)))]
+        for m in metrics:
             hit = agg_all[(agg_all.scheme == scheme) & (agg_all.variant == v)
                           & (agg_all.stage == "evaluate") & (agg_all.name == m)]  # fmt: skip
-            cells.append(cell(m, *hit[["mean", "std", "n", "spec"]].iloc[0]) if len(hit) else "–")
-        rows.append([scheme, fields, *cells])
-    return _table(["scheme", "setting", "A_ad", "A_ud", "A_od", "A_pd"], rows)
+            if not len(hit):
+                cells.append(Cell("–"))
+                continue
+            r = hit.iloc[0]
+            value = float(r["mean"]) if r["n"] else None
+            text = cell(m, r["mean"], r["std"], int(r["n"]), r["spec"])
+            cells.append(Cell(text, value, tuple(r["runs"]), "evaluate"))
+        rows.append(cells)
+    columns = [Column("scheme"), Column("setting"), *(column(agg_all, m, m) for m in metrics)]
+    return Table(columns, rows)
 
 
-def provenance(col: Collected, preset: str) -> str:
-    r = col.runs
-    label = "reduced CPU setting" if r["reduced"].any() else "paper recipe"
-    dates = sorted(r["date"])
-    lines = [
-        f"- preset: **{preset}** ({label})" if len(r) else f"- preset: **{preset}**",
-        f"- seeds: {', '.join(str(s) for s in sorted(set(r['seed'])))}",
-        f"- git commit(s): {', '.join(sorted(set(r['commit'])))}",
-        f"- hardware: {'; '.join(sorted(set(r['hardware'])))}",
-        f"- run dates: {dates[0]} to {dates[-1]}" if dates else "- run dates: -",
-        f"- ipbench version(s): {', '.join(sorted(set(r['version'])))}",
-        f"- runs: {len(r)} (the latest successful run per scheme, seed and configuration)",
-    ]
-    tuned = _preset_settings(r, preset)
-    sets = [
-        f"{s}: " + ", ".join(f"{k}={v}" for k, v in sorted(tuned[s].items()))
-        for s in sorted(tuned) if tuned[s]
-    ]  # fmt: skip
-    if sets:
-        lines.append(f"- scheme settings the preset sets: {'; '.join(sets)}")
-    if len(col.ignored):
-        gone = ", ".join(f"{x.run_id} ({x.scheme}, {x.status})" for x in col.ignored.itertuples())
-        lines.append(f"- ignored (failed, interrupted or unfinished): {gone}")
-    return "\n".join(lines)
+@dataclass
+class Section:
+    """A heading, paragraphs (inline markdown), a table, paragraphs after it."""
+
+    title: str
+    before: list[str] = field(default_factory=list)
+    table: Table | None = None
+    after: list[str] = field(default_factory=list)
+    level: int = 2
+
+    def markdown(self) -> str:
+        parts = [f"{'#' * self.level} {self.title}", *self.before]
+        parts += [self.table.markdown()] if self.table else []
+        return "\n\n".join(parts + self.after)
 
 
-def _preset_settings(runs: pd.DataFrame, preset: str) -> dict[str, dict]:
-    """Per scheme, the values its own defaults for this preset set, as the latest run recorded
-    them (runs stored before runs recorded them: the scheme class's declaration today)."""
-    out: dict[str, dict] = {}
-    for r in runs.sort_values(["updated", "run_id"]).itertuples():
-        recorded = json.loads(r.preset_settings) if isinstance(r.preset_settings, str) else None
-        if isinstance(recorded, dict):
-            out[r.scheme] = recorded
-        elif r.scheme not in out and r.scheme in schemes:
-            out[r.scheme] = dict(schemes.get(r.scheme).preset_defaults.get(preset, {}))
-    return out
+@dataclass
+class Rendered:
+    """One (dataset, preset) page as data: the markdown and HTML views read the same."""
+
+    dataset: str
+    preset: str
+    provenance: list[str]
+    intro: list[str]
+    sections: list[Section]
+    figures: list[tuple[str, str]]
+    sources: list[str]
+    footnotes: list[str]
+    table: pd.DataFrame  # the CSV
+    flags: dict[str, list[str]]
+
+    @property
+    def title(self) -> str:
+        return f"ipbench leaderboard: {self.dataset}, preset {self.preset}"
+
+    def markdown(self) -> str:
+        parts = [f"# {self.title}", "\n".join(f"- {line}" for line in self.provenance)]
+        parts += self.intro + [s.markdown() for s in self.sections]
+        if self.figures:
+            parts += ["## Figures", "\n".join(f"![{t}]({p})" for t, p in self.figures)]
+        if self.sources:
+            parts += ["## Sources", "\n".join(f"- {s}" for s in self.sources)]
+        if self.footnotes:
+            parts += ["\n".join(f"[^{i}]: {t}" for i, t in enumerate(self.footnotes, 1))]
+        return "\n\n".join(p for p in parts if p) + "\n"
+
+
+ORDER_NOTE = (
+    "Rows are ordered by mean `A_pd` (accuracy an authorized user keeps over an unauthorized "
+    "one), highest first; ↑/↓ mark the direction that is better for the protection. A "
+    "⚠ marks a scheme whose protection or identity tracing did not take."
+)
 
 
 def render(
     col: Collected, agg_all: pd.DataFrame, ref: pd.DataFrame, dataset: str, preset: str,
     figures: list[tuple[str, str]],
-) -> tuple[str, pd.DataFrame]:  # fmt: skip
-    """The markdown page and the CSV table for one (dataset, preset)."""
+) -> Rendered:  # fmt: skip
+    """The page for one (dataset, preset)."""
     agg = agg_all[agg_all.variant == "{}"]
-    page = Page(dataset, preset, agg, ref)
-    schemes = sorted(set(col.runs[col.runs["default"]]["scheme"]))
+    default_runs = col.runs[col.runs["default"]]
+    models = {
+        s: (g.iloc[0] if len(set(g)) == 1 else "")
+        for s, g in default_runs.groupby("scheme")["model"]
+    }
+    page = Page(dataset, preset, agg, ref, models)
+    page.flags = flagged(page, sorted(set(default_runs["scheme"])))
+    schemes = ranked(page, sorted(set(default_runs["scheme"])))
     input_space = [
         s for s in schemes if any(page.value(s, "evaluate", m) is not None for m in STEALTH)
     ]
-    parts = [
-        f"# ipbench leaderboard: {dataset}, preset {preset}",
-        provenance(col, preset),
+    intro = [
         "Cells are mean ± std over seeds (one seed: the value). `(paper)` columns are the "
-        "published numbers from `ipbench/leaderboard/reference.csv`; their models and recipes differ "
-        "from a reduced preset's.",
-        "## Accuracy (Table I)", _block(page, "accuracy", schemes, ACCURACY),
-    ]  # fmt: skip
-    warnings = flagged(page, schemes)
-    if warnings:
-        parts += [
-            "**Warning:** "
-            + "; ".join(f"`{s}`: {', '.join(w)}" for s, w in warnings.items())
-            + ". Their rows are not results about the scheme until this is explained."
-        ]
-    tracing = [s for s in schemes if page.value(s, "evaluate", "id_rate") is not None]
-    parts += [
-        "## Stealthiness (Table III)",
-        _block(page, "stealthiness", input_space, STEALTH) or "No input-space scheme ran.",
+        "published numbers from `ipbench/leaderboard/reference.csv`, shown only where the paper "
+        "used the same network as these runs (published numbers on other networks are listed "
+        "apart); the paper's recipes differ from a reduced preset's.",
+        ORDER_NOTE,
     ]
+    sections = [Section("Accuracy (Table I)", table=_block(page, "accuracy", schemes, ACCURACY))]
+    if page.flags:
+        sections[0].after.append(
+            "**Warning:** "
+            + "; ".join(f"`{s}`: {', '.join(w)}" for s, w in page.flags.items())
+            + ". Their rows are not results about the scheme until this is explained."
+        )
+    stealth = _block(page, "stealthiness", input_space, STEALTH)
+    sections.append(Section("Stealthiness (Table III)", table=stealth,
+                            before=[] if stealth else ["No input-space scheme ran."]))  # fmt: skip
+    tracing = [s for s in schemes if page.value(s, "evaluate", "id_rate") is not None]
     if tracing:
-        parts += [
-            "## Identity tracing",
-            "Bits read back from authorized test images of users never seen in training: "
-            "`A_dec_raw` before and `A_dec` after BCH correction (message bits), `id_rate` the "
-            "share of identities decoded exactly, `bch_failures` the share BCH could not correct.",
+        sections.append(Section(
+            "Identity tracing",
+            ["Bits read back from authorized test images of users never seen in training: "
+             "`A_dec_raw` before and `A_dec` after BCH correction (message bits), `id_rate` the "
+             "share of identities decoded exactly, `bch_failures` the share BCH could not "
+             "correct."],
             _block(page, "tracing", tracing, TRACING),
-        ]
-    parts += ["## Robustness", robustness(page, schemes)]
+        ))  # fmt: skip
+    rob = robustness(page, schemes)
+    sections.append(Section("Robustness", [] if rob else ["No attack stages in the store yet."],
+                            rob))  # fmt: skip
     points = attack_points(page, schemes)
     if points:
-        parts += ["### Published attack numbers", points]
-    parts += ["## User capacity", capacity(page, schemes)]
-    parts += [
-        "## Overhead (Table X)",
-        "Per 1-image query of the authorized path; `_base` is the unprotected model; FLOPs "
-        "count 2 per multiply-add (the paper's FLOPs are multiply-adds).",
+        sections.append(Section("Published attack numbers", table=points, level=3))
+    sections.append(Section("User capacity", table=capacity(page, schemes)))
+    sections.append(Section(
+        "Overhead (Table X)",
+        ["Per 1-image query of the authorized path; `_base` is the unprotected model; FLOPs "
+         "count 2 per multiply-add (the paper's FLOPs are multiply-adds)."],
         _block(page, "overhead", schemes, OVERHEAD),
-    ]
+    ))  # fmt: skip
+    others = other_models(page)
+    if others:
+        sections.append(Section(
+            "Published numbers on other networks",
+            ["Not comparable with the measured rows above: the paper measured them on another "
+             "network (or did not say which) than these runs used."],
+            others,
+        ))  # fmt: skip
     sweep = sweeps(col, agg_all)
     if sweep:
-        parts += [
-            "## Sweeps",
-            (
-                "Runs that differ from the current default in the settings named (a run stored "
-                "before a setting existed counts with its class default, e.g. `protect_epochs=None`: "
-                "the preset's epochs); they feed the plots, not the tables above."
-            ),
+        sections.append(Section(
+            "Sweeps",
+            ["Runs that differ from the current default in the settings named (a run stored "
+             "before a setting existed counts with its class default, e.g. "
+             "`protect_epochs=None`: the preset's epochs); they feed the plots, not the tables "
+             "above."],
             sweep,
-        ]
-    if figures:
-        parts += ["## Figures", "\n".join(f"![{t}]({p})" for t, p in figures)]
-    if page.sources:
-        parts += ["## Sources", "\n".join(f"- {s}" for s in sorted(page.sources))]
-    if page.footnotes:
-        parts += ["\n".join(f"[^{i}]: {t}" for i, t in enumerate(page.footnotes, 1))]
-    md = "\n\n".join(p for p in parts if p) + "\n"
-    table = pd.DataFrame(page.csv_rows, columns=CSV_COLUMNS).drop_duplicates()
+        ))  # fmt: skip
+    sections.append(Section("Runs", table=runs_table(col)))
+    table = pd.DataFrame(page.csv_rows, columns=CSV_COLUMNS)
+    for o in page.other.values():
+        table.loc[len(table)] = {
+            "dataset": dataset, "preset": preset, "block": "other-models", "scheme": o["scheme"],
+            "variant": "default", "metric": o["metric"], "mean": None, "std": None, "n": 0,
+            "note": f"paper's model {o['paper_model']}; model here {o['model']}",
+            "published": o["value"], "source": o["source"],
+        }  # fmt: skip
+    table = table.drop_duplicates()
     table = table.sort_values(["block", "scheme", "metric"], kind="stable", ignore_index=True)
-    return md, table
+    return Rendered(
+        dataset, preset, provenance(col, preset), intro, sections, figures,
+        sorted(page.sources), page.footnotes, table, page.flags,
+    )  # fmt: skip

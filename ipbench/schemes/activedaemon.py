@@ -14,9 +14,10 @@ import random
 import string
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
+from annotated_types import Ge, Gt, Interval
 
 from ipbench.config import content_hash
 from ipbench.context import RunContext
@@ -44,10 +45,10 @@ IDENTITY_CHARS = string.ascii_letters + string.digits
 class ActiveDaemonConfig(PoisonConfig):
     """Poisoning fields (gamma, strategy, ...) plus the token generator's, with paper defaults."""
 
-    bch_t: int = 10
-    token_steps: int = 140_000
-    token_batch_size: int = 50
-    token_lr: float = 1e-4
+    bch_t: Annotated[int, Ge(0)] = 10
+    token_steps: Annotated[int, Ge(1)] = 140_000
+    token_batch_size: Annotated[int, Ge(1)] = 50
+    token_lr: Annotated[float, Gt(0)] = 1e-4
     l_secret: float = 1.5
     l_ssim: float = -2.0
     l_lpips: float = 1.5
@@ -63,13 +64,15 @@ class ActiveDaemonConfig(PoisonConfig):
     # the cap (0: the reference's fixed token_steps); see TokenConfig.
     token_converge_bit_acc: float = 0.0
     token_min_full_steps: int = 0
-    token_lpips_images: int = 0  # LPIPS on this many images of each batch (0: all)
+    token_lpips_images: Annotated[int, Ge(0)] = (
+        0  # LPIPS on this many images of each batch (0: all)
+    )
     token_image_loss: Literal["paper", "reference"] = "paper"  # see TokenConfig.image_loss
     # The generator's JPEG noise layer (0: off, as StegaStamp before its JPEG ramp). Poisoning's
     # own JPEG noise in D_u is PoisonConfig.jpeg_quality: two fields, two jobs.
-    token_jpeg_quality: int = 0
+    token_jpeg_quality: Annotated[int, Interval(ge=0, le=100)] = 0
     token_noise_level: float = 1.0  # see TokenConfig.noise_level
-    strength: float = 1.0  # l_t, the token's strength at authorization time
+    strength: Annotated[float, Gt(0)] = 1.0  # l_t, the token's strength at authorization time
     # Ordinary noise in the unauthorized set (paper Sec. IV-B: Gaussian and S&P images mixed into
     # D_u "to distinguish noise from tokens"; the paper gives no fraction). Half of D_u, a third
     # each Gaussian, salt-and-pepper and JPEG (jpeg_quality). noise_scale="token": the Gaussian
@@ -77,9 +80,9 @@ class ActiveDaemonConfig(PoisonConfig):
     # (3 sigma^2), measured on the owner's images; "fixed": gaussian_std / saltpepper_amount.
     # Measured on smoke (8 epochs): a Gaussian forgery at the token's scale is served at 90.4%
     # with no D_u noise, 32.0% at a fraction of 0.2 and 15.0% at 0.5 (A_ud 11).
-    noise_fraction: float = 0.5
+    noise_fraction: Annotated[float, Interval(ge=0, le=1)] = 0.5
     noise_scale: Literal["token", "fixed"] = "token"
-    eval_identify: int = 500  # authorized test images decoded for A_dec
+    eval_identify: Annotated[int, Ge(1)] = 500  # authorized test images decoded for A_dec
     # Reuse a generator trained elsewhere (paper Table IX): a `tokens` artefact folder of an
     # earlier run, e.g. WORKDIR/artifacts/tokens/KEY; empty trains one on this task's data.
     token_from: str = ""
@@ -171,16 +174,19 @@ class ActiveDaemon(TokenScheme):
 
         # Checkpoints of the generator's trajectory, shared by every config that differs only in
         # where training stops (a killed run resumes; a step sweep trains each step once).
+        # The encoder and decoder are the owner's secret: initialised and trained under a seed
+        # drawn from the key seed, never the published run seed.
+        gen_seed = task.secret_seed(self.name, "token-generator")
         trajectory = None
         if task.cache is not None:
             trajectory = task.cache.root / "token-trajectory" / content_hash(
-                "token-trajectory", trajectory_config(tcfg), n_bits, task.data_key, task.seed,
+                "token-trajectory", trajectory_config(tcfg), n_bits, task.data_key, gen_seed,
                 task.code,
             )  # fmt: skip
 
         def train(work: Path) -> dict[str, Any]:
             gen, stats = train_token_generator(
-                owner.x, n_bits, tcfg, task.device, task.seed, checkpoint_dir=trajectory
+                owner.x, n_bits, tcfg, task.device, gen_seed, checkpoint_dir=trajectory
             )
             gen.save(work)
             return {"metrics": {}, "stats": stats}

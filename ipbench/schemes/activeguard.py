@@ -14,9 +14,10 @@ import copy
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
+from annotated_types import Ge, Gt, Interval
 from torch import nn
 
 from ipbench.capabilities import FingerprintAuthentication, WrappedDeployment
@@ -39,26 +40,30 @@ from ipbench.training import to_float_images
 class ActiveGuardConfig:
     """Defaults are the paper's values where it gives one; the rest are marked as our choices."""
 
-    confidences: tuple[float, ...] = (0.20, 0.30, 0.40)  # C_fp
-    eps: float = 0.01  # tolerable confidence error
+    confidences: tuple[Annotated[float, Interval(gt=0, lt=1)], ...] = (0.20, 0.30, 0.40)  # C_fp
+    eps: Annotated[float, Gt(0)] = 0.01  # tolerable confidence error
     conf_interval: tuple[float, float] = (0.10, 0.50)  # [z1, z2) of Eq. (5)
     # The control layer: True is the paper's Lambda layer (any input whose own top probability
     # lies in a band is served); False answers every unauthenticated query at random.
     passthrough: bool = True
     # Watermark: wm1 of the paper, lambda of Eq. (4), the paper's "conv 2" (index among Conv2d).
     watermark: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 2, 1, 0)
-    wm_lambda: float = 0.01
-    wm_layer: int = 1
+    wm_lambda: Annotated[float, Ge(0)] = 0.01
+    wm_layer: Annotated[int, Ge(0)] = 1
     # C&W (not given in the paper; our choices): Adam on tanh-space delta, fixed alpha.
-    cw_alpha: float = 100.0
-    cw_steps: int = 300
-    cw_lr: float = 0.01
+    cw_alpha: Annotated[float, Gt(0)] = 100.0
+    cw_steps: Annotated[int, Ge(1)] = 300
+    cw_lr: Annotated[float, Gt(0)] = 0.01
     cw_stop_fraction: float = 0.5  # stop at |P_t - c| < 0.5 eps: headroom for float noise
     cw_stop_margin: float = 0.01  # and a logit margin of Z_t over the runner-up
-    cw_batch_size: int = 512
+    cw_batch_size: Annotated[int, Ge(1)] = 512
     control_term: Literal["prob", "logit"] = "prob"  # Eq. (3) typesets Z_t; c is a probability
-    fp_retries: int = 3  # fresh source images for a library slot whose C&W did not converge
-    fp_trials: int = 100  # fingerprints per (t, c) for Table 1's success rate (paper: 100)
+    fp_retries: Annotated[int, Ge(0)] = (
+        3  # fresh source images for a library slot whose C&W did not converge
+    )
+    fp_trials: Annotated[int, Ge(1)] = (
+        100  # fingerprints per (t, c) for Table 1's success rate (paper: 100)
+    )
     seed_offset: int = 0  # extra seed for fingerprint sources and the control layer's RNG
 
 
@@ -133,7 +138,12 @@ class ActiveGuard(Scheme, WrappedDeployment, FingerprintAuthentication):
     def protect(self, task: RunContext) -> Protected:
         cfg, owner = self.config, task.owner
         # Filter and map d = a*h + b from the trained layer's range (the baseline: same recipe).
-        key = WatermarkKey.create(task.unprotected(), cfg.watermark, cfg.wm_layer, task.seed)
+        key = WatermarkKey.create(
+            task.unprotected(),
+            cfg.watermark,
+            cfg.wm_layer,
+            task.secret_seed(self.name, "watermark"),
+        )
         model = task.new_model()
         result = task.trainer.fit(
             model, owner.x, owner.y, task.preset.train, seed=task.seed,
@@ -144,7 +154,8 @@ class ActiveGuard(Scheme, WrappedDeployment, FingerprintAuthentication):
         t0 = time.perf_counter()
         k = task.model_spec.num_classes
         targets, confs = self._grid(k)
-        images, ok, steps = self._library(model, owner.x, owner.y, targets, confs, task.seed)
+        fp_seed = task.secret_seed(self.name, "fingerprints")
+        images, ok, steps = self._library(model, owner.x, owner.y, targets, confs, fp_seed)
         secrets = {
             **key.to_tensors(), "fp_images": images, "fp_targets": targets, "fp_confs": confs,
             "fp_ok": ok.to(torch.uint8), "confidences": torch.tensor(cfg.confidences),
@@ -247,10 +258,14 @@ class ActiveGuard(Scheme, WrappedDeployment, FingerprintAuthentication):
         return self.control(protected)(x)
 
     def stolen(self, protected: Protected) -> nn.Module:
-        """A copy of the deployed artefact: the weights wrapped in the control layer."""
+        """A copy of the deployed artefact: the weights wrapped in the control layer, without
+        the owner's confidence table. The table is a secret the owner's server holds (as a
+        key, not as part of the model file): the forged-fingerprint attack assumes a thief
+        does not know it, so the stolen layer authenticates no one and answers at random
+        until the thief strips it (``bare_network``)."""
         ctl = self.control(protected)
         return ControlLayer(
-            copy.deepcopy(protected.model), ctl.confidences, ctl.eps, ctl.num_classes,
+            copy.deepcopy(protected.model), torch.empty(0), ctl.eps, ctl.num_classes,
             int(ctl.generator.initial_seed()), ctl.passthrough,
         ).eval()  # fmt: skip
 

@@ -8,8 +8,10 @@ paper claims 252 users without saying how; the capacity is reported as published
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from annotated_types import Ge, Interval
 
 from ipbench.context import RunContext
 from ipbench.contract import Protected
@@ -23,8 +25,8 @@ PUBLISHED_CAPACITY = 252
 
 @dataclass(frozen=True)
 class AdipConfig(PoisonConfig):
-    alpha: float = 0.5
-    grid: int = 3  # squares per side
+    alpha: Annotated[float, Interval(gt=0, le=1)] = 0.5
+    grid: Annotated[int, Ge(1)] = 3  # squares per side
     # The grid sits at fixed pixels: put on before crop-and-flip it would train on shifted and
     # mirrored grids no user sends (see PoisonConfig; measured in the README).
     token_after_augment: bool = True

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from annotated_types import Ge, Gt, Interval
 from torch import nn
 
 from ipbench.capabilities import CredentialForging
@@ -43,11 +44,19 @@ class AdvParamsConfig:
     a key of a few dozen weights (0.000205% of a ~11 M-parameter network is ~23 weights)."""
 
     layers: str = "all"  # candidate weights: "all" Conv2d/Linear, or comma-separated module names
-    n_images: int = 256  # owner images whose loss is ascended (the paper: a small training subset)
-    target_accuracy: float = 11.0  # stop once those images' accuracy (percent) is at most this
-    max_params: int = 32  # key budget: at most this many weights are perturbed
-    steps_per_param: int = 8  # signed-gradient ascent steps after each weight joins the key
-    step_size: float = 2.0  # ascent step, in units of the chosen weight's layer std
+    n_images: Annotated[int, Ge(1)] = (
+        256  # owner images whose loss is ascended (the paper: a small training subset)
+    )
+    target_accuracy: Annotated[float, Interval(ge=0, le=100)] = (
+        11.0  # stop once those images' accuracy (percent) is at most this
+    )
+    max_params: Annotated[int, Ge(1)] = 32  # key budget: at most this many weights are perturbed
+    steps_per_param: Annotated[int, Ge(1)] = (
+        8  # signed-gradient ascent steps after each weight joins the key
+    )
+    step_size: Annotated[float, Gt(0)] = (
+        2.0  # ascent step, in units of the chosen weight's layer std
+    )
 
 
 def candidate_layers(model: nn.Module, spec: str) -> list[str]:
@@ -154,7 +163,7 @@ class AdvParams(EncryptedWeights, CredentialForging):
         model = task.unprotected().to(task.device).eval()
         layers = candidate_layers(model, self.config.layers)
         owner = task.owner
-        g = torch.Generator().manual_seed(31_337 + task.seed)
+        g = task.secret_generator("advparams", "images")
         pick = torch.randperm(len(owner), generator=g)[: self.config.n_images]
         x = to_float_images(owner.x[pick]).to(task.device)
         key = encrypt(model, layers, x, owner.y[pick].to(task.device), self.config)

@@ -34,10 +34,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
+from annotated_types import Ge, Gt, Interval
 from torch import nn
 
 from ipbench.capabilities import InputSpaceToken
@@ -56,13 +57,19 @@ class AuthNetConfig:
     """Defaults are the reference code's (30 gate neurons, gamma 10, epsilon_M 0.1)."""
 
     gate: str = "auto"  # module name of the gate layer; auto: see the module docstring
-    neurons: int = 30  # low-activation gate channels carrying the authentication bits
-    gamma: float = 10.0  # their target: gamma x the gate's largest mean activation
-    mask_max: float = 0.1  # epsilon_M: largest blend weight of the pattern into a pixel
-    mask_steps: int = 300  # Adam steps of the mask optimisation
-    mask_lr: float = 0.5
-    mask_batch: int = 128
-    tail_epochs: int | None = None  # None: the preset's epochs
+    neurons: Annotated[int, Ge(1)] = (
+        30  # low-activation gate channels carrying the authentication bits
+    )
+    gamma: Annotated[float, Gt(0)] = (
+        10.0  # their target: gamma x the gate's largest mean activation
+    )
+    mask_max: Annotated[float, Interval(ge=0, le=1)] = (
+        0.1  # epsilon_M: largest blend weight of the pattern into a pixel
+    )
+    mask_steps: Annotated[int, Ge(1)] = 300  # Adam steps of the mask optimisation
+    mask_lr: Annotated[float, Gt(0)] = 0.5
+    mask_batch: Annotated[int, Ge(1)] = 128
+    tail_epochs: Annotated[int, Ge(1)] | None = None  # None: the preset's epochs
     key_seed: int = 0  # random labels and mask initialisation
 
 
@@ -164,7 +171,8 @@ class AuthNet(Scheme, InputSpaceToken, SharedSecretForging):
             for _ in range(c.mask_steps):
                 idx = torch.randint(0, len(x), (min(c.mask_batch, len(x)),), generator=g)
                 xb = blend(x[idx.to(x.device)], self._mask_of(raw_m), torch.sigmoid(raw_p))
-                loss = F.mse_loss(probe(model, xb)[:, bits], torch.full_like(mean[bits], target))
+                acts_b = probe(model, xb)[:, bits]
+                loss = F.mse_loss(acts_b, torch.full_like(acts_b, target))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -186,12 +194,12 @@ class AuthNet(Scheme, InputSpaceToken, SharedSecretForging):
         gate = default_gate(model) if c.gate == "auto" else c.gate
         owner = task.owner
         probe_x = to_float_images(owner.x[:5000]).to(task.device)  # enough to rank channels
-        secrets = self.find_mask(model, gate, probe_x, task.seed)
+        secrets = self.find_mask(model, gate, probe_x, task.secret_seed("authnet", "mask"))
         tail = tail_parameters(model, gate)
         for p in tail:
             p.requires_grad_(True)
         n, k = len(owner), task.model_spec.num_classes
-        g = torch.Generator().manual_seed(1_000_003 * task.seed + c.key_seed + 6)
+        g = task.secret_generator("authnet", "labels", c.key_seed)
         random_labels = torch.randint(0, k, (n,), generator=g)
         x = torch.cat([owner.x, owner.x])
         y = torch.cat([random_labels, owner.y])

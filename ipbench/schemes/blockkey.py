@@ -35,9 +35,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
+from annotated_types import Ge
 
 from ipbench.capabilities import InputSpaceToken
 from ipbench.context import RunContext
@@ -56,9 +57,13 @@ class BlockKeyConfig:
     """Defaults are the papers' CIFAR-10 model-protection setting: pixel shuffling, M = 4."""
 
     transform: Literal["shuffle", "negpos", "ffx"] = "shuffle"
-    block_size: int = 4  # M: blocks of M x M pixels (the image size must be a multiple)
-    key_seed: int = 0  # the owner's key is drawn from (run seed, key_seed)
-    protect_epochs: int | None = None  # None: the preset's epochs, as for the baseline
+    block_size: Annotated[int, Ge(1)] = (
+        4  # M: blocks of M x M pixels (the image size must be a multiple)
+    )
+    key_seed: int = 0  # the owner's key is drawn from (the store's key seed, key_seed)
+    protect_epochs: Annotated[int, Ge(1)] | None = (
+        None  # None: the preset's epochs, as for the baseline
+    )
 
 
 def draw_key(kind: str, dim: int, g: torch.Generator) -> torch.Tensor:
@@ -138,7 +143,7 @@ class BlockKey(Scheme, InputSpaceToken, SharedSecretForging):
     def protect(self, task: RunContext) -> Protected:
         c = self.config
         self.validate(task.model_spec)
-        g = torch.Generator().manual_seed(1_000_003 * task.seed + 7919 * c.key_seed + 17)
+        g = task.secret_generator("blockkey", "key", c.key_seed)
         key = draw_key(c.transform, self._dim(task.model_spec), g)
         keyed = self._transform(key.to(task.device), c.transform, c.block_size)
         train = task.preset.train

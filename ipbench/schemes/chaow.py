@@ -13,9 +13,10 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from annotated_types import Ge
 from torch import nn
 
 from ipbench.capabilities import CredentialForging
@@ -43,8 +44,10 @@ class ChaoWConfig:
     layers: str = "all"  # "all" (every Conv2d/Linear weight) or comma-separated module names
     r_low: float = 3.99  # logistic parameter r ~ U[r_low, r_high); chaotic for r > 3.5699
     r_high: float = 4.0
-    burn_in: int = 1000  # orbit steps discarded before the permutation is read off
-    key_seed: int = 0  # the owner's key is drawn from (run seed, key_seed)
+    burn_in: Annotated[int, Ge(0)] = (
+        1000  # orbit steps discarded before the permutation is read off
+    )
+    key_seed: int = 0  # the owner's key is drawn from (the store's key seed, key_seed)
 
 
 def logistic_orbit(r: float, x0: float, n: int, burn_in: int) -> torch.Tensor:
@@ -125,7 +128,7 @@ class ChaoW(EncryptedWeights, CredentialForging):
     def protect(self, task: RunContext) -> Protected:
         model = task.unprotected().cpu().eval()
         layers = select_layers(model, self.config.layers)
-        g = torch.Generator().manual_seed(1_000_003 * task.seed + self.config.key_seed)
+        g = task.secret_generator("chaow", "key", self.config.key_seed)
         key = self.draw_key(len(layers), g)
         self.transform(model, layers, key, inverse=False)
         n_perm = sum(dict(model.named_parameters())[n].numel() for n in layers)

@@ -40,10 +40,11 @@ from __future__ import annotations
 import dataclasses
 import zlib
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
+from annotated_types import Ge, Gt, Interval
 from torch import nn
 
 from ipbench.capabilities import InputSpaceToken
@@ -62,17 +63,21 @@ from ipbench.schemes.mlock import paste, positions
 class NTLConfig:
     """Defaults are the reference code's (alpha = beta = 0.1, its red-grid patch)."""
 
-    alpha: float = 0.1  # weight of the auxiliary-domain KL (clipped at 1)
-    beta: float = 0.1  # weight of the MMD between source and auxiliary features (clipped at 1)
-    mmd_kernels: int = 5
+    alpha: Annotated[float, Ge(0)] = 0.1  # weight of the auxiliary-domain KL (clipped at 1)
+    beta: Annotated[float, Ge(0)] = (
+        0.1  # weight of the MMD between source and auxiliary features (clipped at 1)
+    )
+    mmd_kernels: Annotated[int, Ge(1)] = 5
     feature_layer: str = "auto"  # module whose output the MMD compares (see feature_module)
-    mmd_kernel_mul: float = 2.0
+    mmd_kernel_mul: Annotated[float, Gt(0)] = 2.0
     patch: Literal["grid", "sticker"] = "grid"
-    grid_value: int = 80  # grid patch: added to the channel (8-bit units), clipped at 255
-    grid_channel: int = 0  # red
-    sticker_size: int = 4  # sticker patch: M-LOCK's
+    grid_value: Annotated[int, Interval(ge=0, le=255)] = (
+        80  # grid patch: added to the channel (8-bit units), clipped at 255
+    )
+    grid_channel: Annotated[int, Ge(0)] = 0  # red
+    sticker_size: Annotated[int, Ge(1)] = 4  # sticker patch: M-LOCK's
     sticker_seed: int = 0
-    protect_epochs: int | None = None  # None: the preset's epochs
+    protect_epochs: Annotated[int, Ge(1)] | None = None  # None: the preset's epochs
     # scratch: a fresh network, as M-LOCK trains (equal terms); baseline: fine-tune the cached
     # unprotected model (the code fine-tunes an ImageNet-pretrained VGG).
     init: Literal["baseline", "scratch"] = "scratch"
@@ -177,7 +182,7 @@ class NTL(Scheme, InputSpaceToken, SharedSecretForging):
     def protect(self, task: RunContext) -> Protected:
         c = self.config
         self.validate(task.model_spec)
-        g = torch.Generator().manual_seed(1_000_003 * c.sticker_seed + task.seed)
+        g = task.secret_generator("ntl", "patch", c.sticker_seed)
         patch = self.make_patch(task.model_spec, g)
         owner, k, dev = task.owner, task.model_spec.num_classes, task.device
         size = task.model_spec.image_size

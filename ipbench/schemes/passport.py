@@ -16,10 +16,11 @@ is not the quick preset's and is left to ``--set``), so A_od compares like with 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
+from annotated_types import Ge
 from torch import nn
 
 from ipbench.capabilities import CredentialForging, PassportLayers
@@ -41,10 +42,16 @@ class PassportConfig:
     """Defaults are the paper's: image-feature passports, sign loss weight 0.1, margin 0.1."""
 
     passport_source: Literal["features", "noise"] = "features"
-    passport_images: int = 1  # real images averaged into each passport (gamma and beta each)
-    sign_loss_weight: float = 0.1
-    sign_margin: float = 0.1  # relu(margin - b * gamma): |gamma| pushed past the margin
-    key_seed: int = 0  # passport images, noise and signature are drawn from (run seed, key_seed)
+    passport_images: Annotated[int, Ge(1)] = (
+        1  # real images averaged into each passport (gamma and beta each)
+    )
+    sign_loss_weight: Annotated[float, Ge(0)] = 0.1
+    sign_margin: Annotated[float, Ge(0)] = (
+        0.1  # relu(margin - b * gamma): |gamma| pushed past the margin
+    )
+    key_seed: int = (
+        0  # passport images, noise and signature are drawn from (the store's key seed, key_seed)
+    )
 
 
 def noise_passports(shapes: dict[str, list[int]], g: torch.Generator) -> dict[str, torch.Tensor]:
@@ -100,7 +107,7 @@ class Passport(Scheme, PassportLayers, CredentialForging):
         model, sites = pl.build_passport_model(task.model_spec)
         owner = task.owner
         if c.passport_source == "features":
-            pick = self._pick(len(owner), task.seed, 1)
+            pick = self._pick(len(owner), task.secret_seed("passport", "images"), 1)
             passports = self.feature_passports(
                 task.unprotected(), sites, owner.x[pick], task.device
             )
@@ -109,9 +116,9 @@ class Passport(Scheme, PassportLayers, CredentialForging):
             shapes_of = self.feature_passports(
                 base, sites, owner.x[: 2 * c.passport_images], task.device
             )
-            g = torch.Generator().manual_seed(1_000_003 * task.seed + c.key_seed + 2)
+            g = task.secret_generator("passport", "noise", c.key_seed)
             passports = noise_passports({k: list(v.shape) for k, v in shapes_of.items()}, g)
-        g = torch.Generator().manual_seed(1_000_003 * task.seed + c.key_seed + 3)
+        g = task.secret_generator("passport", "signature", c.key_seed)
         layers = pl.layers(model, sites)
         signature = {
             s: torch.randint(0, 2, (layer.norm.num_features,), generator=g).float() * 2 - 1

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import torch
+from annotated_types import Ge, Interval
 
 from ipbench.errors import IpbenchError
 
@@ -24,20 +25,24 @@ STRATEGIES: tuple[str, ...] = ("single", "random", "near", "surjective", "unifor
 class PoisonConfig:
     """The poisoning recipe; defaults follow the ActiveDaemon reference code."""
 
-    gamma: float = 0.5  # share of authorized images (paper text: 0.2; reference code: 0.5)
+    gamma: Annotated[float, Interval(gt=0, lt=1)] = (
+        0.5  # share of authorized images (paper text: 0.2; reference code: 0.5)
+    )
     strategy: Strategy = "single"
-    target_class: int = 5  # `single`: the reference code's class 5
+    target_class: Annotated[int, Ge(0)] = 5  # `single`: the reference code's class 5
     # `surjective`: G_l(y) = candidates[y mod 5] with candidates (1, 2, 3, 4, 0): five
     # candidate labels taken in order; no label below 5 maps to itself.
-    surjective_candidates: tuple[int, ...] = (1, 2, 3, 4, 0)
-    noise_fraction: float = 0.0  # share of unauthorized images given ordinary noise
+    surjective_candidates: tuple[Annotated[int, Ge(0)], ...] = (1, 2, 3, 4, 0)
+    noise_fraction: Annotated[float, Interval(ge=0, le=1)] = (
+        0.0  # share of unauthorized images given ordinary noise
+    )
     noise: Literal["gaussian", "saltpepper", "jpeg", "mixed"] = "mixed"
-    gaussian_std: float = 0.02
-    saltpepper_amount: float = 0.01
-    jpeg_quality: int = 75
+    gaussian_std: Annotated[float, Ge(0)] = 0.02
+    saltpepper_amount: Annotated[float, Interval(ge=0, le=1)] = 0.01
+    jpeg_quality: Annotated[int, Interval(ge=1, le=100)] = 75
     # Epochs of protection training; None: the preset's, as for the baseline. The quick
     # preset sets twice the baseline's (see the README's Presets section for why).
-    protect_epochs: int | None = None
+    protect_epochs: Annotated[int, Ge(1)] | None = None
     # Where the owner's token goes relative to the trainer's crop-and-flip augmentation. False:
     # tokens made once, before training, then cropped and mirrored with their image (the common
     # order in backdoor code; the papers do not say). True: on each augmented batch, so training

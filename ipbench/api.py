@@ -1,0 +1,227 @@
+"""The Python API, for notebooks and scripts: ``import ipbench``.
+
+```python
+import ipbench
+ipbench.registered("schemes")                 # DataFrame: name, description
+res = ipbench.run(["mlock", "adip"], seeds=[0, 1], presets="smoke", datasets="synthetic")
+res.table                                     # the comparison, as the CLI prints it
+res.metrics                                   # every recorded number, one row each
+print(res.summary())
+ipbench.load("ipbench-runs").table            # stored runs, without running anything
+ipbench.build_leaderboard("ipbench-runs", "leaderboard")
+```
+
+Everything goes through the same grid, runner, store and comparison code as the CLI, so the
+numbers are the same ones ``ipbench run`` prints.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ipbench.compare import per_run, summarize
+from ipbench.errors import IpbenchError
+from ipbench.store import Store
+
+KINDS = ("schemes", "attacks", "datasets", "models", "presets")
+DEFAULT_WORKDIR = "ipbench-runs"
+
+
+def open_store(workdir: str | Path) -> Store:
+    """An existing result store; reading never creates one (a typo is an error, not an empty
+    store)."""
+    path = Path(workdir) / "ipbench.sqlite"
+    if not path.is_file():
+        raise IpbenchError(
+            f"no result store at {path} (--workdir {workdir}); run `ipbench run` first or "
+            "pass the --workdir a run used"
+        )
+    return Store(workdir)
+
+
+def registered(kind: str | None = None) -> pd.DataFrame:
+    """What is registered: one row per plugin (kind, name, description); ``kind`` one of
+    schemes, attacks, datasets, models, presets (default: all)."""
+    from ipbench import registry
+
+    if kind is not None and kind not in KINDS:
+        raise IpbenchError(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
+    rows = []
+    for k in [kind] if kind else KINDS:
+        reg = getattr(registry, k)
+        for name, obj in reg.items():
+            rows.append({"kind": k, "name": name, "description": describe(obj)})
+    return pd.DataFrame(rows, columns=["kind", "name", "description"])
+
+
+def describe(obj: object) -> str:
+    """A plugin's one-line description (its summary, description or docstring)."""
+    import inspect
+
+    text = (
+        getattr(obj, "summary", "") or getattr(obj, "description", "") or inspect.getdoc(obj) or ""
+    )
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as plain Python values for JSON: full float precision, NaN as None."""
+    return [
+        {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+        for row in df.to_dict(orient="records")
+    ]
+
+
+@dataclass
+class Results:
+    """Runs from one grid (or loaded from a store): the comparison and every number.
+
+    ``runs``: one row per run (identity, headline columns, compute time); ``table``: the
+    comparison (a row per scheme, ``X`` the mean and ``X_std`` the std over seeds, ``flag``);
+    ``metrics``: every recorded number (run, scheme, dataset, preset, model, seed, stage, name,
+    value, note); ``failed``: requests that did not finish, with the error.
+    """
+
+    workdir: Path
+    run_ids: list[str]
+    runs: pd.DataFrame
+    table: pd.DataFrame
+    metrics: pd.DataFrame
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def from_store(
+        cls, workdir: str | Path, run_ids: list[str], failed: list[dict[str, str]] | None = None
+    ) -> Results:
+        store = open_store(workdir)
+        try:
+            runs = per_run(store, run_ids)
+            rows = []
+            for rid in run_ids:
+                rec = store.require_run(rid)
+                for m in store.metrics(rid):
+                    rows.append({
+                        "run_id": rid, "scheme": rec.scheme, "dataset": rec.dataset,
+                        "preset": rec.preset, "model": rec.model, "seed": rec.seed,
+                        "stage": m["stage"], "name": m["name"], "value": m["value"],
+                        "note": m["note"],
+                    })  # fmt: skip
+        finally:
+            store.close()
+        metrics = pd.DataFrame(
+            rows,
+            columns=["run_id", "scheme", "dataset", "preset", "model", "seed", "stage", "name",
+                     "value", "note"],
+        )  # fmt: skip
+        return cls(Path(workdir), list(run_ids), runs, summarize(runs), metrics, failed or [])
+
+    def summary(self) -> str:
+        """A few lines: how many runs, the best scheme by A_pd, the flagged ones, failures."""
+        lines = [f"{len(self.run_ids)} run(s) in {self.workdir}, {len(self.table)} row(s)"]
+        for r in self.table.itertuples(index=False):
+            flag = f"  [{r.flag}]" if r.flag else ""
+            lines.append(
+                f"  {r.scheme:<14} {r.dataset}/{r.preset}  A_ad {r.A_ad:6.2f}  A_ud {r.A_ud:6.2f}"
+                f"  A_pd {r.A_pd:6.2f}  (n={r.n}){flag}"
+            )
+        lines += [f"  failed: {f['scheme']} seed {f['seed']}: {f['error']}" for f in self.failed]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"Results(\n{self.summary()}\n)"
+
+    def to_json(self) -> dict[str, object]:
+        """What ``--json`` prints: the comparison rows, the runs and the failures."""
+        return {
+            "workdir": str(self.workdir),
+            "comparison": records(self.table),
+            "runs": records(self.runs),
+            "failed": self.failed,
+        }
+
+
+def _list(value: str | int | Iterable | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str | int):
+        return str(value)
+    return ",".join(str(v) for v in value)
+
+
+def run(
+    schemes: str | Iterable[str] = "all",
+    datasets: str | Iterable[str] | None = None,
+    seeds: int | Iterable[int] = 0,
+    presets: str | Iterable[str] | None = None,
+    models: str | Iterable[str] | None = None,
+    attacks: str | Iterable[str] = "all",
+    overrides: dict[str, object] | None = None,
+    workdir: str | Path = DEFAULT_WORKDIR,
+    device: str | None = None,
+    data_root: str | None = None,
+    config: str | Path | None = None,
+    executor: object = None,
+) -> Results:
+    """Run one or many (every combination of the lists; each cached and resumable) and return
+    their ``Results``. ``config``: an experiment file instead of the lists. ``executor``: see
+    ``ipbench.grid.execute``."""
+    from ipbench.expfile import load_grid
+    from ipbench.grid import execute, expand, grid_from_options
+    from ipbench.progress import console
+
+    if config is not None:
+        grid = load_grid(config)
+    else:
+        grid = grid_from_options(
+            _list(schemes) or "all", _list(datasets), _list(presets), _list(models),
+            _list(seeds) or "0", _list(attacks) or "none",
+            {k: str(v) for k, v in (overrides or {}).items()},
+        )  # fmt: skip
+    requests = expand(grid, str(workdir), data_root, device)
+    done = execute(requests, executor, lambda m: console.print(m))  # type: ignore[arg-type]
+    failed = [
+        {"scheme": r.request.scheme, "seed": str(r.request.seed), "error": r.error or ""}
+        for r in done if not r.ok
+    ]  # fmt: skip
+    ids = list(dict.fromkeys(r.run_id for r in done if r.run_id))
+    return Results.from_store(workdir, ids, failed)
+
+
+def load(
+    workdir: str | Path = DEFAULT_WORKDIR, runs: str | Iterable[str] | None = None,
+    scheme: str | None = None, dataset: str | None = None, preset: str | None = None,
+) -> Results:  # fmt: skip
+    """Stored runs as ``Results``: the ones named (ids, unique prefixes or ``last``), else the
+    latest finished run per scheme, dataset, preset, model and seed matching the filters."""
+    store = open_store(workdir)
+    try:
+        if runs is not None:
+            refs = [runs] if isinstance(runs, str) else list(runs)
+            ids = [store.require_run(r).run_id for r in refs]
+        else:
+            latest: dict[tuple[str, str, str, str, int], str] = {}
+            for r in store.list_runs():  # newest first
+                wanted = scheme in (None, r.scheme) and dataset in (None, r.dataset)
+                if r.status == "done" and wanted and preset in (None, r.preset):
+                    latest.setdefault((r.scheme, r.dataset, r.preset, r.model, r.seed), r.run_id)
+            ids = list(latest.values())
+    finally:
+        store.close()
+    return Results.from_store(workdir, ids)
+
+
+def build_leaderboard(
+    workdir: str | Path = DEFAULT_WORKDIR, out: str | Path = "leaderboard",
+    dataset: str | None = None, preset: str | None = None, tokens: bool = True,
+) -> list[Path]:  # fmt: skip
+    """Write the leaderboard pages (markdown + CSV + figures) from the store; returns the
+    markdown paths."""
+    from ipbench.leaderboard.build import build
+
+    return build(workdir, out, dataset, preset, None, None, tokens)
