@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import typer
 
@@ -34,6 +35,55 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="ipbench: train, attack and score active DNN IP-protection schemes on shared tasks.",
 )
+EXECUTOR_HELP = "local: one run after another here; ray: tasks on a Ray cluster (docs/ray.md)"
+RAY_ADDRESS_HELP = "the Ray cluster to join (auto, HOST:PORT); default: start a local one"
+
+
+def executor_option() -> Any:
+    return typer.Option("local", "--executor", help=EXECUTOR_HELP)
+
+
+def ray_address_option() -> Any:
+    return typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP)
+
+
+def run_grid(requests: list[Any], executor: str, ray_address: str | None, title: str) -> list[Any]:
+    """Run ``requests`` through the chosen executor and print the summary table."""
+    from ipbench.executors import execute, summary_table
+
+    outcomes = execute(requests, executor=executor, ray_address=ray_address)
+    out().print(summary_table(outcomes, title))
+    return outcomes
+
+
+def grid_executor(executor: str, ray_address: str | None) -> Any:
+    """``run``'s grid through ``ipbench.executors`` (None: in this process, one run after
+    another, the grid's own default)."""
+    if executor == "local" and ray_address is None:
+        return None
+    from ipbench.executors import execute
+    from ipbench.grid import GridResult
+
+    def through_executor(requests: list[Any]) -> list[Any]:
+        outcomes = execute(requests, executor=executor, ray_address=ray_address)
+        return [
+            GridResult(o.request, o.run_id if o.status == "done" else None, o.stage_s, o.error)
+            for o in outcomes
+        ]
+
+    return through_executor
+
+
+def exit_on_failures(outcomes: list[Any]) -> None:
+    """One red line per failed run; exit 2 when every failure was bad input (as a single
+    command's input errors), 1 when a run crashed."""
+    failed = [o for o in outcomes if o.status != "done"]
+    for o in failed:
+        said = o.run_id is not None and o.run_id in (o.error or "")  # the error names the run
+        where = "" if said else f"run {o.run_id or '-'} (seed {o.request.seed}): "
+        err.print(f"[bold red]error:[/] {where}{o.error}", highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(2 if all(o.input_error for o in failed) else 1)
 
 
 def _version(value: bool) -> None:
@@ -86,6 +136,8 @@ def run(
     ),
     recompute: list[str] = typer.Option(None, "--recompute", help=RECOMPUTE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    executor: str = executor_option(),
+    ray_address: str = ray_address_option(),
 ) -> None:
     """Protect, evaluate and attack: one run per scheme x dataset x preset x model x seed
     (each cached and resumable), then the comparison table."""
@@ -117,7 +169,9 @@ def run(
             r.recompute = tuple(recompute or ())
         if len(requests) > 1:
             console.print(f"[bold]{len(requests)} runs[/] ({grid.size()} combinations)")
-        results = execute(requests, log=lambda m: console.print(m))
+        results = execute(
+            requests, grid_executor(executor, ray_address), log=lambda m: console.print(m)
+        )
         failed = [
             {"scheme": r.request.scheme, "seed": str(r.request.seed), "error": r.error or ""}
             for r in results if not r.ok
@@ -148,7 +202,9 @@ def run(
 
 @app.command()
 def attack(
-    run_ref: str = typer.Argument(..., metavar="RUN", help="run id, unique prefix, or 'last'"),
+    run_refs: list[str] = typer.Argument(
+        ..., metavar="RUN", help="run ids (several: one grid), unique prefixes, or 'last'"
+    ),
     attacks_: str = typer.Option(
         None, "--attacks", help="'all' or attack name(s), comma-separated (ipbench list attacks)"
     ),
@@ -160,10 +216,13 @@ def attack(
     data_root: str = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
     recompute: list[str] = typer.Option(None, "--recompute", help=RECOMPUTE_HELP),
+    executor: str = executor_option(),
+    ray_address: str = ray_address_option(),
 ) -> None:
-    """Attack a stored run, reusing its cached model; results join that run's record."""
+    """Attack stored runs, reusing their cached models; results join each run's record."""
     from ipbench.api import open_store
-    from ipbench.runner import Runner, attack_request, attack_stage_name
+    from ipbench.request import attack_request, resolve
+    from ipbench.runner import attack_stage_name
 
     with user_errors():
         if old_spelling:
@@ -171,18 +230,24 @@ def attack(
         names = attacks_ or old_spelling
         if not names:
             raise IpbenchError(f"give --attacks (all, or: {', '.join(attacks.names())})")
-        request = attack_request(
-            open_store(workdir), run_ref, names, parse_assignments(set_), workdir, data_root,
-            device,
-        )  # fmt: skip
-        request.recompute = tuple(recompute or ())
-        runner = Runner(request)
-        outcome = runner.run()
-        record = runner.store.require_run(outcome.run_id)
-        preset = runner.res.preset.name
-        wanted = {attack_stage_name(a.name, a.config, preset) for a in runner.res.attacks}
-        rows = [m for m in outcome.metrics if m["stage"] in wanted]
-        out().print(metrics_table(run_title(record), rows))
+        store = open_store(workdir)
+        overrides = parse_assignments(set_)
+        requests = [
+            attack_request(store, ref, names, overrides, workdir, data_root, device)
+            for ref in dict.fromkeys(run_refs)
+        ]
+        for request in requests:
+            request.recompute = tuple(recompute or ())
+        outcomes = run_grid(requests, executor, ray_address, f"attacks on {len(requests)} runs")
+        for o in outcomes:
+            if o.status != "done":
+                continue
+            res = resolve(o.request)
+            wanted = {attack_stage_name(a.name, a.config, res.preset.name) for a in res.attacks}
+            rows = [m for m in store.metrics(o.run_id) if m["stage"] in wanted]
+            out().print(metrics_table(run_title(store.require_run(o.run_id)), rows))
+        store.close()
+        exit_on_failures(outcomes)
 
 
 @app.command()
@@ -225,9 +290,10 @@ def sweep(
     data_root: str = typer.Option(None, "--data-root", help="folder holding the datasets"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
     attacks_: str = typer.Option("none", "--attacks", help="all | none | comma-separated names"),
+    executor: str = executor_option(),
+    ray_address: str = ray_address_option(),
 ) -> None:
     """One `ipbench run` per value of a setting (and per seed), e.g. the poisoning ratio gamma."""
-    from ipbench.runner import Runner
     from ipbench.sweep import plan
 
     with user_errors():
@@ -235,11 +301,7 @@ def sweep(
             scheme, dataset, preset, parse_assignments(set_), seeds, workdir, data_root, device,
             attacks_,
         )  # fmt: skip
-        for req in requests:
-            setting = ", ".join(f"{k}={v}" for k, v in req.overrides.items())
-            err.print(f"[bold]sweep[/] {scheme} seed {req.seed}: {setting}")
-            outcome = Runner(req).run()
-            err.print(f"run {outcome.run_id} done")
+        exit_on_failures(run_grid(requests, executor, ray_address, f"sweep of {scheme}"))
 
 
 cli_read.register(app)

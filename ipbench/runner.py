@@ -1,15 +1,12 @@
-"""One run: resolve names, then baseline -> protect -> evaluate -> attacks, each a cached stage.
-
-Every stage is keyed by a content hash of everything that determines it, so a repeated or
-interrupted run reuses what is finished and the unprotected baseline is shared by all schemes.
-"""
+"""One run: resolve names, then baseline -> protect -> evaluate -> attacks, each a cached stage
+keyed by a content hash of everything that determines it, so a repeated or interrupted run
+reuses what is finished and the unprotected baseline is shared by all schemes."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +19,7 @@ from ipbench.capabilities import InputSpaceToken
 from ipbench.config import content_hash, to_jsonable
 from ipbench.context import RunContext, ThiefView
 from ipbench.contract import Protected
-from ipbench.datasets import Splits, load_dataset, make_splits
-from ipbench.display import duration, value_text
+from ipbench.datasets import load_dataset, make_splits
 from ipbench.errors import IpbenchError
 from ipbench.evaluate import (
     EVAL_VERSION,
@@ -35,8 +31,8 @@ from ipbench.evaluate import (
 )
 from ipbench.faults import crash_point
 from ipbench.health import run_warnings
-from ipbench.metric import At, Metric, describe
-from ipbench.models import ModelSpec, build_model
+from ipbench.metric import Metric
+from ipbench.models import build_model
 from ipbench.owner import key_digest, key_seed, record_key_seed
 from ipbench.plugins import code_identity
 from ipbench.progress import console, make_progress
@@ -53,59 +49,26 @@ from ipbench.request import (  # noqa: F401  (re-exported: the runner is where u
     resolve,
     resolve_device,
 )
+from ipbench.stage_record import RunOutcome, Task, flatten, stage_line, unflatten
 from ipbench.store import Store
 from ipbench.tensorio import write_tensors
 from ipbench.training import Trainer, to_float_images
 
 
-def flatten(metrics: Mapping[str | At, float]) -> tuple[dict[str, float], dict[str, list[Any]]]:
-    """A stage's results as JSON for its cache marker: values by name, and each curve point's
-    parts (metric, param, x, label) by name."""
-    values = {str(k): v for k, v in metrics.items()}
-    points = {str(k): [k.metric, k.param, k.x, k.label] for k in metrics if isinstance(k, At)}
-    return values, points
-
-
-def unflatten(values: dict[str, float], points: dict[str, list[Any]]) -> dict[str | At, float]:
-    """``flatten`` undone: curve points come back as ``At`` keys."""
-    return {(At(*points[n]) if n in points else n): v for n, v in values.items()}
-
-
-def stage_line(name: str, info: dict[str, Any], cached: bool, declared: tuple[Metric, ...]) -> str:
-    """The line a finished stage leaves on screen: name, headline numbers, wall time."""
-    values = {k: v for k, v in info.get("metrics", {}).items() if "@" not in k}
-    if name == "evaluate":
-        shown = [n for n in ("A_ad", "A_ud", "A_pd") if n in values]
-    else:
-        ranked = sorted(
-            (m.headline, n) for n in values if (m := describe(n, declared)).headline > 0
-        )
-        shown = [ranked[0][1]] if ranked else [n for n in ("A_or",) if n in values]
-    head = "  ".join(f"{n} {value_text(n, values[n], describe(n, declared).spec())}" for n in shown)
-    if info.get("status") == "skipped":
-        head = f"skipped: {info.get('notes', {}).get('skipped', '')}"
-    wall = info.get("wall_s")
-    when = duration(wall) if wall is not None else "-"
-    return f"[green]✓[/] [bold]{name}[/] {head}  [dim]{when}{' (cached)' if cached else ''}[/]"
-
-
-@dataclass
-class RunOutcome:
-    run_id: str
-    resumed: bool
-    metrics: list[dict[str, Any]]
-    stages: list[dict[str, Any]]
-
-
 class Runner:
     """Runs one request end to end and records it in the store."""
 
-    def __init__(self, request: RunRequest, log: Callable[[str], None] | None = None):
+    def __init__(
+        self, request: RunRequest, log: Callable[[str], None] | None = None,
+        store: Store | None = None,
+    ) -> None:  # fmt: skip
+        """``store``: where rows go (default: the work directory's); a Ray worker passes a
+        private one and sends its rows to the driver (ipbench.executors)."""
         self.req = request
         self.res = resolve(request)
         self.log = log or (lambda msg: console.print(msg))
         self.workdir = Path(request.workdir)
-        self.store = Store(self.workdir)
+        self.store = store if store is not None else Store(self.workdir)
         recompute = check_recompute(request.recompute, self.res, self.workdir / "artifacts")
         self.cache = StageCache(self.workdir / "artifacts", self.store, recompute, self.log)
         self.trainer = Trainer(self.res.device)
@@ -170,7 +133,8 @@ class Runner:
         }
 
     # --- the run -----------------------------------------------------------------------------
-    def run(self) -> RunOutcome:
+    def _task(self) -> Task:
+        """Load the data and check every plugin's settings against it, before any training."""
         res, req = self.res, self.req
         ds = load_dataset(res.dataset, req.data_root, download=req.download)
         splits = make_splits(
@@ -195,8 +159,9 @@ class Runner:
             f"data {ds.name}: owner {len(splits.owner)}, attacker {len(splits.attacker)}, "
             f"test {len(splits.test)} images, {ds.num_classes} classes; model {res.model}; device {res.device}"
         )
+        fingerprint = ds.fingerprint()
         data_key = content_hash(
-            ds.fingerprint(),
+            fingerprint,
             req.seed,
             res.preset.attacker_fraction,
             res.preset.max_train,
@@ -211,6 +176,34 @@ class Runner:
             "ipbench": __version__,
         }
         base_key = content_hash("baseline", base_material)
+        return Task(splits, spec, data_key, base_key, base_material, ds.name, fingerprint)
+
+    def _context(self, task: Task, baseline: Callable[[], torch.nn.Module] | None) -> RunContext:
+        res = self.res
+        return RunContext(
+            task.spec, res.preset, self.req.seed, res.device, self.trainer,
+            ThiefView(task.splits.attacker, task.splits.test), owner_split=task.splits.owner,
+            data_key=task.data_key, baseline=baseline, cache=self.cache,
+            code=code_identity(type(res.scheme)), data_root=self.req.data_root,
+            download=self.req.download, key_seed=key_seed(self.workdir, self.req.seed),
+        )  # fmt: skip
+
+    def prepare_shared(self) -> bool:
+        """Compute the scheme's shared sub-stage (``shared_stage``, e.g. ActiveDaemon's token
+        generator) into the cache and nothing else: a grid does this once for every run that
+        shares it, before those runs start. Records no run; False when the scheme has none."""
+        shared = getattr(self.res.scheme, "shared_stage", None)
+        if shared is None or shared() is None:
+            return False
+        self.res.scheme.prepare(self._context(self._task(), None))  # type: ignore[attr-defined]
+        return True
+
+    def run(self, until: str | None = None) -> RunOutcome:
+        """The whole run; ``until="baseline"`` stops after the baseline stage (the run stays
+        ``running``: a grid trains a shared baseline as its own task, then runs the rest)."""
+        res, req = self.res, self.req
+        task = self._task()  # checks every plugin's settings, then says what runs
+        spec, base_material, base_key = task.spec, task.base_material, task.base_key
         scheme = res.scheme
         # Secrets come from the store's key seed, not the published run seed (ipbench.owner);
         # its one-way digest keys the protected model, since other secrets make another model.
@@ -223,7 +216,7 @@ class Runner:
         protect_key = content_hash("protect", protect_material)
         config = {
             "scheme": scheme.name, "scheme_config": scheme.config, "dataset": res.dataset,
-            "dataset_fingerprint": ds.fingerprint(), "model": spec, "preset": res.preset.name,
+            "dataset_fingerprint": task.dataset_fingerprint, "model": spec, "preset": res.preset.name,
             "train": res.preset.train, "data": {f: getattr(res.preset, f) for f in PRESET_FIELDS},
             "eval": res.eval, "seed": req.seed,
         }  # fmt: skip
@@ -242,7 +235,7 @@ class Runner:
         record, resumed = self.store.start_run(
             self.run_id,
             {
-                "scheme": scheme.name, "dataset": ds.name, "model": res.model, "preset": res.preset.name,
+                "scheme": scheme.name, "dataset": task.dataset_name, "model": res.model, "preset": res.preset.name,
                 "seed": req.seed, "reduced": res.preset.reduced,
                 "config": to_jsonable({**config, **self._recorded(), "request": req.stored()}),
                 "provenance": {**collect(res.device), "plugin_code": code},
@@ -253,9 +246,7 @@ class Runner:
         )
         record_key_seed(self.req.workdir, self.run_id, self.key_seed)
         try:
-            target, ctx = self._run_stages(
-                splits, spec, data_key, base_key, protect_key, base_material, protect_material
-            )
+            found = self._run_stages(task, protect_key, protect_material, until)
         except BaseException as exc:
             # A run finished before keeps its recorded numbers and its status; only this
             # attempt failed (e.g. an artefact found damaged), and the error says so.
@@ -263,22 +254,25 @@ class Runner:
                 status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
                 self.store.set_run_status(self.run_id, status)
             raise
-        # The run is its baseline, protection and evaluation; each attack is recorded on its
-        # own stage, so an attack that fails never turns a finished run into a failed one.
-        self.store.set_run_status(self.run_id, "done")
-        self._run_attacks(target, ctx, protect_key)
-        if self.failed_attacks:
-            raise self.failed_attacks[0]
+        if until is None and found is not None:
+            # The run is its baseline, protection and evaluation; each attack is recorded on its
+            # own stage, so an attack that fails never turns a finished run into a failed one.
+            target, ctx = found
+            self.store.set_run_status(self.run_id, "done")
+            self._run_attacks(target, ctx, protect_key)
+            if self.failed_attacks:
+                raise self.failed_attacks[0]
         return RunOutcome(
             self.run_id, resumed, self.store.metrics(self.run_id), self.store.stages(self.run_id)
         )
 
     def _run_stages(
-        self, splits: Splits, spec: ModelSpec, data_key: str, base_key: str, protect_key: str,
-        base_material: dict[str, Any], protect_material: dict[str, Any],
-    ) -> tuple[Target, RunContext]:  # fmt: skip
-        """Baseline, protection and evaluation: the run itself."""
+        self, task: Task, protect_key: str, protect_material: dict[str, Any], until: str | None
+    ) -> tuple[Target, RunContext] | None:
+        """Baseline, protection and evaluation: the run itself (only the baseline when
+        ``until`` is "baseline"; None then)."""
         res, seed = self.res, self.req.seed
+        splits, spec, base_key = task.splits, task.spec, task.base_key
         train_cfg = res.preset.train
 
         def train_baseline(work: Path) -> dict[str, Any]:
@@ -299,18 +293,15 @@ class Runner:
             )
             return {"metrics": {"A_or": a_or}, "train": dataclasses.asdict(result)}
 
-        base_dir = self._stage("baseline", base_key, train_baseline, base_material)
+        base_dir = self._stage("baseline", base_key, train_baseline, task.base_material)
+        if until == "baseline":
+            return None
         a_or = float(self.cache.info("baseline", base_key)["metrics"]["A_or"])
 
         def baseline_copy() -> torch.nn.Module:
             return Protected.load(base_dir).model.to(res.device)
 
-        ctx = RunContext(
-            spec, res.preset, seed, res.device, self.trainer, ThiefView(splits.attacker, splits.test),
-            owner_split=splits.owner, data_key=data_key, baseline=baseline_copy, cache=self.cache,
-            code=protect_material["code"], data_root=self.req.data_root, download=self.req.download,
-            key_seed=self.key_seed,
-        )  # fmt: skip
+        ctx = self._context(task, baseline_copy)
 
         def protect(work: Path) -> dict[str, Any]:
             protected = res.scheme.protect(dataclasses.replace(ctx, stage_dir=work))

@@ -21,6 +21,7 @@ from typing import Any
 
 from ipbench.errors import IpbenchError
 from ipbench.metric import At, Metric, describe
+from ipbench.store_transfer import StoreTransfer
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -95,7 +96,7 @@ class RunRecord:
     attempts: int
 
 
-class Store:
+class Store(StoreTransfer):
     """A thin layer over one SQLite file; safe to reopen after a crash."""
 
     def __init__(self, workdir: str | Path, create: bool = True):

@@ -158,6 +158,14 @@ class ActiveDaemon(TokenScheme):
         return IdentityCodec(self.config.bch_t)
 
     # --- stage 1: the token generator (its own cached stage) ----------------------------------
+    def shared_stage(self) -> tuple[str, dict[str, Any]] | None:
+        """The token generator's cached stage as (name, material): runs of the same task and
+        seed whose settings differ only in what comes after it (gamma, protect epochs) share
+        it, so a grid trains it once before them (ipbench.executors). None with token_from."""
+        if self.config.token_from:
+            return None
+        return "tokens", {"token_config": _token_config(self.config), "n_bits": self.codec.n_bits}
+
     def prepare(self, task: RunContext) -> dict[str, torch.Tensor]:
         tcfg = _token_config(self.config)
         owner = task.owner
@@ -191,7 +199,9 @@ class ActiveDaemon(TokenScheme):
                 )
         else:
             # Its own cached stage, keyed by the settings, the owner's data, seed and code.
-            folder, _ = task.stage("tokens", {"token_config": tcfg, "n_bits": n_bits}, train)
+            shared = self.shared_stage()
+            assert shared is not None  # token_from is handled above
+            folder, _ = task.stage(*shared, train)
         marker = folder / "stage.json"
         stats = json.loads(marker.read_text())["info"].get("stats", {}) if marker.exists() else {}
         stats["source"] = str(folder)

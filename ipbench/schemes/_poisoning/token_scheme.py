@@ -70,6 +70,12 @@ class TokenScheme(Scheme, InputSpaceToken):
     def prepare(self, task: RunContext) -> dict[str, torch.Tensor]:
         """Make the token (train a generator, draw a sticker); returns tensors kept as secrets."""
 
+    def shared_stage(self) -> tuple[str, Any] | None:
+        """The cached sub-stage ``prepare`` computes through ``task.stage`` as (name, material),
+        which runs differing only in later settings share; None: nothing worth sharing (a
+        token drawn in milliseconds). A grid computes it once before the runs that need it."""
+        return None
+
     def owner_token(
         self, secrets: dict[str, torch.Tensor], shape: tuple[int, ...], seed: int
     ) -> OwnerToken | None:
