@@ -60,10 +60,11 @@ def verify_manifest(folder: Path, files: dict[str, dict[str, Any]], way_out: str
             )
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a unique temporary name beside ``path``, flush to disk, rename over it."""
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write to a unique temporary name beside ``path``, flush to disk, rename over it;
+    ``mode`` is set when the file is created (0o600: the owner's secrets)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())

@@ -23,6 +23,7 @@ import secrets
 from pathlib import Path
 
 from ipbench.errors import IpbenchError
+from ipbench.integrity import write_atomic
 
 OWNER_DIR = "owner"
 KEY_FILE = "owner.key"
@@ -35,15 +36,6 @@ def owner_dir(workdir: str | Path) -> Path:
     folder = Path(workdir) / OWNER_DIR
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     return folder
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically with mode 0600 (never world- or group-readable)."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    tmp.replace(path)
 
 
 def _new_key() -> str:
@@ -124,4 +116,4 @@ def record_key_seed(workdir: str | Path, run_id: str, seed: int) -> None:
     """Write the run's key seed into the owner's part of the store (and nowhere else)."""
     runs = owner_dir(workdir) / "runs"
     runs.mkdir(mode=0o700, exist_ok=True)
-    write_private(runs / f"{run_id}.json", json.dumps({"key_seed": seed}).encode())
+    write_atomic(runs / f"{run_id}.json", json.dumps({"key_seed": seed}).encode(), mode=0o600)
