@@ -35,10 +35,17 @@ from ipbench.training import autocast
 def _time(fn, steps: int, warmup: int = 5) -> float:
     for _ in range(warmup):
         fn()
+    _sync()
     t0 = time.perf_counter()
     for _ in range(steps):
         fn()
+    _sync()
     return steps / (time.perf_counter() - t0)
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -49,16 +56,17 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--lpips-images", type=int, default=8, help="LPIPS on this many per batch")
     ap.add_argument("--profile", action="store_true", help="print the op table of 10 full steps")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda where a GPU is lent")
     args = ap.parse_args()
     data = load_dataset(args.dataset, root=args.data_root, download=False)
     x = data.train.x[:5000]
     n_bits = IdentityCodec(10).n_bits
-    dev = torch.device("cpu")
+    dev = torch.device(args.device)
     base = TokenConfig(batch_size=args.batch_size, noise=NoiseConfig())
     t = GeneratorTraining(x, n_bits, base, dev, seed=0)
     xb, bits = t.batch()
     print(
-        f"{args.dataset}: batch {args.batch_size}, precision {t.precision}, threads {torch.get_num_threads()}, "
+        f"{args.dataset} on {dev}: batch {args.batch_size}, precision {t.precision}, threads {torch.get_num_threads()}, "
         f"LPIPS {'real' if t.lpips is not None else 'missing: ' + t.lpips_reason}"
     )
 

@@ -99,8 +99,9 @@ def lpips_distance(x: torch.Tensor, y: torch.Tensor) -> float | str:
     model, reason = _lpips_model()
     if model is None:
         return reason
+    dev = next(model.parameters()).device
     with torch.no_grad():
-        d = model(x.float().cpu() * 2 - 1, y.float().cpu() * 2 - 1)
+        d = model(x.float().to(dev) * 2 - 1, y.float().to(dev) * 2 - 1)
     return d.mean().item()
 
 
