@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 os.environ["IPBENCH_PROGRESS"] = "0"
+# every epoch: the kill-and-resume tests stop at named epoch checkpoints
+os.environ["IPBENCH_CHECKPOINT_EVERY_S"] = "0"
 os.environ["IPBENCH_OFFLINE"] = "1"
 # Every store a test makes gets the same owner key, so the secrets (and every number that
 # depends on them) are the same from one test session to the next (ipbench.owner).

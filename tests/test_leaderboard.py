@@ -342,3 +342,44 @@ def test_token_gallery_is_drawn_from_the_examples_a_run_stored(tmp_path):
     (md,) = build(workdir, tmp_path / "board", reference=ref, data_root=str(tmp_path / "no"))
     assert (tmp_path / "board" / "synthetic-smoke" / "tokens.png").stat().st_size > 0
     assert "token gallery" in md.read_text() and "left out" not in md.read_text()
+
+
+def test_processing_and_budget_curves_and_token_sweeps_are_plotted(tmp_path):
+    """The benign-processing series (one stage, labelled series), the fine-tuning budget
+    curve and ActiveDaemon's sweeps of non-accuracy metrics each get their figure."""
+    from ipbench.leaderboard.aggregate import aggregate
+    from ipbench.leaderboard.collect import collect
+    from ipbench.leaderboard.plots import labelled_points, make_plots
+    from ipbench.metric import At
+
+    store = Store(tmp_path / "runs")
+    base = default_config("activedaemon", "synthetic", "smoke")
+    assert base is not None
+    plain = {**base, "defaults": base, "preset_settings": {}}
+    for rid, steps, psnr in (("s1", 100, 20.0), ("s2", 200, 25.0)):
+        cfg = {**plain, "scheme_config": {**base["scheme_config"], "token_steps": steps}}
+        _run(store, rid, "activedaemon", 0, cfg)
+        _stage(store, rid, "evaluate", {"A_or": 85.0, "A_ad": 80.0, "A_ud": 10.0, "PSNR": psnr})
+    _run(store, "d", "activedaemon", 0, plain)
+    _stage(store, "d", "evaluate", {"A_or": 85.0, "A_ad": 80.0, "A_ud": 10.0, "PSNR": 30.0})
+    for stage, metrics in (
+        ("attack:processing", {
+            "A_ad_worst": 40.0, At("A_ad", "quality", 100, "jpeg"): 80.0,
+            At("A_ad", "quality", 75, "jpeg"): 40.0, At("A_ad", "scale", 0.5, "resize"): 60.0,
+        }),
+        ("attack:finetune-budget", {
+            "A_ud": 70.0, At("A_ud", "fraction", 0.01): 30.0, At("A_ud", "fraction", 0.1): 70.0,
+            At("A_ad", "fraction", 0.01): 75.0, At("A_ad", "fraction", 0.1): 79.0,
+        }),
+    ):  # fmt: skip
+        _stage(store, "d", stage, metrics)
+    store.close()
+    col = collect(Store(tmp_path / "runs"))
+    agg = aggregate(col)
+    jpeg = labelled_points(agg, "attack:processing", "jpeg", "quality")
+    assert sorted(zip(jpeg.x, jpeg["mean"], strict=True)) == [(75.0, 40.0), (100.0, 80.0)]
+    assert set(jpeg.metric) == {"A_ad jpeg"}
+    assert labelled_points(agg, "attack:processing", "blur", "sigma").empty
+    made = {p.name for _, p in make_plots(col.runs, agg, tmp_path / "fig", "synthetic", "smoke")}
+    assert {"processing.png", "finetune-budget-fraction.png", "sweep-token-steps.png"} <= made
+    assert "finetune-budget-shots.png" not in made and "sweep-noise-fraction.png" not in made

@@ -166,3 +166,32 @@ def test_bad_inputs():
     splits, spec = _task(64)
     with pytest.raises(IpbenchError, match="64 images but 3 labels"):
         Trainer("cpu").fit(_fresh(spec), splits.owner.x, splits.owner.y[:3], CFG, seed=0)
+
+
+def test_epoch_checkpoints_follow_the_interval(tmp_path, monkeypatch):
+    """Every epoch at interval 0; with a long interval only after the last epoch (a resume
+    then starts from the end, not from an intermediate epoch); a bad value is one error."""
+    import ipbench.training as training
+
+    saved: list[int] = []
+    real = training.save_checkpoint
+
+    def record(folder, model, opt, epoch, look=None, epochs=None):
+        saved.append(epoch)
+        real(folder, model, opt, epoch, look, epochs)
+
+    monkeypatch.setattr(training, "save_checkpoint", record)
+    splits, spec = _task(128)
+    cfg = dataclasses.replace(CFG, epochs=3)
+    for every, expected in (("0", [1, 2, 3]), ("3600", [3])):
+        saved.clear()
+        monkeypatch.setenv("IPBENCH_CHECKPOINT_EVERY_S", every)
+        ckpt = tmp_path / every
+        Trainer("cpu").fit(
+            _fresh(spec), splits.owner.x, splits.owner.y, cfg, seed=0, checkpoint_dir=ckpt
+        )
+        assert saved == expected
+    for bad in ("soon", "-1", "nan"):
+        monkeypatch.setenv("IPBENCH_CHECKPOINT_EVERY_S", bad)
+        with pytest.raises(IpbenchError, match="IPBENCH_CHECKPOINT_EVERY_S"):
+            training.checkpoint_interval_s()

@@ -1,5 +1,7 @@
-"""Curves from stored metrics: pruning (Figs. 7-8), deteriorated token (Fig. 4) and the
-poisoning-ratio sweep (Fig. 2). PNGs via matplotlib's Agg backend, without a timestamp."""
+"""Curves from stored metrics: pruning (Figs. 7-8), deteriorated token (Fig. 4), the
+poisoning-ratio sweep (Fig. 2), the fine-tuning budget and benign-processing curves, and
+ActiveDaemon's generator-steps and D_u-noise sweeps. PNGs via matplotlib's Agg backend,
+without a timestamp."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from ipbench.attacks.processing import PARAM as PROCESSING_PARAM
 from ipbench.leaderboard.collect import attack_stage, default_config, settings_text
 
 
@@ -35,17 +38,37 @@ def _save(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
+# units of the metrics that are not percentages (the rest are)
+UNITS = {"PSNR": "dB", "SSIM": "", "LPIPS": "distance", "ERGAS": "", "images": "images"}
+
+
 def _lines(
-    points: pd.DataFrame, metrics: list[str], xlabel: str, title: str, path: Path, where: str
+    points: pd.DataFrame,
+    metrics: list[str],
+    xlabel: str,
+    title: str,
+    path: Path,
+    where: str,
+    logx: bool = False,
+    per_row: int = 4,
 ) -> None:
-    """One panel per metric; the figure's title names ``where`` (dataset and preset), so a
-    PNG seen on its own still says what it shows."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.9), squeeze=False)
+    """One panel per metric (``per_row`` to a row); the figure's title names ``where``
+    (dataset and preset), so a PNG seen on its own still says what it shows."""
+    rows = -(-len(metrics) // per_row)
+    cols = min(len(metrics), per_row)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.9 * rows), squeeze=False)
     fig.suptitle(f"{title}: {where}", fontsize=10)
-    for ax, metric in zip(axes[0], metrics, strict=True):
+    flat = list(axes.flat)
+    for ax in flat[len(metrics) :]:
+        ax.set_visible(False)
+    for ax, metric in zip(flat, metrics, strict=False):
         for scheme, g in points[points.metric == metric].groupby("scheme", sort=True):
             ax.errorbar(g.x, g["mean"], yerr=g["std"], marker="o", capsize=2, label=scheme)
-        ax.set(xlabel=xlabel, ylabel=f"{metric} (%)", title=f"{title}: {metric}")
+        unit = UNITS.get(metric.split("@")[0], "%")
+        ylabel = f"{metric} ({unit})" if unit else metric
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=f"{title}: {metric}")
+        if logx:
+            ax.set_xscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -57,8 +80,31 @@ def _label(scheme: str, fields: dict[str, str]) -> str:
     return f"{scheme} ({settings_text(fields)})" if fields else scheme
 
 
-def sweep_points(col_runs: pd.DataFrame, agg: pd.DataFrame, field: str) -> pd.DataFrame:
-    """A_ad/A_ud per value of a swept scheme field (e.g. the poisoning ratio ``gamma``).
+def labelled_points(agg: pd.DataFrame, stage: str, label: str, param: str) -> pd.DataFrame:
+    """Like ``curve_points``, for the series named ``label`` (e.g. ``jpeg`` of the
+    benign-processing attack, whose curves share one stage)."""
+    rows = []
+    sub = agg[(agg.stage == stage) & (agg.variant == "{}") & (agg.param == param)]
+    for r in sub[sub.label == label].itertuples():
+        numeric = isinstance(r.x, int | float) and not isinstance(r.x, bool)
+        if numeric and r.n > 0:
+            rows.append((r.scheme, f"{r.metric} {label}", float(r.x), r.mean, r.std))
+    return pd.DataFrame(rows, columns=["scheme", "metric", "x", "mean", "std"]).sort_values(
+        ["scheme", "metric", "x"], ignore_index=True
+    )
+
+
+SWEEP_METRICS = (("evaluate", "A_ad"), ("evaluate", "A_ud"))
+
+
+def sweep_points(
+    col_runs: pd.DataFrame,
+    agg: pd.DataFrame,
+    field: str,
+    metrics: tuple[tuple[str, str], ...] = SWEEP_METRICS,
+) -> pd.DataFrame:
+    """Metrics (stage, name; A_ad/A_ud unless given) per value of a swept scheme field (e.g.
+    the poisoning ratio ``gamma``).
 
     One series per scheme and per combination of the other changed settings, so runs made
     under another setting (e.g. an older protection schedule) form their own curve. A run at
@@ -74,7 +120,8 @@ def sweep_points(col_runs: pd.DataFrame, agg: pd.DataFrame, field: str) -> pd.Da
         if isinstance(value, int | float) and not isinstance(value, bool):
             defaults[r.scheme] = float(value)
     swept, at_default = [], []
-    for r in agg[(agg.stage == "evaluate") & agg.name.isin(["A_ad", "A_ud"])].itertuples():
+    wanted = agg.apply(lambda r: (r.stage, r["name"]) in metrics, axis=1) if len(agg) else []
+    for r in agg[wanted].itertuples():
         if r.n == 0:
             continue
         var = json.loads(r.variant)
@@ -113,4 +160,45 @@ def make_plots(
         path = folder / "poisoning-ratio.png"
         _lines(gamma, sorted(set(gamma.metric)), "poisoning ratio gamma", "poisoning", path, where)
         made.append(("poisoning ratio: A_ad and A_ud vs gamma (paper Fig. 2)", path))
+    ft = attack_stage("finetune-budget")
+    for param, xlabel, logx in (
+        ("fraction", "thief's labelled data (share of the training set)", True),
+        ("shots", "thief's labelled images per class", True),
+    ):
+        pts = curve_points(agg, ft, param)
+        pts = pts[pts.metric.isin(["A_ud", "A_ad"])]
+        if len(pts):
+            path = folder / f"finetune-budget-{param}.png"
+            _lines(pts, ["A_ud", "A_ad"], xlabel, "fine-tuning budget", path, where, logx=logx)
+            made.append((f"fine-tuning budget: A_ud and A_ad vs labelled data ({param})", path))
+    proc = [
+        labelled_points(agg, attack_stage("processing"), label, param)
+        for label, param in PROCESSING_PARAM.items()
+    ]
+    proc = [p for p in proc if len(p)]
+    if proc:
+        pts = pd.concat(proc, ignore_index=True)
+        path = folder / "processing.png"
+        _lines(pts, sorted(set(pts.metric)), "level (quality, scale, sigma)",
+               "benign processing of authorized queries", path, where)  # fmt: skip
+        made.append(("benign processing: A_ad after JPEG, resizing, blur, noise", path))
+    for field, title in (
+        ("token_steps", "ActiveDaemon: generator steps"),
+        ("noise_fraction", "ActiveDaemon: ordinary noise in D_u"),
+    ):
+        pts = sweep_points(col_runs, agg, field, TOKEN_SWEEP_METRICS)
+        if len(pts):
+            path = folder / f"sweep-{field.replace('_', '-')}.png"
+            order = [m for _, m in TOKEN_SWEEP_METRICS if m in set(pts.metric)]
+            _lines(pts, order, field, title, path, where)
+            made.append((f"{title}: tracing, image quality and forged tokens vs {field}", path))
     return made
+
+
+# what ActiveDaemon's sweeps report at each point (issue: "ActiveDaemon behaves as its paper says")
+TOKEN_SWEEP_METRICS = (
+    ("evaluate", "A_dec"), ("evaluate", "id_rate"), ("evaluate", "PSNR"), ("evaluate", "SSIM"),
+    ("evaluate", "LPIPS"), ("evaluate", "A_ud"), ("evaluate", "A_pd"),
+    (attack_stage("fake-token"), "A_fake@gaussian"),
+    (attack_stage("fake-token"), "A_fake@mismatched"),
+)  # fmt: skip
