@@ -146,3 +146,12 @@ def scheme_smoke(tmp_path_factory):
         return done[key]
 
     return run
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, dict]:
+    """One tiny finished run (baseline, protect, evaluate), copied by each corruption test."""
+    from tiny_runs import run_tiny, values
+
+    wd = tmp_path_factory.mktemp("finished") / "wd"
+    return wd, values(run_tiny(wd))
