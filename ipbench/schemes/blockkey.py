@@ -20,7 +20,8 @@ every augmented batch, so training sees exactly what a user sends); authorized u
 their queries with the key, unauthorized users send plain images. Defaults: M = 4 (the papers'
 CIFAR-10 block size), pixel shuffling. Where the papers are silent: the key is drawn from
 (run seed, ``key_seed``); images are quantised to 8 bits before the transform (the papers work
-on 8-bit images); protection trains with the preset's recipe.
+on 8-bit images); protection trains with the preset's recipe. Published CIFAR-10 numbers
+(A_or, A_ad, A_od; FFX, M = 4, network unnamed) are in ``leaderboard/reference.csv``.
 
 Capacity: one key per model (every user holds the same key; a new key needs a new model): 1.
 Input-space capability: the transformed image is what the user sends, so PSNR, SSIM, ERGAS and
