@@ -159,6 +159,24 @@ def test_fine_pruning_removes_a_badnets_backdoor(badnets):
     assert clean_accuracy(net, ctx) > 90  # still a model
 
 
+def test_fine_pruning_holds_pruned_channels_at_zero_with_frozen_batchnorm_scales(badnets):
+    """whitenet (the quick preset's network) freezes its BatchNorm scales, as airbench does:
+    fine-tuning must run and keep the pruned channels off through the trainable bias alone."""
+    from ipbench.attacks.fine_pruning import feature_layer, finetune_pruned, prune_dormant
+
+    model, ctx = badnets
+    net = copy.deepcopy(model)
+    layer = feature_layer(net)
+    layer.weight.requires_grad_(False)
+    pruned = prune_dormant(net, ctx.thief.data.x, 0.5)
+    bias_before = layer.bias.detach().clone()
+    finetune_pruned(net, pruned, ctx.thief.data, ctx, 2, 0.01)
+    assert torch.all(layer.weight[pruned] == 0) and torch.all(layer.bias[pruned] == 0)
+    kept = torch.ones(len(bias_before), dtype=torch.bool)
+    kept[pruned] = False
+    assert not torch.equal(layer.bias[kept], bias_before[kept])  # the rest did train
+
+
 def test_fine_pruning_against_a_lock_reports_each_rate(workdir):
     m = attacked(workdir, "adip", "fine-pruning", epochs="8")
     got = m["attack:fine-pruning"]

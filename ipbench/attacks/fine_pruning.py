@@ -120,10 +120,12 @@ def finetune_pruned(
     layer = feature_layer(model)
     keep = torch.ones(layer.weight.shape[0], device=layer.weight.device)
     keep[pruned.to(keep.device)] = 0
+    # a frozen parameter (airbench's whitenet freezes its BatchNorm scales) is not trained, so
+    # its pruned entries stay zero without a hook; a hook on it is an error
     handles = [
         p.register_hook(lambda g: g * keep.view(-1, *[1] * (g.dim() - 1)))
         for p in (layer.weight, getattr(layer, "bias", None))
-        if p is not None
+        if p is not None and p.requires_grad
     ]
     try:
         cfg = thief_train(ctx, epochs, lr, "constant")  # zero weights stay zero under decay
