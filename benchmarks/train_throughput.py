@@ -7,7 +7,9 @@
 ipbench: ``Trainer.fit`` on a uint8 tensor with on-device crop/flip.
 
 All three use the same network, batch size, optimiser and precision. Prints images/s and the
-ratios ipbench/raw (target >= 0.9) and ipbench/dataloader (target > 1).
+ratios ipbench/raw (target >= 0.95) and ipbench/dataloader (target > 1). The data
+initialisation of the whitening stem, once per training and in neither reference loop, is
+timed apart.
 
     python benchmarks/train_throughput.py                      # synthetic data, fastnet
     python benchmarks/train_throughput.py --data-root ../shared/data --dataset cifar10
@@ -28,7 +30,7 @@ os.environ.setdefault("IPBENCH_PROGRESS", "0")
 from ipbench.datasets import load_dataset
 from ipbench.models import ModelSpec, build_model
 from ipbench.presets import presets
-from ipbench.training import Trainer, autocast, resolve_precision
+from ipbench.training import Trainer, autocast, init_from_data, resolve_precision
 
 
 def _model(spec: ModelSpec, device: torch.device) -> torch.nn.Module:
@@ -112,10 +114,16 @@ def dataloader_loop(spec, x, y, cfg, device, precision: str, workers: int) -> fl
     return n / (time.perf_counter() - t0)
 
 
-def ipbench_loop(spec, x, y, cfg, device) -> float:
+def ipbench_loop(spec, x, y, cfg, device) -> tuple[float, float]:
+    """Images/s of ``Trainer.fit`` over one epoch, and the one-off data initialisation's
+    seconds apart: the whitening stem is set once per training (from 5,000 images), not per
+    epoch, and neither reference loop pays it, so it is timed on its own and done before."""
     model = build_model(spec)
+    t0 = time.perf_counter()
+    init_from_data(model, x[: cfg.data_init_images], device)
+    init_s = time.perf_counter() - t0
     result = Trainer(device).fit(model, x, y, dataclasses.replace(cfg, epochs=1), seed=0)
-    return result.images_per_s
+    return result.images_per_s, init_s
 
 
 def _sync(device: torch.device) -> None:
@@ -153,15 +161,18 @@ def main() -> None:
         spec, x[: cfg.batch_size * 2], y[: cfg.batch_size * 2], cfg, device, precision
     )  # warm-up
     results = {"raw": 0.0, "ipbench": 0.0, "dataloader": 0.0}
+    init_s = []
     for _ in range(args.repeats):  # interleaved, so drift in machine load hits all three alike
         results["raw"] = max(results["raw"], raw_loop(spec, x, y, cfg, device, precision))
-        results["ipbench"] = max(results["ipbench"], ipbench_loop(spec, x, y, cfg, device))
+        ips, init = ipbench_loop(spec, x, y, cfg, device)
+        results["ipbench"], init_s = max(results["ipbench"], ips), [*init_s, init]
         results["dataloader"] = max(
             results["dataloader"], dataloader_loop(spec, x, y, cfg, device, precision, args.workers)
         )
     for name, value in results.items():
         print(f"{name:>11}: {value:8.1f} images/s")
-    print(f"ipbench / raw        = {results['ipbench'] / results['raw']:.3f}  (target >= 0.9)")
+    print(f"ipbench data init: {min(init_s):.2f} s once per training (not in the figures above)")
+    print(f"ipbench / raw        = {results['ipbench'] / results['raw']:.3f}  (target >= 0.95)")
     print(f"ipbench / dataloader = {results['ipbench'] / results['dataloader']:.3f}  (target > 1)")
 
 
