@@ -1,6 +1,6 @@
 """Curves from stored metrics: pruning (Figs. 7-8), deteriorated token (Fig. 4), the
 poisoning-ratio sweep (Fig. 2), the fine-tuning budget and benign-processing curves, and
-ActiveDaemon's generator-steps and D_u-noise sweeps. PNGs via matplotlib's Agg backend,
+one figure per other swept scheme field (e.g. a token generator's steps). PNGs via matplotlib's Agg backend,
 without a timestamp."""
 
 from __future__ import annotations
@@ -182,23 +182,36 @@ def make_plots(
         _lines(pts, sorted(set(pts.metric)), "level (quality, scale, sigma)",
                "benign processing of authorized queries", path, where)  # fmt: skip
         made.append(("benign processing: A_ad after JPEG, resizing, blur, noise", path))
-    for field, title in (
-        ("token_steps", "ActiveDaemon: generator steps"),
-        ("noise_fraction", "ActiveDaemon: ordinary noise in D_u"),
-    ):
-        pts = sweep_points(col_runs, agg, field, TOKEN_SWEEP_METRICS)
-        if len(pts):
+    for field in swept_fields(agg):
+        if field == "gamma":  # its own figure above
+            continue
+        pts = sweep_points(col_runs, agg, field, SWEEP_PLOT_METRICS)
+        longest = pts.groupby(["scheme", "metric"]).size().max() if len(pts) else 0
+        if longest >= 2:  # a curve, not lone points of runs that changed something else
             path = folder / f"sweep-{field.replace('_', '-')}.png"
-            order = [m for _, m in TOKEN_SWEEP_METRICS if m in set(pts.metric)]
-            _lines(pts, order, field, title, path, where)
-            made.append((f"{title}: tracing, image quality and forged tokens vs {field}", path))
+            order = [m for _, m in SWEEP_PLOT_METRICS if m in set(pts.metric)]
+            _lines(pts, order, field, f"sweep of {field}", path, where)
+            made.append((f"sweep of {field}: the metrics each swept run recorded", path))
     return made
 
 
-# what ActiveDaemon's sweeps report at each point (issue: "ActiveDaemon behaves as its paper says")
-TOKEN_SWEEP_METRICS = (
-    ("evaluate", "A_dec"), ("evaluate", "id_rate"), ("evaluate", "PSNR"), ("evaluate", "SSIM"),
-    ("evaluate", "LPIPS"), ("evaluate", "A_ud"), ("evaluate", "A_pd"),
+# what a sweep's figure shows at each point, where the runs recorded it: accuracy, identity
+# tracing, the credential's visibility, forged input-space tokens
+SWEEP_PLOT_METRICS = (
+    ("evaluate", "A_ad"), ("evaluate", "A_ud"), ("evaluate", "A_pd"), ("evaluate", "A_dec"),
+    ("evaluate", "id_rate"), ("evaluate", "PSNR"), ("evaluate", "SSIM"), ("evaluate", "LPIPS"),
     (attack_stage("fake-token"), "A_fake@gaussian"),
     (attack_stage("fake-token"), "A_fake@mismatched"),
 )  # fmt: skip
+
+
+def swept_fields(agg: pd.DataFrame) -> list[str]:
+    """Scheme fields that stored runs set to a number other than the default, sorted."""
+    fields = set()
+    for variant in agg.variant.unique() if len(agg) else []:
+        for key, value in json.loads(variant).items():
+            if key.startswith("scheme_config."):
+                number = json.loads(value)
+                if isinstance(number, int | float) and not isinstance(number, bool):
+                    fields.add(key.removeprefix("scheme_config."))
+    return sorted(fields)
