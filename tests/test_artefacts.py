@@ -15,7 +15,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from tiny_runs import RUN, TINY, _sets, run_tiny, tiny_request, values
+from tiny_runs import RUN, TINY, run_tiny, set_args, tiny_request, values
 from typer.testing import CliRunner
 
 from ipbench.cache import StageCache
@@ -112,7 +112,7 @@ def test_corruption_is_detected_named_and_recomputed_on_request(tmp_path, finish
         message = str(err.value)
         assert str(bad) in message, message
         assert f"--recompute {stage}" in message and "\n" not in message
-    res = CliRunner().invoke(app, [*RUN, "-s", "mlock", "--workdir", str(wd), *_sets(TINY)])
+    res = CliRunner().invoke(app, [*RUN, "-s", "mlock", "--workdir", str(wd), *set_args(TINY)])
     assert res.exit_code == 2 and "--recompute" in res.output
     # the way out: recompute what failed (stages are deterministic: the same numbers)
     assert values(run_tiny(wd, recompute=redo)) == reference

@@ -53,3 +53,18 @@ def test_lpips_is_reported_missing_offline_never_computed_on_a_random_backbone()
 def test_shape_mismatch_is_an_error():
     with pytest.raises(IpbenchError, match="one shape"):
         psnr(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 5))
+
+
+def test_each_lpips_caller_gets_its_own_model(monkeypatch):
+    """The token generator moves its LPIPS model to its device and freezes it; the metric's
+    model must not follow (a GPU run fed CPU images to a model moved to cuda)."""
+    from ipbench.metrics import image_quality
+
+    shared = torch.nn.Linear(2, 2)
+    monkeypatch.setattr(image_quality, "_load_lpips", lambda: (shared, ""))
+    first, _ = image_quality._lpips_model()
+    first.to(torch.float64).requires_grad_(False)  # what a caller may do to its copy
+    second, reason = image_quality._lpips_model()
+    assert first is not shared and second is not first and reason == ""
+    assert second.weight.dtype == torch.float32 and second.weight.requires_grad
+    assert torch.equal(second.weight, shared.weight)

@@ -349,7 +349,7 @@ def test_processing_and_budget_curves_and_token_sweeps_are_plotted(tmp_path):
     curve and ActiveDaemon's sweeps of non-accuracy metrics each get their figure."""
     from ipbench.leaderboard.aggregate import aggregate
     from ipbench.leaderboard.collect import collect
-    from ipbench.leaderboard.plots import labelled_points, make_plots
+    from ipbench.leaderboard.plots import curve_points, make_plots
     from ipbench.metric import At
 
     store = Store(tmp_path / "runs")
@@ -376,10 +376,10 @@ def test_processing_and_budget_curves_and_token_sweeps_are_plotted(tmp_path):
     store.close()
     col = collect(Store(tmp_path / "runs"))
     agg = aggregate(col)
-    jpeg = labelled_points(agg, "attack:processing", "jpeg", "quality")
+    jpeg = curve_points(agg, "attack:processing", "quality", "jpeg")
     assert sorted(zip(jpeg.x, jpeg["mean"], strict=True)) == [(75.0, 40.0), (100.0, 80.0)]
     assert set(jpeg.metric) == {"A_ad jpeg"}
-    assert labelled_points(agg, "attack:processing", "blur", "sigma").empty
+    assert curve_points(agg, "attack:processing", "sigma", "blur").empty
     made = {p.name for _, p in make_plots(col.runs, agg, tmp_path / "fig", "synthetic", "smoke")}
     assert {"processing.png", "finetune-budget-fraction.png", "sweep-token-steps.png"} <= made
     assert "finetune-budget-shots.png" not in made and "sweep-noise-fraction.png" not in made

@@ -64,7 +64,7 @@ def test_an_offline_machine_is_asked_once_and_nothing_downloads(monkeypatch, tmp
     monkeypatch.delenv("IPBENCH_OFFLINE")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached AlexNet
     monkeypatch.setenv("IPBENCH_CACHE", str(tmp_path / "cache"))  # no converted weights
-    image_quality._lpips_model.cache_clear()
+    image_quality._load_lpips.cache_clear()
     try:
         model, reason = image_quality._lpips_model()
         assert model is None and "no network" in reason and len(calls) == 1
@@ -72,4 +72,4 @@ def test_an_offline_machine_is_asked_once_and_nothing_downloads(monkeypatch, tmp
             load_dataset("cifar10", str(tmp_path / "data"), download=True)
         assert len(calls) == 1 and not (tmp_path / "data" / "cifar-10-batches-py").exists()
     finally:
-        image_quality._lpips_model.cache_clear()
+        image_quality._load_lpips.cache_clear()

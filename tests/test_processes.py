@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_runs import RUN, TINY, _sets, timing
+from tiny_runs import RUN, TINY, set_args, timing
 
 from ipbench.store import Store
 
@@ -20,7 +20,7 @@ from ipbench.store import Store
 # --- kills and concurrency (subprocesses) -----------------------------------------------------
 def _cli(workdir: Path, *extra: str, env: dict[str, str] | None = None, **kw):
     args = [sys.executable, "-m", "ipbench", *RUN, "-s", "mlock", "--workdir", str(workdir)]
-    args += _sets({**TINY, "epochs": "3"})
+    args += set_args({**TINY, "epochs": "3"})
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.Popen(
         [*args, *extra],

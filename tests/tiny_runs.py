@@ -25,7 +25,7 @@ def tiny_request(workdir: Path, **kw) -> RunRequest:
     return RunRequest(**{**base, **kw})
 
 
-def _sets(settings: dict[str, str]) -> list[str]:
+def set_args(settings: dict[str, str]) -> list[str]:
     return [arg for k, v in settings.items() for arg in ("--set", f"{k}={v}")]
 
 

@@ -18,15 +18,21 @@ from ipbench.attacks.processing import PARAM as PROCESSING_PARAM
 from ipbench.leaderboard.collect import attack_stage, default_config, settings_text
 
 
-def curve_points(agg: pd.DataFrame, stage: str, param: str) -> pd.DataFrame:
+def curve_points(
+    agg: pd.DataFrame, stage: str, param: str, label: str | None = None
+) -> pd.DataFrame:
     """Rows ``scheme, metric, x, mean, std`` of the curve points the store records along
-    ``param`` (numeric x, no series label)."""
+    ``param`` (numeric x): the unlabelled series, or with ``label`` the series of that name
+    (e.g. ``jpeg`` of the benign-processing attack, whose curves share one stage), its metric
+    named ``"METRIC LABEL"``."""
     rows = []
     sub = agg[(agg.stage == stage) & (agg.variant == "{}") & (agg.param == param)]
     for r in sub.itertuples():
         numeric = isinstance(r.x, int | float) and not isinstance(r.x, bool)
-        if numeric and r.n > 0 and not isinstance(r.label, str):  # one series per metric
-            rows.append((r.scheme, r.metric, float(r.x), r.mean, r.std))
+        in_series = r.label == label if label is not None else not isinstance(r.label, str)
+        if numeric and r.n > 0 and in_series:
+            metric = r.metric if label is None else f"{r.metric} {label}"
+            rows.append((r.scheme, metric, float(r.x), r.mean, r.std))
     return pd.DataFrame(rows, columns=["scheme", "metric", "x", "mean", "std"]).sort_values(
         ["scheme", "metric", "x"], ignore_index=True
     )
@@ -80,20 +86,6 @@ def _label(scheme: str, fields: dict[str, str]) -> str:
     return f"{scheme} ({settings_text(fields)})" if fields else scheme
 
 
-def labelled_points(agg: pd.DataFrame, stage: str, label: str, param: str) -> pd.DataFrame:
-    """Like ``curve_points``, for the series named ``label`` (e.g. ``jpeg`` of the
-    benign-processing attack, whose curves share one stage)."""
-    rows = []
-    sub = agg[(agg.stage == stage) & (agg.variant == "{}") & (agg.param == param)]
-    for r in sub[sub.label == label].itertuples():
-        numeric = isinstance(r.x, int | float) and not isinstance(r.x, bool)
-        if numeric and r.n > 0:
-            rows.append((r.scheme, f"{r.metric} {label}", float(r.x), r.mean, r.std))
-    return pd.DataFrame(rows, columns=["scheme", "metric", "x", "mean", "std"]).sort_values(
-        ["scheme", "metric", "x"], ignore_index=True
-    )
-
-
 SWEEP_METRICS = (("evaluate", "A_ad"), ("evaluate", "A_ud"))
 
 
@@ -120,7 +112,7 @@ def sweep_points(
         if isinstance(value, int | float) and not isinstance(value, bool):
             defaults[r.scheme] = float(value)
     swept, at_default = [], []
-    wanted = agg.apply(lambda r: (r.stage, r["name"]) in metrics, axis=1) if len(agg) else []
+    wanted = pd.MultiIndex.from_arrays([agg.stage, agg["name"]]).isin(metrics)
     for r in agg[wanted].itertuples():
         if r.n == 0:
             continue
@@ -172,7 +164,7 @@ def make_plots(
             _lines(pts, ["A_ud", "A_ad"], xlabel, "fine-tuning budget", path, where, logx=logx)
             made.append((f"fine-tuning budget: A_ud and A_ad vs labelled data ({param})", path))
     proc = [
-        labelled_points(agg, attack_stage("processing"), label, param)
+        curve_points(agg, attack_stage("processing"), param, label)
         for label, param in PROCESSING_PARAM.items()
     ]
     proc = [p for p in proc if len(p)]

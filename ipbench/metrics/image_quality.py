@@ -7,6 +7,7 @@ with the reason, never computed on a random backbone.
 
 from __future__ import annotations
 
+import copy
 import functools
 import warnings
 from pathlib import Path
@@ -52,8 +53,16 @@ def ergas(x: torch.Tensor, y: torch.Tensor, ratio: float = ERGAS_RATIO) -> float
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's ImageNet AlexNet, LPIPS's backbone
 
 
-@functools.lru_cache(maxsize=1)
 def _lpips_model() -> tuple[torch.nn.Module | None, str]:
+    """LPIPS-alex with its ImageNet backbone, or ``(None, reason)``: a copy of the one loaded,
+    so a caller that moves or trains it (the token generator takes it to its device) leaves
+    every other caller's alone (a GPU run once fed CPU images to a model moved to cuda)."""
+    model, reason = _load_lpips()
+    return (copy.deepcopy(model) if model is not None else None), reason
+
+
+@functools.lru_cache(maxsize=1)
+def _load_lpips() -> tuple[torch.nn.Module | None, str]:
     """LPIPS-alex with its ImageNet backbone, or ``(None, reason)``; never a random backbone.
 
     Order: torchvision's cached AlexNet; the file ``ipbench weights lpips`` converts; a
@@ -99,9 +108,8 @@ def lpips_distance(x: torch.Tensor, y: torch.Tensor) -> float | str:
     model, reason = _lpips_model()
     if model is None:
         return reason
-    dev = next(model.parameters()).device
     with torch.no_grad():
-        d = model(x.float().to(dev) * 2 - 1, y.float().to(dev) * 2 - 1)
+        d = model(x.float().cpu() * 2 - 1, y.float().cpu() * 2 - 1)
     return d.mean().item()
 
 
