@@ -66,6 +66,29 @@ def test_crop_flip_moves_pixels_as_specified():
     assert torch.equal(shifted[1, 0, :3], x[1, 0, 1:].flip(-1))  # up by one, then mirrored
 
 
+@pytest.mark.parametrize("mode", ["zeros", "reflect"])
+def test_crop_flip_matches_per_image_pad_crop_mirror_on_uint8_and_float(mode):
+    """The batched gathers (mirror folded into the column index) against the plain recipe
+    written per image; uint8 input gives exactly the float result, as the trainer relies on."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (6, 3, 8, 8), generator=g, dtype=torch.uint8)
+    dy, dx = torch.randint(0, 5, (6,), generator=g), torch.randint(0, 5, (6,), generator=g)
+    flip = torch.tensor([True, False, True, True, False, False])
+    pad_mode = {"zeros": "constant", "reflect": "reflect"}[mode]
+    expected = []
+    for i in range(6):
+        padded = torch.nn.functional.pad(x[i : i + 1].float(), (2, 2, 2, 2), mode=pad_mode)[0]
+        crop = padded[:, dy[i] : dy[i] + 8, dx[i] : dx[i] + 8]
+        expected.append(crop.flip(-1) if flip[i] else crop)
+    got_uint8 = crop_flip(x, 2, dy, dx, flip, mode)
+    assert got_uint8.dtype == torch.uint8
+    assert torch.equal(got_uint8.float(), torch.stack(expected))
+    assert torch.equal(crop_flip(x.float() / 255, 2, dy, dx, flip, mode), got_uint8.float() / 255)
+    assert torch.equal(crop_flip(x, 0, dy, dx, flip, mode), torch.stack(
+        [x[i].flip(-1) if flip[i] else x[i] for i in range(6)]
+    ))  # fmt: skip
+
+
 @pytest.mark.slow
 def test_training_learns_synthetic():
     splits, spec = _task(800)
