@@ -13,6 +13,7 @@ from test_attacks_model import attacked
 
 from ipbench.attack import thief_train
 from ipbench.attacks.processing import blur, jpeg, resize
+from ipbench.errors import IpbenchError
 from ipbench.registry import attacks, schemes
 
 CHANCE_PLUS = 25.0  # 10 classes: chance is 10%
@@ -30,6 +31,7 @@ def test_jpeg_100_keeps_an_invisible_token_and_heavy_blur_breaks_it(workdir):
     assert ev["A_ad"] > 85 and ev["A_ud"] < CHANCE_PLUS  # the deployment is really locked
     assert got["A_ad_clean"] == pytest.approx(ev["A_ad"], abs=3)  # same users, other slice
     assert abs(got["A_ad@jpeg,quality=100"] - got["A_ad_clean"]) <= 2
+    assert abs(got["A_ad@jpeg444,quality=100"] - got["A_ad_clean"]) <= 2
     assert got["A_ad@blur,sigma=2"] < got["A_ad_clean"] - 30  # the token is washed out
     assert got["A_ad_jpeg"] == got["A_ad@jpeg,quality=75"]
     assert got["A_ad_worst"] == min(v for k, v in got.items() if "@" in k)
@@ -52,6 +54,11 @@ def test_processings_are_what_they_say():
     assert torch.allclose(resize(x, 1.0), x, atol=1e-6)
     white = torch.rand(2, 3, 32, 32)
     assert (blur(white, 2.0) - white).abs().mean() > 0.15  # white noise loses most of itself
+    # colour detail: 4:2:0 halves the colour planes' resolution, 4:4:4 at quality 100 keeps it
+    assert (jpeg(white, 100, "4:4:4") - white).abs().mean() < 0.005
+    assert (jpeg(white, 100) - white).abs().mean() > 0.1
+    with pytest.raises(IpbenchError, match=r"4:2:2.*valid: 4:2:0, 4:4:4"):
+        jpeg(white, 90, "4:2:2")
 
 
 # --- insider ----------------------------------------------------------------------------------

@@ -7,6 +7,11 @@ A_ad after JPEG at ``headline_quality``; every other setting is a point of a cur
 processing (``At("A_ad", param, x, processing)``). ``A_ad_clean`` is the same users' accuracy
 without processing (the curves' reference, equal to the evaluate stage's A_ad).
 
+``jpeg`` saves as a photo app does (Pillow's defaults: 4:2:0 chroma subsampling, colour at
+half resolution); ``jpeg444`` at the same qualities keeps full colour resolution (4:4:4, as
+cameras' and editors' high-quality settings save), which separates what quantisation does to a
+token from what halving its colour resolution does.
+
 Levels follow CIFAR-10-C (Hendrycks & Dietterich, ICLR 2019, ``make_cifar_c.py``): JPEG
 qualities 80, 65, 58, 50, 40, Gaussian noise sigma 0.04..0.10, Gaussian blur sigma 0.4..1.0,
 to which we add JPEG 100, 90 and 75 (the web default) and stronger blur and noise (2.0, 0.2) so
@@ -39,8 +44,10 @@ from ipbench.metric import At, Results, pct
 from ipbench.progress import track
 from ipbench.registry import attacks
 
-PROCESSINGS = ("jpeg", "resize", "blur", "noise")
-PARAM = {"jpeg": "quality", "resize": "scale", "blur": "sigma", "noise": "sigma"}
+PROCESSINGS = ("jpeg", "jpeg444", "resize", "blur", "noise")
+PARAM = {
+    "jpeg": "quality", "jpeg444": "quality", "resize": "scale", "blur": "sigma", "noise": "sigma"
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -100,16 +107,19 @@ class ProcessingConfig:
             raise IpbenchError("processing sigmas must be >= 0")
 
 
-def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
-    """Each image of ``x`` (floats in [0, 1], 1 or 3 channels) through JPEG at ``quality``,
-    with Pillow's (libjpeg's) defaults: 4:2:0 chroma subsampling, as a photo app saves it."""
+def jpeg(x: torch.Tensor, quality: int, subsampling: str = "4:2:0") -> torch.Tensor:
+    """Each image of ``x`` (floats in [0, 1], 1 or 3 channels) through JPEG at ``quality``;
+    ``subsampling`` "4:2:0" is Pillow's (libjpeg's) default, as a photo app saves it, "4:4:4"
+    keeps the colour planes at full resolution."""
+    if subsampling not in ("4:2:0", "4:4:4"):
+        raise IpbenchError(f"JPEG subsampling {subsampling!r} invalid; valid: 4:2:0, 4:4:4")
     from PIL import Image
 
     out = []
     for img in to_uint8(x).cpu().permute(0, 2, 3, 1).numpy():
         buf = io.BytesIO()
         Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img).save(
-            buf, format="JPEG", quality=int(quality)
+            buf, format="JPEG", quality=int(quality), subsampling=subsampling
         )
         back = np.asarray(Image.open(buf).convert("L" if img.shape[-1] == 1 else "RGB"))
         out.append(torch.from_numpy(back.copy()).view(*img.shape))
@@ -171,7 +181,8 @@ class Processing(Attack):
         c = self.config
         qualities = tuple(dict.fromkeys((*c.qualities, c.headline_quality)))
         return {
-            "jpeg": qualities, "resize": c.scales, "blur": c.blur_sigmas, "noise": c.noise_sigmas
+            "jpeg": qualities, "jpeg444": qualities, "resize": c.scales, "blur": c.blur_sigmas,
+            "noise": c.noise_sigmas,
         }  # fmt: skip
 
     def run(self, target: Target, ctx: RunContext) -> Results:
@@ -181,6 +192,7 @@ class Processing(Attack):
         g = seeded(ctx.seed, 41)
         process: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
             "jpeg": lambda v, q: jpeg(v, int(q)),
+            "jpeg444": lambda v, q: jpeg(v, int(q), "4:4:4"),
             "resize": resize,
             "blur": blur,
             "noise": lambda v, s: noise(v, s, g),
