@@ -4,6 +4,7 @@ where it must on the smoke task: synthetic data, the tiny network, smoke budgets
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -11,10 +12,10 @@ import pytest
 import torch
 from test_attacks_model import attacked
 
-from ipbench.attack import thief_train
 from ipbench.attacks.processing import blur, jpeg, resize
 from ipbench.errors import IpbenchError
-from ipbench.registry import attacks, schemes
+from ipbench.registry import attacks, presets, schemes
+from ipbench.training import lr_at
 
 CHANCE_PLUS = 25.0  # 10 classes: chance is 10%
 
@@ -197,26 +198,67 @@ def test_fine_pruning_against_a_lock_reports_each_rate(workdir):
 
 
 def test_nad_removes_a_badnets_backdoor(badnets):
-    from ipbench.attacks.nad import AttentionDistillation, NADConfig, attention_layers
+    from ipbench.attacks.nad import AttentionDistillation, NADConfig, attention_layers, nad_recipe
 
     model, ctx = badnets
     before = attack_success(model, ctx)
-    c = NADConfig()  # the paper's epochs: 100 images train in seconds
+    c = NADConfig(lr=0.05, lr_decay_every=100)  # the smoke rate, the paper's epochs
     probe = torch.rand(1, 3, 32, 32)
     assert len(attention_layers(model, probe, 3)) == 3  # the tiny net's last 3 resolutions
     teacher, student = copy.deepcopy(model), copy.deepcopy(model)
     data = ctx.thief.data.subset(torch.arange(100))  # 5% of the 2,000-image training set
-    cfg = thief_train(ctx, c.teacher_epochs, c.lr, "constant", batch_size=c.batch_size)
-    ctx.trainer.fit(teacher, data.x, data.y, cfg, seed=1)
+    ctx.trainer.fit(teacher, data.x, data.y, nad_recipe(ctx, c.teacher_epochs, c), seed=1)
     loss = AttentionDistillation(student, teacher, probe, c)
     student.train()
     student(probe)
     assert float(loss(student).detach()) > 0  # the student attends elsewhere than the teacher
-    cfg = thief_train(ctx, c.epochs, c.lr, "constant", batch_size=c.batch_size)
-    ctx.trainer.fit(student, data.x, data.y, cfg, seed=2, extra_loss=loss)
+    ctx.trainer.fit(student, data.x, data.y, nad_recipe(ctx, c.epochs, c), seed=2, extra_loss=loss)
     loss.close()
     assert attack_success(student, ctx) < before / 2
     assert clean_accuracy(student, ctx) > 85  # still a model
+
+
+def test_nad_trains_with_the_reference_optimiser_not_the_presets(badnets):
+    """The quick preset's airbench parts (BN biases at 64x the rate, Lookahead, label
+    smoothing) wrecked an unprotected CIFAR-10 model under NAD; the reference's SGD does not."""
+    from ipbench.attacks.nad import NADConfig, nad_recipe
+
+    _, ctx = badnets
+    quick = dataclasses.replace(ctx, preset=presets.get("quick"))
+    cfg = nad_recipe(quick, 20, NADConfig())
+    assert (cfg.momentum, cfg.nesterov, cfg.weight_decay, cfg.label_smoothing) == (
+        0.9,
+        True,
+        1e-4,
+        0,
+    )
+    assert cfg.norm_bias_lr_scale == 1 and cfg.lookahead_every == 0 and cfg.batch_size == 64
+    steps = 10  # per epoch
+    lrs = [lr_at(e * steps, 20 * steps, steps, cfg) for e in (0, 1, 2, 4, 19)]
+    assert lrs == pytest.approx([0.01, 0.01, 1e-3, 1e-4, 1e-11])  # x0.1 every 2 epochs
+    with pytest.raises(IpbenchError, match="at most 3"):
+        NADConfig(betas=(1.0, 1.0, 1.0, 1.0))
+
+
+def test_nad_weighs_attention_by_the_reference_map_area():
+    """The loss on a map is its summed squared distance over the reference's map area: the
+    same distance counts the same on whitenet's 4x4 map as on the reference's 8x8."""
+    from ipbench.attacks.nad import REFERENCE_AREAS, AttentionDistillation, NADConfig
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1))  # attends its conv's output
+    teacher = copy.deepcopy(net)
+    with torch.no_grad():
+        teacher[0].weight.mul_(-1.5)
+    x = torch.rand(2, 3, 4, 4)
+    loss = AttentionDistillation(net, copy.deepcopy(teacher), x, NADConfig(betas=(100.0,)))
+    net.train()
+    s_map, t_map = net(x), teacher(x)
+    got = float(loss(net).detach())
+    loss.close()
+    a = torch.nn.functional.normalize(s_map.pow(2).mean(1).flatten(1), dim=1)
+    b = torch.nn.functional.normalize(t_map.pow(2).mean(1).flatten(1), dim=1)
+    want = 100.0 * (a - b).pow(2).sum(1).mean() / REFERENCE_AREAS[-1]
+    assert got == pytest.approx(float(want), rel=1e-4) and got > 0
 
 
 def test_nad_against_a_lock_reports_teacher_and_student(workdir):
