@@ -319,6 +319,28 @@ def test_tracing_block_and_a_flag_on_protection_that_did_not_take(tmp_path):
     assert "identity tracing did not take: id_rate = 0.4%" in md
 
 
+def test_an_attack_that_fails_on_the_unprotected_control_is_called_out(tmp_path):
+    """The unprotected run is the control: never flagged for protecting nothing, and an attack
+    whose thief gets less than half of A_or from it is named (its column measures the attack)."""
+    workdir = tmp_path / "runs"
+    store = Store(workdir)
+    for scheme, a_ud in (("none", 90.0), ("mlock", 10.0)):
+        _run(store, scheme, scheme, 0, {})
+        _stage(store, scheme, "evaluate", {
+            "A_or": 90.0, "A_ad": 88.0 if scheme == "mlock" else 90.0, "A_ud": a_ud,
+            "A_od": 0.0, "A_pd": 88.0 - a_ud if scheme == "mlock" else 0.0,
+        })  # fmt: skip
+        _stage(store, scheme, "attack:knockoff", {"A_sub": 10.5})  # no copy even of none
+        _stage(store, scheme, "attack:finetune", {"A_ud": 89.0})  # works on none
+    store.close()
+    ref = tmp_path / "reference.csv"
+    ref.write_text(REFERENCE)
+    md = _build(workdir, ref, tmp_path / "board").read_text()
+    assert "| none | 90.00 |" in md and "none ⚠" not in md and "`none`:" not in md
+    assert "**Control:** `knockoff` leaves the thief 10.50% (A_sub) on the unprotected" in md
+    assert "`finetune` leaves" not in md
+
+
 def test_token_gallery_is_drawn_from_the_examples_a_run_stored(tmp_path):
     """Neither the scheme's code nor the dataset is needed: a scheme today's ipbench does not
     know still gets its gallery row."""

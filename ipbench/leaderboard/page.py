@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from ipbench.compare import REFERENCE
 from ipbench.health import run_warnings
 from ipbench.leaderboard.aggregate import cell, fmt, meaning
 from ipbench.leaderboard.reference import ANY_MODEL, published
@@ -162,9 +163,13 @@ def ranked(page: Page, schemes: list[str]) -> list[str]:
 
 
 def flagged(page: Page, schemes: list[str]) -> dict[str, list[str]]:
-    """Schemes whose mean protection or tracing did not take (``ipbench.health``'s rule)."""
+    """Schemes whose mean protection or tracing did not take (``ipbench.health``'s rule); the
+    unprotected control (``compare.REFERENCE``) protects nothing by design and is never
+    flagged."""
     out = {}
     for s in schemes:
+        if s == REFERENCE:
+            continue
         means = {}
         for m in ("A_pd", "id_rate"):
             row = page.value(s, "evaluate", m)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ipbench.compare import REFERENCE
 from ipbench.leaderboard.aggregate import cell, fmt
 from ipbench.leaderboard.collect import Collected, attack_of, attack_stage, settings_text
 from ipbench.leaderboard.page import Page, column, flagged, headline, ranked
@@ -23,6 +24,8 @@ from ipbench.leaderboard.table import Cell, Column, Table, label
 __all__ = ["Rendered", "Section", "headline", "provenance", "render"]
 
 ACCURACY = ("A_or", "A_ad", "A_ud", "A_od", "A_pd")
+# attack headlines that count what the thief gets, for the control check
+THIEF_GAINS = ("A_ud", "A_sub", "A_re")
 STEALTH = ("PSNR", "SSIM", "ERGAS", "LPIPS")
 TRACING = ("A_dec_raw", "A_dec", "id_rate", "bch_failures")
 CAPACITY = ("capacity", "capacity_published", "capacity_used", "users_evaluated")
@@ -92,6 +95,31 @@ def robustness(page: Page, schemes: list[str]) -> Table | None:
             if any(c.text for c in pubs):
                 row.append(pub)
     return page.table(header, schemes, rows)
+
+
+def control_notes(page: Page, schemes: list[str]) -> list[str]:
+    """Attacks that fail on the unprotected control (``compare.REFERENCE``): a headline that
+    counts what the thief gets (its accuracy without a credential, its copy's accuracy) below
+    half of A_or on a model with no lock means that on this task the attack, not a lock, is
+    what stops the thief, so its column says nothing about the schemes."""
+    if REFERENCE not in schemes:
+        return []
+    a_or = page.value(REFERENCE, "evaluate", "A_or")
+    if a_or is None or a_or["n"] == 0:
+        return []
+    notes = []
+    for attack in attack_names(page.agg):
+        stage = attack_stage(attack)
+        head = headline(attack, page.agg[page.agg.stage == stage])
+        got = page.value(REFERENCE, stage, head) if head in THIEF_GAINS else None
+        if got is not None and got["n"] and float(got["mean"]) < float(a_or["mean"]) / 2:
+            notes.append(
+                f"`{attack}` leaves the thief {float(got['mean']):.2f}% ({head}) on the "
+                f"unprotected `{REFERENCE}` model (A_or {float(a_or['mean']):.2f}): the attack "
+                "fails here without any lock, so its column measures the attack's setting, "
+                "not the schemes."
+            )
+    return notes
 
 
 def attack_points(page: Page, schemes: list[str]) -> Table | None:
@@ -275,8 +303,9 @@ def render(
             _block(page, "tracing", tracing, TRACING),
         ))  # fmt: skip
     rob = robustness(page, schemes)
+    control = control_notes(page, schemes)
     sections.append(Section("Robustness", [] if rob else ["No attack stages in the store yet."],
-                            rob))  # fmt: skip
+                            rob, [f"**Control:** {n}" for n in control]))  # fmt: skip
     points = attack_points(page, schemes)
     if points:
         sections.append(Section("Published attack numbers", table=points, level=3))
