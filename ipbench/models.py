@@ -50,6 +50,19 @@ class ModelSpec:
     std: tuple[float, ...]
 
 
+# Element-wise non-linearities: what "a plain network's n-th activation" counts when a scheme
+# picks a layer by position (ReLU in fastnet and the papers' nets, GELU in whitenet).
+ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Mish, nn.Hardswish,
+)  # fmt: skip
+
+
+def activation_names(model: nn.Module) -> list[str]:
+    """Names of the model's activation modules, in registration (forward, for ipbench's
+    networks) order."""
+    return [n for n, m in model.named_modules() if isinstance(m, ACTIVATIONS)]
+
+
 def model_factory(name: str) -> Callable[..., nn.Module]:
     """The constructor behind a model name: a registered model, or ``timm:NAME`` for any
     architecture timm knows. Called when a request is resolved, so a bad name fails before

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from ipbench.errors import IpbenchError
+from ipbench.models import ModelSpec, build_model
 from ipbench.registry import schemes
-from ipbench.schemes.ntl import NTLConfig, grid_patch, mmd
+from ipbench.schemes.ntl import NTLConfig, feature_module, grid_patch, mmd
 
 CHANCE_PLUS = 25.0  # 10 classes: chance is 10%
 
@@ -29,6 +30,18 @@ def test_grid_patch_is_the_reference_codes_red_grid():
     assert torch.allclose(out[0, 0][even], torch.tensor(0.5 + 80 / 255))
     assert torch.equal(out[0, 0][~even], x[0, 0][~even]) and torch.equal(out[0, 1:], x[0, 1:])
     assert float(grid_patch(torch.ones(1, 3, 4, 4), 80 / 255, 0).max()) == 1.0  # clipped
+
+
+@pytest.mark.parametrize("name", ["whitenet", "fastnet", "resnet18"])
+def test_a_feature_layer_is_found_in_every_preset_network(name):
+    """whitenet's activations are GELUs: the first CIFAR-10 campaign stopped at 'cannot pick a
+    feature layer' before the choice counted every activation kind."""
+    model = build_model(ModelSpec(name, 10, 3, 32, (0.5,) * 3, (0.25,) * 3))
+    layer = feature_module(model, "auto")
+    seen = []
+    layer.register_forward_hook(lambda _m, _i, out: seen.append(out.shape))
+    model.eval()(torch.rand(1, 3, 32, 32))
+    assert len(seen) == 1 and seen[0][-1] < 32  # a mid-network map, after some downsampling
 
 
 def test_settings_are_checked():

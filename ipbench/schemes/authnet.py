@@ -20,8 +20,8 @@ Choices where paper and code leave room (all fields): the mask is bounded per pi
 ``mask_max`` (code ``epsilon_M`` = 0.1, read as the largest blend weight, so no pixel moves by
 more than 10%); the code's ``epsilon_AE`` bound on the pattern is not used (the blend bounds the
 change already); the MSE is taken on the chosen channels only (spatially averaged); the gate is
-``gate`` (a module name) or, by default, the last ReLU before the last conv block of a plain
-network (``layer3`` of a ResNet); the mask is optimised with Adam for ``mask_steps`` steps;
+``gate`` (a module name) or, by default, the last activation (ReLU, GELU, ...) before the last
+conv block of a plain network (``layer3`` of a ResNet); the mask is optimised with Adam for ``mask_steps`` steps;
 the tail is trained with the shared trainer (SGD, the preset's recipe, ``tail_epochs``) instead
 of the code's Adam lr 1e-3.
 
@@ -46,6 +46,7 @@ from ipbench.context import RunContext
 from ipbench.contract import Credential, Protected, Scheme
 from ipbench.errors import IpbenchError
 from ipbench.images import quantize
+from ipbench.models import activation_names
 from ipbench.registry import schemes
 from ipbench.schemes._modelside import forged_generator
 from ipbench.schemes._shared_secret import SharedSecretForging
@@ -78,10 +79,13 @@ def default_gate(model: nn.Module) -> str:
     for n in names:
         if n.endswith("layer3"):
             return n
-    relus = [n for n, m in model.named_modules() if isinstance(m, nn.ReLU)]
-    if len(relus) < 2:
-        raise IpbenchError("authnet cannot pick a gate layer in this network; set gate=<module>")
-    return relus[-2]
+    acts = activation_names(model)
+    if len(acts) < 2:
+        raise IpbenchError(
+            "authnet cannot pick a gate layer in this network (fewer than 2 activations); "
+            "set gate=<module>"
+        )
+    return acts[-2]
 
 
 def tail_parameters(model: nn.Module, gate: str) -> list[nn.Parameter]:

@@ -15,7 +15,7 @@ row or the column index is even, clipped. ``patch=sticker`` swaps in M-LOCK's 4x
 Choices where paper and code leave room: the KL terms are the code's ``KLDivLoss`` (mean over
 N x K elements, i.e. cross-entropy / K), scaled by K so the source term is the shared trainer's
 cross-entropy and the aux term keeps the code's weight relative to it; the MMD is taken on a
-mid-network map (``feature_layer``: a ResNet's ``layer2``, a plain network's second ReLU; the
+mid-network map (``feature_layer``: a ResNet's ``layer2``, a plain network's second activation; the
 code uses VGG ``features[:10]``, after two conv stages); no GAN-augmented neighbour domains (the code's
 optional extra auxiliary data); training from scratch with the preset's recipe and SGD (the
 code fine-tunes an ImageNet VGG with Adam lr 1e-4 for 100 epochs; ``init=baseline`` starts
@@ -52,7 +52,7 @@ from ipbench.context import RunContext
 from ipbench.contract import Credential, Protected, Scheme
 from ipbench.errors import IpbenchError
 from ipbench.images import quantize
-from ipbench.models import ModelSpec
+from ipbench.models import ModelSpec, activation_names
 from ipbench.registry import schemes
 from ipbench.schemes._modelside import forged_generator
 from ipbench.schemes._shared_secret import SharedSecretForging
@@ -109,7 +109,7 @@ def grid_patch(x: torch.Tensor, value: float, channel: int) -> torch.Tensor:
 
 def feature_module(model: nn.Module, name: str) -> nn.Module:
     """The module whose output the MMD compares: ``name``, or (auto) a ResNet's ``layer2`` /
-    a plain network's second ReLU, a mid-network map as in the code (VGG ``features[:10]``)."""
+    a plain network's second activation (ReLU, GELU, ...), a mid-network map as in the code (VGG ``features[:10]``)."""
     modules = dict(model.named_modules())
     if name != "auto":
         if name not in modules:
@@ -118,10 +118,13 @@ def feature_module(model: nn.Module, name: str) -> nn.Module:
     for n, m in modules.items():
         if n.endswith("layer2"):
             return m
-    relus = [m for m in modules.values() if isinstance(m, nn.ReLU)]
-    if len(relus) < 2:
-        raise IpbenchError("ntl cannot pick a feature layer here; set feature_layer=<module>")
-    return relus[1]
+    acts = activation_names(model)
+    if len(acts) < 2:
+        raise IpbenchError(
+            "ntl cannot pick a feature layer here (fewer than 2 activations); "
+            "set feature_layer=<module>"
+        )
+    return modules[acts[1]]
 
 
 @schemes.register("ntl")
