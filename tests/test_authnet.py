@@ -35,8 +35,11 @@ def test_a_gate_is_found_in_every_preset_network(name):
     model = build_model(ModelSpec(name, 10, 3, 32, (0.5,) * 3, (0.25,) * 3))
     gate = default_gate(model)
     assert tail_parameters(model, gate)  # something after the gate to fine-tune
-    if name == "whitenet":
+    if name == "whitenet":  # the input of its last stage: all of group 3 is the tail
         assert isinstance(dict(model.named_modules())[gate], torch.nn.GELU)
+        tail = {id(p) for p in tail_parameters(model, gate)}
+        convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert [id(c.weight) in tail for c in convs][-3:] == [False, True, True]
 
 
 def test_the_mask_moves_no_pixel_further_than_its_bound():
