@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -162,11 +161,10 @@ class AttentionDistillation:
 def nad_recipe(ctx: RunContext, epochs: int, c: NADConfig) -> TrainConfig:
     """The reference code's optimiser (bboylyg/NAD ``main.py``) on the thief's budget."""
     cfg = thief_train(ctx, epochs, c.lr, "multistep", batch_size=c.batch_size)
-    every = c.lr_decay_every / epochs  # x0.1 every `lr_decay_every` epochs
     return dataclasses.replace(
         cfg, momentum=0.9, nesterov=True, weight_decay=1e-4, label_smoothing=0.0,
         norm_bias_lr_scale=1.0, lookahead_every=0, warmup_epochs=0.0, lr_gamma=0.1,
-        milestones=tuple(k * every for k in range(1, math.ceil(1 / every)) if k * every < 1),
+        milestones=tuple(e / epochs for e in range(c.lr_decay_every, epochs, c.lr_decay_every)),
     )  # fmt: skip
 
 
