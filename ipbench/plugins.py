@@ -7,6 +7,11 @@ same family it uses (its private helpers, e.g. ``ipbench.schemes._poisoning``; f
 third-party package, the modules of that package), read through their syntax tree, so
 comments, docstrings and formatting do not count and a moved line of code does.
 
+The source is read once per process, when the plugin registers (for a module its code imports
+later, when the identity is first asked for), and kept: a file edited while a long run goes on
+must not give the stages that the process, still running the code it loaded, stores from then
+on the key of code it never ran. A new process reads the files again.
+
 Declared valid ranges (``Annotated[T, ...]`` field types and the imports that bring them,
 see ``ipbench.validation``) do not count either: they refuse bad settings before a run and
 never change what an accepted setting computes, so adding or tightening one keeps every
@@ -81,6 +86,18 @@ def _source_file(name: str) -> Path | None:
 
 
 @cache
+def _loaded_source(name: str) -> str | None:
+    """Module ``name``'s source as this process first read it (None: no source file)."""
+    path = _source_file(name)
+    return path.read_text() if path is not None else None
+
+
+def forget_loaded_sources() -> None:
+    """Read every module's source again on next use, as a new process would (tests)."""
+    _loaded_source.cache_clear()
+
+
+@cache
 def _parsed(text: str) -> tuple[str, tuple[tuple[str, tuple[str, ...], int], ...]]:
     """(digest of the code, imports as (module, names, level)) of one module's source text."""
     tree = ast.parse(text)
@@ -113,12 +130,13 @@ def code_modules(obj: object) -> list[str]:
     todo = [start]
     while todo:
         name = todo.pop()
-        path = _source_file(name)
-        if name in seen or path is None:
+        text = None if name in seen else _loaded_source(name)
+        if text is None:
             continue
         seen.add(name)
-        _, imports = _parsed(path.read_text())
-        is_package = path.name == "__init__.py"
+        _, imports = _parsed(text)
+        path = _source_file(name)
+        is_package = path is not None and path.name == "__init__.py"
         for target, names, level in imports:
             mod = _resolve(name, is_package, target, level)
             candidates = [mod, *(f"{mod}.{n}" for n in names)]
@@ -130,10 +148,10 @@ def code_modules(obj: object) -> list[str]:
 
 def module_digest(name: str) -> str:
     """The hash of one module's code (its syntax tree without docstrings)."""
-    path = _source_file(name)
-    if path is None:  # no source (compiled, built in, or gone): its name stands for it
+    text = _loaded_source(name)
+    if text is None:  # no source (compiled, built in, or gone): its name stands for it
         return hashlib.sha256(name.encode()).hexdigest()
-    return _parsed(path.read_text())[0]
+    return _parsed(text)[0]
 
 
 def code_identity(obj: object) -> str:

@@ -21,6 +21,7 @@ from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
 from ipbench.errors import UnknownNameError
+from ipbench.plugins import code_identity
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class Registry(Generic[T]):
                     f"{self.kind} {obj!r} is named {getattr(obj, 'name', '')!r} but registered as {name!r}"
                 )
             self._items[name] = obj
+            code_identity(obj)  # read its source now, the code this process runs (plugins.py)
             return obj
 
         return deco

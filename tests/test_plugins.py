@@ -174,7 +174,7 @@ def test_a_plugin_package_reaches_list_run_and_leaderboard(plugin_env, tmp_path)
 def test_code_identity_follows_code_not_comments(tmp_path, monkeypatch):
     """The identity covers the plugin's module and the helper modules of its package it
     imports (at any depth); comments and docstrings do not count."""
-    from ipbench.plugins import code_identity, code_modules
+    from ipbench.plugins import code_identity, code_modules, forget_loaded_sources
 
     pkg = tmp_path / "idpkg"
     pkg.mkdir()
@@ -193,8 +193,36 @@ def test_code_identity_follows_code_not_comments(tmp_path, monkeypatch):
     before = code_identity(cls)
     helper = pkg / "_helper.py"
     helper.write_text('"""Reworded."""\n\ndef scale(x):  # a comment\n    return 2 * x\n')
+    forget_loaded_sources()  # as a new process would read them
     assert code_identity(cls) == before  # docstrings and comments do not count
     helper.write_text('"""Helper."""\n\ndef scale(x):\n    return 3 * x\n')
+    assert code_identity(cls) == before  # this process loaded (and runs) the old code
+    forget_loaded_sources()
     assert code_identity(cls) != before  # a helper's code does
     for name in [m for m in sys.modules if m.startswith("idpkg")]:
+        del sys.modules[name]
+
+
+def test_a_file_edited_during_a_run_keeps_the_identity_of_the_code_loaded(tmp_path, monkeypatch):
+    """A long run must not store stages computed by the code it loaded under the key of a file
+    edited since: the identity is read when the plugin registers, and kept for the process."""
+    from ipbench.plugins import code_identity, forget_loaded_sources
+
+    pkg = tmp_path / "editpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    source = pkg / "plugin.py"
+    source.write_text(
+        "from ipbench.registry import Registry\n\nREG = Registry('things')\n\n\n"
+        "@REG.register('thing')\nclass Thing:\n    def run(self, x):\n        return 2 * x\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import editpkg.plugin
+
+    cls = editpkg.plugin.Thing
+    source.write_text(source.read_text().replace("2 * x", "3 * x"))  # edited before asked
+    loaded = code_identity(cls)
+    forget_loaded_sources()
+    assert code_identity(cls) != loaded  # a new process would key the edited code
+    for name in [m for m in sys.modules if m.startswith("editpkg")]:
         del sys.modules[name]

@@ -160,7 +160,9 @@ class ANP(Attack):
     )
     preset_defaults = {
         "smoke": {"iterations": 30, "thresholds": (0.2, 0.5)},  # ~2 s (the README quick start)
-        "quick": {"iterations": 500, "thresholds": (0.2, 0.5), "max_test": 2000},
+        # thresholds below the reference's 0.2 too: on quick's narrow network 0.2 prunes 12.5%
+        # of the unprotected model's channels and costs it 20 points (91.6 -> 71.4)
+        "quick": {"iterations": 500, "thresholds": (0.05, 0.1, 0.2, 0.5), "max_test": 2000},
     }
 
     def run(self, target: Target, ctx: RunContext) -> Results:
