@@ -190,3 +190,35 @@ def test_splits_are_disjoint_and_deterministic():
     assert len(capped.owner) == 100 and len(capped.test) == 50
     with pytest.raises(IpbenchError, match="attacker_fraction"):
         make_splits(ds, seed=1, attacker_fraction=1.5)
+
+
+def test_patches_are_natural_crops_deterministic_and_labelled_by_photograph():
+    from ipbench.datasets.patches import PHOTOGRAPHS, crops, load_photographs
+
+    photos = load_photographs()
+    assert len(photos) == len(PHOTOGRAPHS) and all(p.shape[0] == 3 for p in photos)
+    assert max(min(p.shape[1:]) for p in photos) == 512  # the retina, capped
+    a, b = crops(photos, 300, 32, seed=5), crops(photos, 300, 32, seed=5)
+    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+    assert not torch.equal(a.x, crops(photos, 300, 32, seed=6).x)
+    assert a.x.dtype == torch.uint8 and a.x.shape == (300, 3, 32, 32)
+    assert set(a.y.tolist()) == set(range(len(PHOTOGRAPHS)))
+    # photographs, not noise: neighbouring pixels agree far more than across the image
+    xf = a.x.float()
+    assert (xf[..., 1:] - xf[..., :-1]).abs().mean() < 0.3 * (xf - xf.roll(16, -1)).abs().mean()
+    ds = load_dataset("patches:40:16")
+    assert ds.train.x.shape == (40, 3, 16, 16) and ds.num_classes == len(PHOTOGRAPHS)
+    assert ds.classes[0] == "astronaut"
+
+
+def test_patches_without_scikit_image_or_with_a_bad_size_is_one_clear_error(monkeypatch):
+    import importlib.util
+
+    from ipbench.datasets import patches
+
+    for arg, message in (("x", "needs integers"), ("5", "N >= 17"), ("100:4", "SIZE >= 8")):
+        with pytest.raises(IpbenchError, match=message):
+            patches.parse_arg(arg)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(IpbenchError, match="pip install scikit-image"):
+        patches.load_photographs()

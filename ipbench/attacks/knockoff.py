@@ -8,6 +8,12 @@ an ``outsider`` (no credential, the Copycat thief with foreign images) and as an
 (with its own valid credential, as ``insider``): curve labels ``outsider-soft``,
 ``insider-soft`` and so on; the headline is the better role.
 
+The default transfer set is ``patches``: crops of the seventeen photographs scikit-image's
+wheel ships, the natural images this offline machine has (the paper's are ImageNet-scale sets:
+``--set attack.knockoff.dataset=cifar100`` or ``imagefolder:DIR`` where one is at hand). On
+CIFAR-10 quick's unprotected model the synthetic set copied 10.1% (nothing), the crops 28.1%
+(10,000 queries at 8 epochs, the same compute: 27.4%, so the set, not the budget, is the limit).
+
 Sampling is the paper's ``random`` strategy: a uniform draw of ``queries`` transfer images
 without replacement. The paper's ``adaptive`` strategy (a gradient bandit over the transfer
 set's label hierarchy) is not implemented here. Budget: the paper sweeps up to 100k queries;
@@ -38,7 +44,9 @@ ROLES = ("outsider", "insider")
 @dataclass(frozen=True)
 class KnockoffConfig(ExtractionConfig):
     labels: tuple[str, ...] = ("soft",)  # the paper's posteriors
-    dataset: str = "synthetic"  # the transfer set (an ipbench dataset spec of the same shape)
+    # the transfer set (an ipbench dataset spec of the same shape): crops of photographs, the
+    # natural images available offline (ipbench.datasets.patches); smoke: the synthetic set
+    dataset: str = "patches"
     roles: tuple[str, ...] = ROLES
 
     def __post_init__(self) -> None:
@@ -54,7 +62,7 @@ class Knockoff(Insider):
     Config = KnockoffConfig
     summary = "Knockoff Nets (CVPR'19): transfer-set queries, soft labels, outsider and insider"
     preset_defaults = {
-        "smoke": {"queries": 400, "epochs": 3},  # ~2 s: outsider and insider
+        "smoke": {"queries": 400, "epochs": 3, "dataset": "synthetic"},  # ~2 s: both roles
         "quick": {"epochs": 30, "batch_size": 64, "max_test": 2000},  # as insider
     }
     role = "outsider"  # the role being run (budgets: insider's, which are extraction's)
@@ -68,7 +76,7 @@ class Knockoff(Insider):
         if tuple(ds.train.x.shape[1:]) != want:
             raise IpbenchError(
                 f"knockoff dataset={self.config.dataset!r} has {tuple(ds.train.x.shape[1:])} "
-                f"images; the service takes {want}"
+                f"images; the service takes {want} (patches:N:SIZE: crops of another size)"
             )
         n = min(self.config.queries, len(ds.train))
         pick = torch.randperm(len(ds.train), generator=seeded(ctx.seed, 83))[:n]
