@@ -10,7 +10,7 @@ import torch
 from ipbench.errors import IpbenchError
 from ipbench.models import ModelSpec, build_model
 from ipbench.registry import schemes
-from ipbench.schemes.ntl import NTLConfig, feature_module, grid_patch, mmd
+from ipbench.schemes.ntl import NTLConfig, calibrate_batch_norm, feature_module, grid_patch, mmd
 
 CHANCE_PLUS = 25.0  # 10 classes: chance is 10%
 
@@ -42,6 +42,33 @@ def test_a_feature_layer_is_found_in_every_preset_network(name):
     layer.register_forward_hook(lambda _m, _i, out: seen.append(out.shape))
     model.eval()(torch.rand(1, 3, 32, 32))
     assert len(seen) == 1 and seen[0][-1] < 32  # a mid-network map, after some downsampling
+
+
+def test_batch_norm_statistics_are_re_estimated_on_the_authorized_domain_only():
+    """The served model must normalise as it did for patched batches: on CIFAR-10 quick the
+    statistics blended from both domains made it answer one class to everyone (A_ad 10.0)."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 3)
+    bn = torch.nn.BatchNorm2d(4, momentum=0.4)
+    model = torch.nn.Sequential(conv, bn).eval()
+    images = (torch.rand(70, 3, 8, 8) * 255).to(torch.uint8)
+    seen = []
+
+    def patched(xb, idx):
+        seen.append(idx)
+        return grid_patch(xb, 80 / 255, 0)
+
+    assert calibrate_batch_norm(model, images, patched, batch_size=32) == 1
+    assert torch.equal(torch.cat(seen), torch.arange(70))  # every image once, by index
+    with torch.no_grad():
+        feats = conv(grid_patch(images.float() / 255, 80 / 255, 0))
+    batches = [feats[i : i + 32] for i in range(0, 70, 32)]
+    want_mean = torch.stack([b.mean((0, 2, 3)) for b in batches]).mean(0)
+    assert torch.allclose(bn.running_mean, want_mean, atol=1e-5)
+    with torch.no_grad():
+        plain = conv(images.float() / 255).mean((0, 2, 3))
+    assert not torch.allclose(bn.running_mean, plain, atol=1e-3)  # not the plain domain's
+    assert bn.momentum == 0.4 and not model.training  # restored
 
 
 def test_settings_are_checked():
