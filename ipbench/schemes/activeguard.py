@@ -148,7 +148,7 @@ class ActiveGuard(Scheme, WrappedDeployment, FingerprintAuthentication):
         result = task.trainer.fit(
             model, owner.x, owner.y, task.preset.train, seed=task.seed,
             extra_loss=key.regulariser(cfg.wm_lambda), checkpoint_dir=task.stage_dir,
-            desc="activeguard",
+            desc=self.name,
         )  # fmt: skip
         model.to(task.device).eval()
         t0 = time.perf_counter()
