@@ -355,3 +355,43 @@ def test_pruning_defenses_skip_batch_norms_without_a_scale():
     masks = NeuronMasks(net, 0.4)
     masks.close()
     assert masks.layers == [scaled]
+
+
+def test_fine_tuning_attacks_train_with_the_thiefs_recipe_whatever_the_owners(badnets, monkeypatch):
+    """finetune, finetune-budget and fine-pruning fine-tune with plain SGD at batch 128, not
+    with the owner's preset: quick's lr 1.5 per 1,024 images, label smoothing, 64x batch-norm
+    bias rates and Lookahead made lr 0.01 a ~10x weaker fine-tune than the paper preset's."""
+    from ipbench.attack import FINETUNE_BATCH, Target
+    from ipbench.attacks.fine_pruning import FinePruning, FinePruningConfig
+    from ipbench.attacks.finetune import Finetune, FinetuneConfig
+    from ipbench.attacks.finetune_budget import FinetuneBudget, FinetuneBudgetConfig
+    from ipbench.contract import Protected
+
+    model, ctx = badnets
+    owner_recipe = dataclasses.replace(presets.get("quick").train, precision="fp32")
+    ctx = dataclasses.replace(ctx, preset=dataclasses.replace(ctx.preset, train=owner_recipe))
+    recipes = []
+    monkeypatch.setattr(ctx.trainer, "fit", lambda *args, **kw: recipes.append(args[3]))
+    target = Target(schemes.get("none")(), Protected("none", model, ctx.model_spec))
+    Finetune(FinetuneConfig(variants=("all",), epochs=1, budgets=(1,), max_test=50)).run(
+        target, ctx
+    )
+    FinetuneBudget(FinetuneBudgetConfig(fractions=(0.5,), shots=(1,), steps=3, max_test=50)).run(
+        target, ctx
+    )
+    FinePruning(FinePruningConfig(rates=(0.5,), epochs=1, max_test=50)).run(target, ctx)
+    assert len(recipes) == 4  # finetune, two budgets, fine-pruning
+    for cfg in recipes:
+        assert (cfg.lr, cfg.momentum, cfg.weight_decay, cfg.schedule) == (
+            0.01,
+            0.9,
+            5e-4,
+            "constant",
+        )
+        assert cfg.label_smoothing == 0 and cfg.lookahead_every == 0 and cfg.norm_bias_lr_scale == 1
+        assert cfg.warmup_epochs == 0
+    few_shot_images = 10  # one per class: the batch is the budget when smaller than 128
+    assert [c.batch_size for c in recipes] == [FINETUNE_BATCH] * 2 + [few_shot_images] + [
+        FINETUNE_BATCH
+    ]
+    assert owner_recipe.batch_size != FINETUNE_BATCH  # the owner's batch was not taken

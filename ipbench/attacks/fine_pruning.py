@@ -27,14 +27,15 @@ from annotated_types import Ge, Gt, Interval
 from torch import nn
 
 from ipbench.attack import (
+    FINETUNE_BATCH,
     Attack,
     Target,
     bare_network,
+    finetune_recipe,
     redeploy,
     score,
     steal,
     thief_data,
-    thief_train,
 )
 from ipbench.attacks.prune import Prune
 from ipbench.context import RunContext
@@ -58,6 +59,7 @@ class FinePruningConfig:
         10  # fine-tuning after pruning (our choice; constant SGD as finetune)
     )
     lr: Annotated[float, Gt(0)] = 0.01
+    batch_size: Annotated[int, Ge(1)] = FINETUNE_BATCH  # as finetune
     images: Annotated[int, Ge(1)] | None = (
         None  # the thief's labelled images (None: its whole split)
     )
@@ -112,7 +114,7 @@ def prune_dormant(model: nn.Module, x: torch.Tensor, rate: float) -> torch.Tenso
 
 def finetune_pruned(
     model: nn.Module, pruned: torch.Tensor, data: ImageSet, ctx: RunContext, epochs: int,
-    lr: float,
+    lr: float, batch_size: int = FINETUNE_BATCH,
 ) -> None:  # fmt: skip
     """Fine-tune ``model`` on ``data`` with the ``pruned`` channels held at zero."""
     if epochs == 0:
@@ -128,7 +130,7 @@ def finetune_pruned(
         if p is not None and p.requires_grad
     ]
     try:
-        cfg = thief_train(ctx, epochs, lr, "constant")  # zero weights stay zero under decay
+        cfg = finetune_recipe(ctx, epochs, lr, batch_size)  # zero weights stay zero under decay
         ctx.trainer.fit(model, data.x, data.y, cfg, seed=ctx.seed + 59, desc="fine-pruning")
     finally:
         for h in handles:
@@ -159,7 +161,7 @@ class FinePruning(Attack):
             a_ad, a_ud = score(redeploy(target, stolen), test, ctx, c.max_test)
             out[At("A_ad", "rate", rate, "pruned")] = a_ad
             out[At("A_ud", "rate", rate, "pruned")] = a_ud
-            finetune_pruned(net, pruned, data, ctx, c.epochs, c.lr)
+            finetune_pruned(net, pruned, data, ctx, c.epochs, c.lr, c.batch_size)
             a_ad, a_ud = score(redeploy(target, stolen), test, ctx, c.max_test)
             out[At("A_ad", "rate", rate)], out[At("A_ud", "rate", rate)] = a_ad, a_ud
             if best is None or a_ud > best[0]:

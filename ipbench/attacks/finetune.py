@@ -3,7 +3,8 @@
 ActiveDaemon paper Table VI (50 epochs of SGD on the thief's split), with the watermark
 literature's three variants: ``last`` (the classifier only), ``all`` (every layer) and
 ``reinit`` (a re-initialised classifier, then every layer). A_ad and A_ud are scored after each
-epoch budget in ``budgets``, so one run gives the whole curve.
+epoch budget in ``budgets``, so one run gives the whole curve. The recipe is the thief's plain
+SGD (``ipbench.attack.finetune_recipe``: lr 0.01, batch 128), not the owner's preset.
 
 ``dataset=NAME`` is Table VI's transfer: the thief moves the stolen body to another task of the
 same image size, with a fresh head for its classes, trains on that dataset's training split
@@ -25,14 +26,15 @@ from annotated_types import Ge, Gt
 from torch import nn
 
 from ipbench.attack import (
+    FINETUNE_BATCH,
     Attack,
     Target,
+    finetune_recipe,
     first,
     redeploy,
     score,
     steal,
     thief_data,
-    thief_train,
 )
 from ipbench.capabilities import WrappedDeployment
 from ipbench.context import RunContext
@@ -60,6 +62,7 @@ class FinetuneConfig:
     lr: Annotated[float, Gt(0)] = (
         0.01  # constant-rate SGD, the usual fine-tuning rate (the paper gives none)
     )
+    batch_size: Annotated[int, Ge(1)] = FINETUNE_BATCH  # plain SGD's (attack.finetune_recipe)
     images: Annotated[int, Ge(1)] | None = None  # thief's labelled images (None: its whole split)
     max_test: Annotated[int, Ge(0)] | None = None
     dataset: str | None = None  # transfer to another ipbench dataset (Table VI); None: same task
@@ -175,7 +178,7 @@ class Finetune(Attack):
         for budget in self.budgets():
             if budget > done:
                 ctx.trainer.fit(
-                    model, data.x, data.y, thief_train(ctx, budget - done, c.lr, "constant"),
+                    model, data.x, data.y, finetune_recipe(ctx, budget - done, c.lr, c.batch_size),
                     seed=ctx.seed + 1000 * done, params=params, desc=f"finetune {variant}",
                 )  # fmt: skip
                 done = budget

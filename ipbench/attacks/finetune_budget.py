@@ -11,7 +11,7 @@ Recipe, where the data-efficient fine-tuning literature (e.g. Chen et al., REFIT
 fine-tuning watermark removal with 1-10% of the data) leaves it open: the ``finetune`` rate
 (constant SGD at 0.01) and its ``all`` variant by default (every layer; ``reinit`` re-initialises
 the classifier first); a fixed number of optimiser ``steps`` per budget rather than epochs, so
-a small budget is not also a short training (batch: the preset's, or the budget when smaller).
+a small budget is not also a short training (``finetune``'s plain-SGD batch, or the budget when smaller).
 ``images_to_unlock`` is the smallest budget whose A_ud comes within ``unlock_margin`` points of
 the unmodified deployment's A_ad (absent when none does).
 """
@@ -25,7 +25,15 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt, Interval
 
-from ipbench.attack import Attack, Target, redeploy, score, steal, thief_train
+from ipbench.attack import (
+    FINETUNE_BATCH,
+    Attack,
+    Target,
+    finetune_recipe,
+    redeploy,
+    score,
+    steal,
+)
 from ipbench.attacks.finetune import head
 from ipbench.context import RunContext
 from ipbench.datasets import ImageSet
@@ -46,6 +54,7 @@ class FinetuneBudgetConfig:
     variant: str = "all"  # "all" (every layer) or "reinit" (fresh classifier, then all)
     steps: Annotated[int, Ge(1)] = 500  # optimiser steps per budget
     lr: Annotated[float, Gt(0)] = 0.01  # as finetune (constant SGD)
+    batch_size: Annotated[int, Ge(1)] = FINETUNE_BATCH  # as finetune; the budget when smaller
     unlock_margin: Annotated[float, Ge(0)] = 10.0  # points below A_ad that count as unlocked
     max_test: Annotated[int, Ge(0)] | None = None
 
@@ -111,9 +120,9 @@ class FinetuneBudget(Attack):
             if c.variant == "reinit":
                 torch.manual_seed(ctx.seed + 17)
                 head(model).reset_parameters()
-            batch = min(ctx.preset.train.batch_size, len(data))
+            batch = min(c.batch_size, len(data))
             epochs = math.ceil(c.steps / math.ceil(len(data) / batch))
-            cfg = thief_train(ctx, epochs, c.lr, "constant", batch_size=batch)
+            cfg = finetune_recipe(ctx, epochs, c.lr, batch)
             ctx.trainer.fit(
                 model, data.x, data.y, cfg, seed=ctx.seed + 31, desc=f"ft {param}={x:g}"
             )
