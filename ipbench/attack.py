@@ -132,26 +132,13 @@ def thief_train(
     return dataclasses.replace(ctx.preset.train, **changes)
 
 
-FINETUNE_BATCH = 128  # the thief's fine-tuning batch, whatever the owner's preset uses
-
-
-def finetune_recipe(
-    ctx: RunContext, epochs: int, lr: float, batch_size: int = FINETUNE_BATCH
-) -> TrainConfig:
-    """A thief's plain fine-tuning: constant-rate SGD (Nesterov momentum 0.9, weight decay
-    5e-4) at ``lr`` on ``batch_size`` images, with the preset's augmentation and precision only.
-
-    Why not the preset's recipe: ``lr`` is a fine-tuning rate in the usual convention (0.01 at
-    a batch of ~128). The quick preset trains the owner's model at lr 1.5 per 1,024 images with
-    label smoothing, 64x batch-norm bias rates and Lookahead; lr 0.01 there was a ~10x weaker
-    fine-tune than in the paper preset, and on CIFAR-10 quick NTL's lock held against it (A_ud
-    31.75) while NAD's teacher, a plain SGD fine-tune, opened it (78.20). The thief's recipe is
-    the thief's, not the owner's."""
-    return dataclasses.replace(
-        ctx.preset.train, epochs=epochs, lr=lr, batch_size=batch_size, momentum=0.9,
-        nesterov=True, weight_decay=5e-4, schedule="constant", warmup_epochs=0.0,
-        label_smoothing=0.0, norm_bias_lr_scale=1.0, lookahead_every=0,
-    )  # fmt: skip
+def training_set_size(ctx: RunContext) -> int:
+    """The training set the thief's split was drawn from (its split / the attacker share):
+    the base that data budgets given as a fraction of "the training set" count against."""
+    share = ctx.preset.attacker_fraction
+    if share <= 0:
+        raise IpbenchError(f"preset {ctx.preset.name!r} gives the thief no data (attacker share 0)")
+    return round(len(ctx.thief.data) / share)
 
 
 def test_slice(ctx: RunContext, max_test: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -195,12 +182,10 @@ def served_accuracy(
 
 
 __all__ = [
-    "FINETUNE_BATCH",
     "Attack",
     "Target",
     "answers",
     "bare_network",
-    "finetune_recipe",
     "first",
     "redeploy",
     "score",
@@ -210,4 +195,5 @@ __all__ = [
     "test_slice",
     "thief_data",
     "thief_train",
+    "training_set_size",
 ]

@@ -26,8 +26,16 @@ from annotated_types import Ge, Gt, Interval
 from torch import nn
 from torch.nn import functional as F
 
-from ipbench.attack import Attack, Target, bare_network, redeploy, score, seeded, steal
-from ipbench.attacks.finetune_budget import training_set_size
+from ipbench.attack import (
+    Attack,
+    Target,
+    bare_network,
+    redeploy,
+    score,
+    seeded,
+    steal,
+    training_set_size,
+)
 from ipbench.context import RunContext
 from ipbench.errors import IpbenchError
 from ipbench.metric import At, Metric, Results, pct

@@ -14,7 +14,8 @@ rate best for the thief. The feature layer is the network's last ``BatchNorm2d``
 shift zeroed: the channel's output is 0 through the ReLU after it), or its last ``Conv2d``
 where it has no batch norm; for a residual network the shortcut still adds, as in
 torchvision's ResNet (the paper's nets are plain). Fine-tuning is ``finetune``'s recipe
-(constant SGD at 0.01) for ``epochs`` (the paper does not fix one).
+(``ipbench.attacks._finetuning``: each of ``recipes`` at 0.01, the thief's best reported) for
+``epochs`` (the paper does not fix one).
 """
 
 from __future__ import annotations
@@ -27,15 +28,20 @@ from annotated_types import Ge, Gt, Interval
 from torch import nn
 
 from ipbench.attack import (
-    FINETUNE_BATCH,
     Attack,
     Target,
     bare_network,
-    finetune_recipe,
     redeploy,
     score,
     steal,
     thief_data,
+)
+from ipbench.attacks._finetuning import (
+    FINETUNE_BATCH,
+    RECIPES,
+    check_recipes,
+    finetune_config,
+    recipe_label,
 )
 from ipbench.attacks.prune import Prune
 from ipbench.context import RunContext
@@ -59,6 +65,7 @@ class FinePruningConfig:
         10  # fine-tuning after pruning (our choice; constant SGD as finetune)
     )
     lr: Annotated[float, Gt(0)] = 0.01
+    recipes: tuple[str, ...] = RECIPES  # as finetune (the thief's best over them)
     batch_size: Annotated[int, Ge(1)] = FINETUNE_BATCH  # as finetune
     images: Annotated[int, Ge(1)] | None = (
         None  # the thief's labelled images (None: its whole split)
@@ -70,6 +77,7 @@ class FinePruningConfig:
             raise IpbenchError(f"fine-pruning rates must lie in [0, 1); got {self.rates}")
         if self.epochs < 0:
             raise IpbenchError(f"fine-pruning epochs={self.epochs} must be >= 0")
+        check_recipes("fine-pruning", self.recipes)
 
 
 def feature_layer(model: nn.Module) -> nn.Module:
@@ -114,7 +122,7 @@ def prune_dormant(model: nn.Module, x: torch.Tensor, rate: float) -> torch.Tenso
 
 def finetune_pruned(
     model: nn.Module, pruned: torch.Tensor, data: ImageSet, ctx: RunContext, epochs: int,
-    lr: float, batch_size: int = FINETUNE_BATCH,
+    lr: float, recipe: str = RECIPES[0], batch_size: int = FINETUNE_BATCH,
 ) -> None:  # fmt: skip
     """Fine-tune ``model`` on ``data`` with the ``pruned`` channels held at zero."""
     if epochs == 0:
@@ -130,7 +138,9 @@ def finetune_pruned(
         if p is not None and p.requires_grad
     ]
     try:
-        cfg = finetune_recipe(ctx, epochs, lr, batch_size)  # zero weights stay zero under decay
+        cfg = finetune_config(
+            ctx, recipe, epochs, lr, batch_size
+        )  # zero weights stay zero under decay
         ctx.trainer.fit(model, data.x, data.y, cfg, seed=ctx.seed + 59, desc="fine-pruning")
     finally:
         for h in handles:
@@ -154,18 +164,21 @@ class FinePruning(Attack):
         data, test = thief_data(ctx, c.images), ctx.thief.test
         out: Results = {}
         best: tuple[float, float, float] | None = None  # (A_ud, A_ad, rate)
-        for rate in c.rates:
-            stolen = steal(target)
-            net = bare_network(target, stolen)
-            pruned = prune_dormant(net, data.x, rate)
-            a_ad, a_ud = score(redeploy(target, stolen), test, ctx, c.max_test)
-            out[At("A_ad", "rate", rate, "pruned")] = a_ad
-            out[At("A_ud", "rate", rate, "pruned")] = a_ud
-            finetune_pruned(net, pruned, data, ctx, c.epochs, c.lr, c.batch_size)
-            a_ad, a_ud = score(redeploy(target, stolen), test, ctx, c.max_test)
-            out[At("A_ad", "rate", rate)], out[At("A_ud", "rate", rate)] = a_ad, a_ud
-            if best is None or a_ud > best[0]:
-                best = (a_ud, a_ad, rate)
+        for recipe in c.recipes:
+            label = recipe_label(recipe)
+            for rate in c.rates:
+                stolen = steal(target)
+                net = bare_network(target, stolen)
+                pruned = prune_dormant(net, data.x, rate)
+                a_ad, a_ud = score(redeploy(target, stolen), test, ctx, c.max_test)
+                out[At("A_ad", "rate", rate, "pruned")] = a_ad
+                out[At("A_ud", "rate", rate, "pruned")] = a_ud
+                finetune_pruned(net, pruned, data, ctx, c.epochs, c.lr, recipe, c.batch_size)
+                a_ad, a_ud = score(redeploy(target, stolen), test, ctx, c.max_test)
+                out[At("A_ad", "rate", rate, label)] = a_ad
+                out[At("A_ud", "rate", rate, label)] = a_ud
+                if best is None or a_ud > best[0]:
+                    best = (a_ud, a_ad, rate)
         assert best is not None
         out.update({"A_ud": best[0], "A_ad": best[1], "rate_best": best[2]})
         return out

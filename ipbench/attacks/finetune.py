@@ -3,8 +3,10 @@
 ActiveDaemon paper Table VI (50 epochs of SGD on the thief's split), with the watermark
 literature's three variants: ``last`` (the classifier only), ``all`` (every layer) and
 ``reinit`` (a re-initialised classifier, then every layer). A_ad and A_ud are scored after each
-epoch budget in ``budgets``, so one run gives the whole curve. The recipe is the thief's plain
-SGD (``ipbench.attack.finetune_recipe``: lr 0.01, batch 128), not the owner's preset.
+epoch budget in ``budgets``, so one run gives the whole curve. Each is run with each of
+``recipes`` (``ipbench.attacks._finetuning``: the thief's plain SGD at lr 0.01 and batch 128,
+and the owner's preset recipe at lr 0.01); curve labels are the variant (plain) or the variant
+and ``preset``. The headline is the thief's best over variants, recipes and epochs.
 
 ``dataset=NAME`` is Table VI's transfer: the thief moves the stolen body to another task of the
 same image size, with a fresh head for its classes, trains on that dataset's training split
@@ -26,15 +28,20 @@ from annotated_types import Ge, Gt
 from torch import nn
 
 from ipbench.attack import (
-    FINETUNE_BATCH,
     Attack,
     Target,
-    finetune_recipe,
     first,
     redeploy,
     score,
     steal,
     thief_data,
+)
+from ipbench.attacks._finetuning import (
+    FINETUNE_BATCH,
+    RECIPES,
+    check_recipes,
+    finetune_config,
+    recipe_label,
 )
 from ipbench.capabilities import WrappedDeployment
 from ipbench.context import RunContext
@@ -62,7 +69,10 @@ class FinetuneConfig:
     lr: Annotated[float, Gt(0)] = (
         0.01  # constant-rate SGD, the usual fine-tuning rate (the paper gives none)
     )
-    batch_size: Annotated[int, Ge(1)] = FINETUNE_BATCH  # plain SGD's (attack.finetune_recipe)
+    # the thief's best over these recipes (ipbench.attacks._finetuning): its own plain SGD at
+    # batch ``batch_size``, and the owner's preset recipe at rate ``lr``
+    recipes: tuple[str, ...] = RECIPES
+    batch_size: Annotated[int, Ge(1)] = FINETUNE_BATCH
     images: Annotated[int, Ge(1)] | None = None  # thief's labelled images (None: its whole split)
     max_test: Annotated[int, Ge(0)] | None = None
     dataset: str | None = None  # transfer to another ipbench dataset (Table VI); None: same task
@@ -134,28 +144,32 @@ class Finetune(Attack):
             )
         if c.epochs < 1:
             raise IpbenchError(f"finetune epochs={c.epochs} must be >= 1")
+        check_recipes("finetune", c.recipes)
 
     def run(self, target: Target, ctx: RunContext) -> Results:
         self.check()
         out: Results = {}
         best: tuple[float, float] | None = None  # (A_ud, A_ad) at the thief's best setting
-        for variant in self.config.variants:
-            for epochs, (a_ad, a_ud) in self.curve(target, ctx, variant):
-                out[At("A_ad", "epochs", epochs, variant)] = a_ad
-                out[At("A_ud", "epochs", epochs, variant)] = a_ud
-                if epochs > 0 and (best is None or a_ud > best[0]):
-                    best = (a_ud, a_ad)
+        for recipe in self.config.recipes:
+            for variant in self.config.variants:
+                label = recipe_label(recipe, variant)
+                for epochs, (a_ad, a_ud) in self.curve(target, ctx, variant, recipe):
+                    out[At("A_ad", "epochs", epochs, label)] = a_ad
+                    out[At("A_ud", "epochs", epochs, label)] = a_ud
+                    if epochs > 0 and (best is None or a_ud > best[0]):
+                        best = (a_ud, a_ad)
         assert best is not None
         out["A_ud"], out["A_ad"] = best
         c_epochs = self.config.epochs
         if self.config.dataset is not None:  # Table VI's cells: every layer, the full budget
             variant = "all" if "all" in self.config.variants else self.config.variants[0]
+            label = recipe_label(self.config.recipes[0], variant)  # the first recipe's
             for m in ("A_ad", "A_ud"):
-                out[At(m, "to", self.config.dataset)] = out[At(m, "epochs", c_epochs, variant)]
+                out[At(m, "to", self.config.dataset)] = out[At(m, "epochs", c_epochs, label)]
         return out
 
     def curve(
-        self, target: Target, ctx: RunContext, variant: str
+        self, target: Target, ctx: RunContext, variant: str, recipe: str = RECIPES[0]
     ) -> list[tuple[int, tuple[float, float]]]:
         """Fine-tune one stolen copy in budget increments, scoring after each."""
         c = self.config
@@ -177,9 +191,10 @@ class Finetune(Attack):
         points, done = [], 0
         for budget in self.budgets():
             if budget > done:
+                cfg = finetune_config(ctx, recipe, budget - done, c.lr, c.batch_size)
                 ctx.trainer.fit(
-                    model, data.x, data.y, finetune_recipe(ctx, budget - done, c.lr, c.batch_size),
-                    seed=ctx.seed + 1000 * done, params=params, desc=f"finetune {variant}",
+                    model, data.x, data.y, cfg, seed=ctx.seed + 1000 * done, params=params,
+                    desc=f"finetune {variant} {recipe}",
                 )  # fmt: skip
                 done = budget
             points.append((budget, score(redeploy(target, model), test, ctx, c.max_test)))
