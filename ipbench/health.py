@@ -1,6 +1,7 @@
 """Did a run's protection and identity tracing take? One rule, read by terminal and tables.
 
-A scheme that did not lock (A_pd <= 0: unauthorized users lose nothing) or whose identities
+A scheme that did not lock (A_pd below ``A_PD_FLOOR``: unauthorized users lose next to nothing;
+on the smoke task NTL's A_pd of 0.6, A_ud 97.0 against A_ad 97.6, is no lock) or whose identities
 cannot be read back (id_rate near 0) still produces numbers; they must not be read as a result
 about the scheme without this flag.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+A_PD_FLOOR = 5.0  # points of accuracy unauthorized users lose, below which the lock "did not take"
 ID_RATE_FLOOR = 10.0  # percent of identities decoded exactly, below which tracing "did not take"
 
 
@@ -16,8 +18,11 @@ def run_warnings(metrics: Mapping[str, float | None]) -> list[str]:
     """Human-readable warnings for one run's evaluate metrics (empty: nothing to flag)."""
     out = []
     a_pd = metrics.get("A_pd")
-    if a_pd is not None and a_pd <= 0:
-        out.append(f"protection did not take: A_pd = {a_pd:.2f} (unauthorized users lose nothing)")
+    if a_pd is not None and a_pd < A_PD_FLOOR:
+        out.append(
+            f"protection did not take: A_pd = {a_pd:.2f} (unauthorized users lose under "
+            f"{A_PD_FLOOR:g} points)"
+        )
     id_rate = metrics.get("id_rate")
     if id_rate is not None and id_rate < ID_RATE_FLOOR:
         out.append(
