@@ -10,9 +10,10 @@ first k images of each class in the thief's split, class-balanced). Curve points
 Recipe, where the data-efficient fine-tuning literature (e.g. Chen et al., REFIT, AsiaCCS 2021,
 fine-tuning watermark removal with 1-10% of the data) leaves it open: ``finetune``'s recipes
 (``ipbench.attacks._finetuning``; quick runs the thief's plain SGD only, see
-``preset_defaults``) at its rate 0.01 and its ``all`` variant by default (every layer; ``reinit`` re-initialises
-the classifier first); a fixed number of optimiser ``steps`` per budget rather than epochs, so
-a small budget is not also a short training (``finetune``'s plain-SGD batch, or the budget when smaller).
+``preset_defaults``) at its rate 0.01 and its ``all`` variant by default (every layer;
+``reinit`` re-initialises the classifier first); a fixed number of optimiser ``steps`` per
+budget rather than epochs, so a small budget is not also a short training (batch: the recipe's,
+or the budget when smaller).
 ``images_to_unlock`` is the smallest budget whose A_ud comes within ``unlock_margin`` points of
 the unmodified deployment's A_ad (absent when none does).
 """
