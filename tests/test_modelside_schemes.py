@@ -161,6 +161,27 @@ def test_unknown_layer_names_list_the_valid_ones():
     assert select_layers(model, "1.17") == ["1.17.weight"]
 
 
+def test_advparams_encrypts_whitenet_without_its_frozen_whitening_stem():
+    # whitenet's stem is fixed from data (requires_grad False): encrypting on whitenet crashed
+    # in autograd on CIFAR-10 quick, and a key there would be a weight no fine-tune can move
+    from ipbench.schemes.advparams import candidate_layers
+
+    torch.manual_seed(0)
+    model = build_model(ModelSpec("whitenet", 10, 3, 32, (0.5,) * 3, (0.25,) * 3)).eval()
+    params = dict(model.named_parameters())
+    frozen = [n for n, p in params.items() if n.endswith("weight") and p.ndim > 1
+              and not p.requires_grad]  # fmt: skip
+    assert frozen  # the stem
+    layers = candidate_layers(model, "all")
+    assert layers and not set(frozen) & set(layers)
+    assert all(params[n].requires_grad for n in layers)
+    x, y = torch.rand(32, 3, 32, 32), torch.randint(0, 10, (32,))
+    key = encrypt(model, layers, x, y, AdvParamsConfig(max_params=2, steps_per_param=1))
+    assert len(key["layer"]) == 2
+    with pytest.raises(IpbenchError, match=r"names frozen weights .*valid \(trainable\): all"):
+        candidate_layers(model, frozen[0].removesuffix(".weight"))
+
+
 def test_passport_placement_needs_a_supported_model():
     with pytest.raises(IpbenchError, match="placed for models fastnet, whitenet, tiny, resnet18"):
         pl.build_passport_model(ModelSpec("lenet5", 10, 1, 28, (0.5,), (0.5,)))

@@ -60,8 +60,23 @@ class AdvParamsConfig:
 
 
 def candidate_layers(model: nn.Module, spec: str) -> list[str]:
-    """Names of the weight tensors this scheme touches (``module.weight``), in model order."""
-    return weight_layers(model, spec, "AdvParams")
+    """Names of the trainable weight tensors this scheme touches (``module.weight``), in order.
+
+    Frozen weights are left out (whitenet's whitening stem, fixed from data): the paper's
+    networks learn every weight, and a key hidden in a weight no fine-tune can move would credit
+    the scheme with the harness's freezing. Naming a frozen layer in ``layers`` is an error.
+    """
+    names = weight_layers(model, spec, "AdvParams")
+    params = dict(model.named_parameters())
+    frozen = [n for n in names if not params[n].requires_grad]
+    trainable = [n for n in names if params[n].requires_grad]
+    if (frozen and spec.strip() not in ("all", "")) or not trainable:
+        valid = [n for n in weight_layers(model, "all", "AdvParams") if params[n].requires_grad]
+        raise IpbenchError(
+            f"AdvParams layers={spec!r} names frozen weights ({', '.join(frozen)}); "
+            f"valid (trainable): all, {', '.join(n.removesuffix('.weight') for n in valid)}"
+        )
+    return trainable
 
 
 def encrypt(
