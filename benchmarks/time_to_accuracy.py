@@ -25,6 +25,8 @@ budget for both.
 
     python benchmarks/time_to_accuracy.py --data-root DATA --budgets 2,5,10,20
     python benchmarks/time_to_accuracy.py --data-root DATA --budgets 0.5 --max-train 5000  # smoke
+    python benchmarks/time_to_accuracy.py --data-root DATA --budgets 20 \
+        --model whitenet,whitenet94          # both networks in ipbench's trainer, one airbench
     python benchmarks/time_to_accuracy.py --data-root DATA --budgets 5 --no-airbench \\
         --set lookahead_every=0                                          # one ablation row
 
@@ -54,8 +56,6 @@ from ipbench.training import Trainer
 
 # ------------------------------------------------------------------------------------ ipbench
 class IpbenchRecipe:
-    name = "ipbench"
-
     def __init__(self, preset: str, overrides: list[str], ds, model: str | None):
         p = presets.get(preset)
         self.cfg = override(p.train, parse_assignments(overrides), "train")
@@ -63,6 +63,8 @@ class IpbenchRecipe:
         self.spec = ModelSpec(
             model or p.model_for("cifar10"), ds.num_classes, c, h, ds.mean, ds.std
         )
+        # the preset's own network is "ipbench"; another network is named beside it
+        self.name = "ipbench" if model is None else f"ipbench {model}"
         self.trainer = Trainer("cpu")
         self.label = f"{preset} preset: {self.spec.name}, {self.cfg}"
 
@@ -236,6 +238,12 @@ class AirbenchRecipe:
         warm, stamps = 2, []
         t0 = time.perf_counter()
         self._train(self.loader(True), 1.0, max_steps=warm + steps, stamps=stamps)
+        if len(stamps) < warm + steps + 1:  # one epoch ran out of batches first
+            raise SystemExit(
+                f"--calib-steps {steps}: airbench's calibration needs {warm + steps} batches of "
+                f"{self.hyp['opt']['batch_size']} in one epoch; {len(x)} training images give "
+                f"{len(stamps) - 1}. Give more images (--max-train) or fewer --calib-steps."
+            )
         return stamps[0] - t0, (stamps[-1] - stamps[warm]) / steps
 
     def epochs_for(self, budget_s: float, setup_s: float, epoch_s: float) -> float:
@@ -256,7 +264,11 @@ def main() -> None:
     ap.add_argument("--data-root", required=True, help="folder holding cifar-10-batches-py/")
     ap.add_argument("--budgets", default="2,5,10,20", help="training minutes, comma-separated")
     ap.add_argument("--preset", default="quick")
-    ap.add_argument("--model", default=None, help="ipbench network (default: the preset's)")
+    ap.add_argument(
+        "--model",
+        default=None,
+        help="ipbench networks, comma-separated (default: the preset's); e.g. whitenet,whitenet94",
+    )
     ap.add_argument("--set", action="append", default=[], help="TrainConfig override F=V")
     ap.add_argument("--airbench", default="94", help="airbench variant: 93 or 94")
     ap.add_argument("--no-airbench", action="store_true")
@@ -280,7 +292,8 @@ def main() -> None:
     )
     recipes = []
     if not args.no_ipbench:
-        recipes.append(IpbenchRecipe(args.preset, args.set, ds, args.model))
+        for model in args.model.split(",") if args.model else [None]:
+            recipes.append(IpbenchRecipe(args.preset, args.set, ds, model))
     tmp = tempfile.TemporaryDirectory(prefix="ttacc-")
     if not args.no_airbench:
         recipes.append(AirbenchRecipe(args.airbench, x, y, xt, yt, Path(tmp.name)))
@@ -305,19 +318,21 @@ def main() -> None:
             )
     tmp.cleanup()
 
-    print(f"\n| budget (min) | {' | '.join(f'{n} epochs / s / acc %' for n in rows)} | ratio |")
-    print(f"|---|{'---|' * len(rows)}---|")
+    ours = [n for n in rows if n != "airbench"]
+    ratio_cols = "".join(f" {n} / airbench |" for n in ours) if "airbench" in rows else ""
+    print(f"\n| budget (min) | {' | '.join(f'{n} epochs / s / acc %' for n in rows)} |{ratio_cols}")
+    print(f"|---|{'---|' * len(rows)}{'---|' * ratio_cols.count('|')}")
     for b in budgets:
         cells = []
         for res in (rows[n][b] for n in rows):
             tta = f" (TTA {res['acc_tta']:.2f})" if res["acc_tta"] is not None else ""
             cells.append(f"{res['epochs']:g} / {res['wall_s']:.0f} / {res['acc']:.2f}{tta}")
-        ratio = (
-            f"{rows['ipbench'][b]['acc'] / rows['airbench'][b]['acc']:.3f}"
-            if len(rows) == 2
-            else "-"
+        ratios = (
+            "".join(f" {rows[n][b]['acc'] / rows['airbench'][b]['acc']:.3f} |" for n in ours)
+            if "airbench" in rows
+            else ""
         )
-        print(f"| {b:g} | {' | '.join(cells)} | {ratio} |")
+        print(f"| {b:g} | {' | '.join(cells)} |{ratios}")
 
 
 if __name__ == "__main__":

@@ -244,6 +244,17 @@ def whitenet(num_classes: int, in_channels: int = 3, image_size: int = 32) -> nn
     return _whitenet((64, 128, 128), in_channels, num_classes)
 
 
+@models.register("whitenet94")
+def whitenet94(num_classes: int, in_channels: int = 3, image_size: int = 32) -> nn.Module:
+    """airbench94's network: ``whitenet`` with groups of 64-256-256 (~4x the multiply-adds of
+    the 128-wide groups). airbench uses the same recipe for both, so the quick preset's
+    ``TrainConfig`` fits it unchanged. About 1.5x slower per step on this project's CPU; for
+    budgets past the quick preset's few minutes (``benchmarks/time_to_accuracy.py``,
+    ``docs/results.md``). The quick preset keeps ``whitenet``.
+    """
+    return _whitenet((64, 256, 256), in_channels, num_classes)
+
+
 @models.register("tiny")
 def tiny(num_classes: int, in_channels: int = 3, image_size: int = 32) -> nn.Module:
     """Four 3x3 convs (8-16-32-64): trains in seconds, for the smoke preset and tests."""

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -9,7 +10,9 @@ from ipbench.models import ModelSpec, build_model
 from ipbench.registry import models
 
 
-@pytest.mark.parametrize("name", ["tiny", "fastnet", "whitenet", "resnet18", "wrn16_4", "lenet5"])
+@pytest.mark.parametrize(
+    "name", ["tiny", "fastnet", "whitenet", "whitenet94", "resnet18", "wrn16_4", "lenet5"]
+)
 def test_models_map_cifar_shaped_images_to_logits(name):
     spec = ModelSpec(
         name, num_classes=7, in_channels=3, image_size=32, mean=(0.5,) * 3, std=(0.25,) * 3
@@ -94,3 +97,13 @@ def test_a_timm_model_is_protected_end_to_end_on_smoke(tmp_path):
     stages = {s["name"]: s for s in outcome.stages}
     protected = Protected.load(stages["protect"]["artifact"])
     assert type(protected.model[1]).__module__.startswith("timm.")
+
+
+def test_whitenet94_is_airbench94s_widths_on_the_whitenet_stem():
+    """The wider variant differs from whitenet only in its groups' widths (64-256-256)."""
+    spec = ModelSpec("whitenet94", 10, 3, 32, (0.5,) * 3, (0.25,) * 3)
+    convs = [m for m in build_model(spec).modules() if type(m) is torch.nn.Conv2d]
+    assert [c.out_channels for c in convs] == [64, 64, 256, 256, 256, 256]
+    narrow = build_model(dataclasses.replace(spec, name="whitenet"))
+    narrow_widths = [c.out_channels for c in narrow.modules() if type(c) is torch.nn.Conv2d]
+    assert narrow_widths == [64, 64, 128, 128, 128, 128]
