@@ -21,9 +21,7 @@ from torch import nn
 
 from ipbench.contract import Protected
 from ipbench.datasets import load_dataset
-from ipbench.images import quantize
-from ipbench.schemes.mlock import positions
-from ipbench.schemes.ntl import NTL, feature_module, mmd
+from ipbench.schemes.ntl import NTL, NTLConfig, feature_module, mmd
 from ipbench.store import Store
 from ipbench.training import to_float_images
 
@@ -36,16 +34,13 @@ def stored(store: Store, run: str, stage: str) -> Protected:
 
 
 @torch.no_grad()
-def gate_row(model: nn.Module, patch: dict, x: torch.Tensor, y: torch.Tensor, n_mmd: int) -> str:
+def gate_row(model: nn.Module, scheme: NTL, xp: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+             n_mmd: int) -> str:  # fmt: skip
+    """Accuracy on patched ``xp`` and plain ``x``, and the gate with the run's own settings."""
+    c = scheme.config
     model = model.eval()
-    if "grid" in patch:
-        xp = quantize(NTL.patched(patch, x))
-    else:  # the sticker at reproducible random places, as a user's credential pastes it
-        g = torch.Generator().manual_seed(1)
-        where = positions(len(x), x.shape[-1], patch["sticker"].shape[-1], "random", g)
-        xp = quantize(NTL.patched(patch, x, where))
     feats: list[torch.Tensor] = []
-    hook = feature_module(model, "auto").register_forward_hook(
+    hook = feature_module(model, c.feature_layer).register_forward_hook(
         lambda _m, _a, out: feats.append(out.flatten(1))
     )
     try:
@@ -55,10 +50,10 @@ def gate_row(model: nn.Module, patch: dict, x: torch.Tensor, y: torch.Tensor, n_
         f_plain = feats[-1]
     finally:
         hook.remove()
-    d = mmd(f_patched[:n_mmd], f_plain[:n_mmd]).item()
+    d = mmd(f_patched[:n_mmd], f_plain[:n_mmd], c.mmd_kernels, c.mmd_kernel_mul).item()
     return (
         f"patched {acc_patched:.2f}%  plain {acc_plain:.2f}%  MMD {d:.4f}  "
-        f"gate min(1, 0.1 MMD) {min(1.0, 0.1 * d):.4f}"
+        f"gate min(1, {c.beta:g} MMD) {min(1.0, c.beta * d):.4f}"
     )
 
 
@@ -76,14 +71,18 @@ def main() -> None:
     x, y = to_float_images(ds.test.x[: args.images]), ds.test.y[: args.images]
     base = stored(store, args.baseline, "baseline").model if args.baseline else None
     for run in args.runs:
+        record = store.get_run(run, exact=True)
+        if record is None or record.config.get("scheme") != "ntl":
+            raise SystemExit(f"run {run} is not a stored ntl run in {store.workdir}")
+        scheme = NTL(NTLConfig(**record.config["scheme_config"]))  # the run's own settings
         prot = stored(store, run, "protect")
-        if prot.scheme != "ntl":
-            raise SystemExit(f"run {run} is {prot.scheme}, not ntl")
-        patch = NTL._patch_of(prot.secrets)
-        kind = next(iter(patch))
-        print(f"{run} ({kind}), protected: {gate_row(prot.model, patch, x, y, args.mmd_images)}")
+        # patched as an authorized user sends them: the scheme's own credential
+        xp = scheme.authorize(prot, "ntl-gate").transform(x)
+        kind = scheme.config.patch
+        row = gate_row(prot.model, scheme, xp, x, y, args.mmd_images)
+        print(f"{run} ({kind}), protected: {row}")
         if base is not None:
-            row = gate_row(base, patch, x, y, args.mmd_images)
+            row = gate_row(base, scheme, xp, x, y, args.mmd_images)
             print(f"{run} ({kind}), its patch on the baseline: {row}")
 
 
