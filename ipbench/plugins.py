@@ -7,6 +7,12 @@ same family it uses (its private helpers, e.g. ``ipbench.schemes._poisoning``; f
 third-party package, the modules of that package), read through their syntax tree, so
 comments, docstrings and formatting do not count and a moved line of code does.
 
+Import statements do not count either: the identity is made of the plugin's definitions.
+Where a name comes from (``from ipbench.plugin import Scheme`` or, before the layout moved,
+``from ipbench.contract import Scheme``) is the harness's layout, not the plugin's code, and a
+refactor that moves harness modules must keep every stored key. The imports are still read to
+find which helper modules of the family the plugin runs; those modules' own code is hashed.
+
 The source is read once per process, when the plugin registers (for a module its code imports
 later, when the identity is first asked for), and kept: a file edited while a long run goes on
 must not give the stages that the process, still running the code it loaded, stores from then
@@ -53,9 +59,9 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
-class _WithoutDeclarations(ast.NodeTransformer):
-    """``Annotated[T, c...]`` -> ``T``; the imports of ``Annotated`` and of
-    ``annotated_types`` dropped."""
+class _Definitions(ast.NodeTransformer):
+    """The code without what does not decide a result: ``Annotated[T, c...]`` -> ``T``, and
+    every import statement (module level or inside a function) dropped."""
 
     def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
         self.generic_visit(node)
@@ -67,13 +73,11 @@ class _WithoutDeclarations(ast.NodeTransformer):
             return node.slice.elts[0]
         return node
 
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST | None:
-        if node.module in ("annotated_types", "ipbench.validation"):
-            return None
-        if node.module == "typing":
-            node.names = [a for a in node.names if a.name != "Annotated"]
-            return node if node.names else None
-        return node
+    def visit_Import(self, node: ast.Import) -> None:
+        return None
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        return None
 
 
 def _source_file(name: str) -> Path | None:
@@ -107,7 +111,7 @@ def _parsed(text: str) -> tuple[str, tuple[tuple[str, tuple[str, ...], int], ...
             imports += [(a.name, (), 0) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             imports.append((node.module or "", tuple(a.name for a in node.names), node.level))
-    bare = _WithoutDeclarations().visit(_strip_docstrings(tree))
+    bare = _Definitions().visit(_strip_docstrings(ast.parse(text)))
     digest = hashlib.sha256(ast.dump(bare).encode()).hexdigest()
     return digest, tuple(imports)
 

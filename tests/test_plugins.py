@@ -203,6 +203,45 @@ def test_code_identity_follows_code_not_comments(tmp_path, monkeypatch):
         del sys.modules[name]
 
 
+def test_moving_a_plugins_imports_keeps_its_key_and_a_changed_constant_does_not(
+    tmp_path, monkeypatch
+):
+    """A refactor of the harness moves the modules a plugin imports from: the stage keys of
+    stored results must survive it. Only the plugin's definitions count."""
+    from ipbench.plugins import code_identity, forget_loaded_sources
+
+    pkg = tmp_path / "movepkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    source = pkg / "plugin.py"
+    before_move = (
+        '"""A plugin."""\n\nimport math\nfrom collections import OrderedDict\n\n'
+        "STEP = 2\n\n\nclass Plugin:\n    def run(self, x):\n"
+        "        from os import path  # noqa\n\n        return STEP * math.floor(x)\n"
+    )
+    source.write_text(before_move)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import movepkg.plugin
+
+    cls = movepkg.plugin.Plugin
+    key = code_identity(cls)
+    after_move = (
+        '"""The same plugin, its imports from elsewhere and its text reflowed."""\n\n'
+        "from __future__ import annotations\n\nimport math as math\n"
+        "from collections import OrderedDict, defaultdict\n\nSTEP = 2\n\n\n"
+        "class Plugin:\n    def run(self, x):\n        return (STEP\n"
+        "                * math.floor(x))\n"
+    )
+    source.write_text(after_move)
+    forget_loaded_sources()
+    assert code_identity(cls) == key
+    source.write_text(after_move.replace("STEP = 2", "STEP = 3"))
+    forget_loaded_sources()
+    assert code_identity(cls) != key
+    for name in [m for m in sys.modules if m.startswith("movepkg")]:
+        del sys.modules[name]
+
+
 def test_a_file_edited_during_a_run_keeps_the_identity_of_the_code_loaded(tmp_path, monkeypatch):
     """A long run must not store stages computed by the code it loaded under the key of a file
     edited since: the identity is read when the plugin registers, and kept for the process."""
