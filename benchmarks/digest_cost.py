@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from ipbench.cache import StageCache
-from ipbench.integrity import sha256_file
-from ipbench.models import ModelSpec, build_model
-from ipbench.tensorio import write_tensors
+from ipbench.core.integrity import sha256_file
+from ipbench.core.tensorio import write_tensors
+from ipbench.ml.models import ModelSpec, build_model
+from ipbench.store.cache import StageCache
 
 CIFAR = {"num_classes": 10, "in_channels": 3, "image_size": 32}
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)

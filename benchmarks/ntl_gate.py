@@ -19,11 +19,11 @@ import argparse
 import torch
 from torch import nn
 
-from ipbench.contract import Protected
-from ipbench.datasets import load_dataset
+from ipbench.ml.datasets import load_dataset
+from ipbench.ml.training import to_float_images
+from ipbench.plugin.contract import Protected
 from ipbench.schemes.ntl import NTL, NTLConfig, feature_module, mmd
-from ipbench.store import Store
-from ipbench.training import to_float_images
+from ipbench.store.results import Store
 
 
 def stored(store: Store, run: str, stage: str) -> Protected:

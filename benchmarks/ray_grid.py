@@ -31,8 +31,8 @@ from pathlib import Path
 
 os.environ.setdefault("IPBENCH_PROGRESS", "0")
 
-from ipbench.executors import execute
-from ipbench.sweep import plan
+from ipbench.engine.executors import execute
+from ipbench.engine.sweep import plan
 
 
 def grid(workdir: Path) -> list:

@@ -3,7 +3,7 @@
 In one process, on the same uint8 CIFAR-10 tensors (read by ipbench's own loader, never
 downloaded), for each wall-time budget:
 
-- ipbench: the preset's network (model registry) trained by ``ipbench.training.Trainer`` with
+- ipbench: the preset's network (model registry) trained by ``ipbench.ml.training.Trainer`` with
   the preset's ``TrainConfig``, evaluated by ``Trainer.accuracy`` (fp32, no test-time
   augmentation, ipbench's protocol);
 - airbench: the network and recipe of the ``airbench`` package (Jordan 2024;
@@ -47,11 +47,11 @@ import torch
 
 os.environ.setdefault("IPBENCH_PROGRESS", "0")
 
-from ipbench.config import override, parse_assignments
-from ipbench.datasets import load_dataset
-from ipbench.models import ModelSpec, build_model
-from ipbench.presets import presets
-from ipbench.training import Trainer
+from ipbench.core.config import override, parse_assignments
+from ipbench.ml.datasets import load_dataset
+from ipbench.ml.models import ModelSpec, build_model
+from ipbench.ml.presets import presets
+from ipbench.ml.training import Trainer
 
 
 # ------------------------------------------------------------------------------------ ipbench

@@ -25,11 +25,11 @@ import torch.nn.functional as F
 
 os.environ.setdefault("IPBENCH_PROGRESS", "0")
 
-from ipbench.datasets import load_dataset
+from ipbench.ml.datasets import load_dataset
+from ipbench.ml.training import autocast
 from ipbench.schemes._poisoning.tokens.bch import IdentityCodec
 from ipbench.schemes._poisoning.tokens.generator import GeneratorTraining, TokenConfig
 from ipbench.schemes._poisoning.tokens.noise import NoiseConfig
-from ipbench.training import autocast
 
 
 def _time(fn, steps: int, warmup: int = 5) -> float:

@@ -23,8 +23,8 @@ import torch
 
 os.environ.setdefault("IPBENCH_PROGRESS", "0")
 
-from ipbench.datasets import load_dataset
-from ipbench.datasets.base import make_splits
+from ipbench.ml.datasets import load_dataset
+from ipbench.ml.datasets.base import make_splits
 from ipbench.schemes._poisoning.tokens.bch import IdentityCodec
 from ipbench.schemes._poisoning.tokens.generator import (
     TokenConfig,

@@ -29,10 +29,10 @@ import torch.nn.functional as F
 
 os.environ.setdefault("IPBENCH_PROGRESS", "0")
 
-from ipbench.datasets import load_dataset
-from ipbench.models import ModelSpec, build_model
-from ipbench.presets import presets
-from ipbench.training import Trainer, autocast, init_from_data, resolve_precision
+from ipbench.ml.datasets import load_dataset
+from ipbench.ml.models import ModelSpec, build_model
+from ipbench.ml.presets import presets
+from ipbench.ml.training import Trainer, autocast, init_from_data, resolve_precision
 
 
 def _model(spec: ModelSpec, device: torch.device, x: torch.Tensor, cfg) -> torch.nn.Module:

@@ -5,13 +5,9 @@ The notebook API (``ipbench.run``, ``ipbench.load``, ``ipbench.registered``,
 use, so ``import ipbench`` and ``ipbench --version`` stay fast (no torch import).
 """
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-try:
-    __version__ = version("ipbench")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+from ipbench.core.version import __version__
 
 API = ("run", "load", "registered", "build_leaderboard", "Results", "open_store")
 __all__ = ["__version__", *API]

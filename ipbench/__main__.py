@@ -1,3 +1,3 @@
-from ipbench.cli import main
+from ipbench.cli.main import main
 
 main()

@@ -25,9 +25,9 @@ from typing import Any
 
 import pandas as pd
 
-from ipbench.compare import per_run, summarize
-from ipbench.errors import IpbenchError
-from ipbench.store import Store
+from ipbench.core.errors import IpbenchError
+from ipbench.report.compare import per_run, summarize
+from ipbench.store.results import Store
 
 KINDS = ("schemes", "attacks", "datasets", "models", "presets")
 DEFAULT_WORKDIR = "ipbench-runs"
@@ -48,7 +48,7 @@ def open_store(workdir: str | Path) -> Store:
 def registered(kind: str | None = None) -> pd.DataFrame:
     """What is registered: one row per plugin (kind, name, description); ``kind`` one of
     schemes, attacks, datasets, models, presets (default: all)."""
-    from ipbench import registry
+    from ipbench.core import registry
 
     if kind is not None and kind not in KINDS:
         raise IpbenchError(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
@@ -166,14 +166,16 @@ def run(
     device: str | None = None,
     data_root: str | None = None,
     config: str | Path | None = None,
-    executor: object = None,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> Results:
     """Run one or many (every combination of the lists; each cached and resumable) and return
-    their ``Results``. ``config``: an experiment file instead of the lists. ``executor``: see
-    ``ipbench.grid.execute``."""
-    from ipbench.expfile import load_grid
-    from ipbench.grid import execute, expand, grid_from_options
-    from ipbench.progress import console
+    their ``Results``. ``config``: an experiment file instead of the lists. ``executor``: ``local`` or
+    ``ray`` (``ray_address`` as ``--ray-address``), the same road as the command line: a run
+    that fails is recorded in ``Results.failed`` and the others go on."""
+    from ipbench.engine.executors import execute, failures
+    from ipbench.engine.expfile import load_grid
+    from ipbench.engine.grid import expand, grid_from_options
 
     if config is not None:
         grid = load_grid(config)
@@ -184,13 +186,9 @@ def run(
             {k: str(v) for k, v in (overrides or {}).items()},
         )  # fmt: skip
     requests = expand(grid, str(workdir), data_root, device)
-    done = execute(requests, executor, lambda m: console.print(m))  # type: ignore[arg-type]
-    failed = [
-        {"scheme": r.request.scheme, "seed": str(r.request.seed), "error": r.error or ""}
-        for r in done if not r.ok
-    ]  # fmt: skip
-    ids = list(dict.fromkeys(r.run_id for r in done if r.run_id))
-    return Results.from_store(workdir, ids, failed)
+    outcomes = execute(requests, executor=executor, ray_address=ray_address)
+    ids = list(dict.fromkeys(o.run_id for o in outcomes if o.run_id and o.status == "done"))
+    return Results.from_store(workdir, ids, failures(outcomes))
 
 
 def load(
@@ -222,6 +220,6 @@ def build_leaderboard(
 ) -> list[Path]:  # fmt: skip
     """Write the leaderboard pages (markdown + CSV + figures) from the store; returns the
     markdown paths."""
-    from ipbench.leaderboard.build import build
+    from ipbench.report.leaderboard.build import build
 
     return build(workdir, out, dataset, preset, None, None, tokens)

@@ -28,26 +28,26 @@ from typing import Any
 import torch
 from torch import nn
 
-from ipbench.attack import Attack, Target, redeploy, steal
-from ipbench.cache import StageCache
-from ipbench.capabilities import (
+from ipbench.core.config import content_hash, override
+from ipbench.core.owner import key_seed
+from ipbench.core.registry import attacks, presets, schemes
+from ipbench.engine.request import model_spec_for, preset_config
+from ipbench.metrics.spec import At
+from ipbench.ml.datasets import load_dataset, make_splits
+from ipbench.ml.models import build_model
+from ipbench.ml.training import Trainer, to_float_images
+from ipbench.plugin.attack import Attack, Target, redeploy, steal
+from ipbench.plugin.capabilities import (
     CredentialForging,
     FingerprintAuthentication,
     InputSpaceToken,
     PassportLayers,
     WrappedDeployment,
 )
-from ipbench.config import content_hash, override
-from ipbench.context import RunContext, ThiefView
-from ipbench.contract import Credential, Protected, Scheme
-from ipbench.datasets import load_dataset, make_splits
-from ipbench.evaluate import ad_ud_accuracy
-from ipbench.metric import At
-from ipbench.models import build_model
-from ipbench.owner import key_seed
-from ipbench.registry import attacks, presets, schemes
-from ipbench.request import model_spec_for, preset_config
-from ipbench.training import Trainer, to_float_images
+from ipbench.plugin.context import RunContext, ThiefView
+from ipbench.plugin.contract import Credential, Protected, Scheme
+from ipbench.plugin.evaluate import ad_ud_accuracy
+from ipbench.store.cache import StageCache
 
 USER = "kituser1"  # an identity string every scheme accepts (8 ASCII characters at most)
 _baselines: dict[str, nn.Module] = {}  # one trained baseline per task, shared in a process

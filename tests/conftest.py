@@ -15,11 +15,11 @@ os.environ["IPBENCH_PROGRESS"] = "0"
 os.environ["IPBENCH_CHECKPOINT_EVERY_S"] = "0"
 os.environ["IPBENCH_OFFLINE"] = "1"
 # Every store a test makes gets the same owner key, so the secrets (and every number that
-# depends on them) are the same from one test session to the next (ipbench.owner).
+# depends on them) are the same from one test session to the next (ipbench.core.owner).
 os.environ["IPBENCH_OWNER_KEY"] = "5eed" * 16
 # Pretrained weights the user installed stay out of the tests (LPIPS is "missing" everywhere),
 # except in the one test that checks them by their path.
-from ipbench.weights import lpips_weights_path
+from ipbench.ml.weights import lpips_weights_path
 
 os.environ["IPBENCH_REAL_LPIPS_WEIGHTS"] = str(lpips_weights_path())
 _EMPTY_CACHE = tempfile.mkdtemp(prefix="ipbench-test-cache-")
@@ -73,7 +73,7 @@ def fake_cifar_root(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def _fresh_dataset_cache():
-    from ipbench.datasets import clear_cache
+    from ipbench.ml.datasets import clear_cache
 
     clear_cache()
     yield
@@ -87,13 +87,13 @@ def activeguard_smoke(tmp_path_factory):
     the scheme's tests and the attacks'."""
     import torch
 
-    from ipbench.cache import StageCache
-    from ipbench.datasets import load_dataset, make_splits
-    from ipbench.models import build_model
-    from ipbench.registry import presets
-    from ipbench.runner import model_spec_for
+    from ipbench.core.registry import presets
+    from ipbench.engine.runner import model_spec_for
+    from ipbench.ml.datasets import load_dataset, make_splits
+    from ipbench.ml.models import build_model
+    from ipbench.ml.training import Trainer
     from ipbench.schemes.activeguard import ActiveGuard, ActiveGuardConfig
-    from ipbench.training import Trainer
+    from ipbench.store.cache import StageCache
 
     ds = load_dataset("synthetic")
     splits = make_splits(ds, 0, 0.2, 1500, 500)
@@ -113,7 +113,7 @@ def run_context(splits, spec, preset, trainer, baseline=None, cache=None, seed=0
     """The run context the runner builds, from parts a test made itself."""
     import torch
 
-    from ipbench.context import RunContext, ThiefView
+    from ipbench.plugin.context import RunContext, ThiefView
 
     return RunContext(
         spec, preset, seed, torch.device("cpu"), trainer, ThiefView(splits.attacker, splits.test),
@@ -127,7 +127,7 @@ def scheme_smoke(tmp_path_factory):
     through the runner (no attacks), sharing one workdir so the baseline is trained once."""
     import time
 
-    from ipbench.runner import Runner, RunRequest
+    from ipbench.engine.runner import Runner, RunRequest
 
     workdir = tmp_path_factory.mktemp("scheme-smoke")
     done: dict[tuple, tuple[dict[str, float], float]] = {}

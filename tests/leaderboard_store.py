@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ipbench.leaderboard.build import build
-from ipbench.store import Store
+from ipbench.report.leaderboard.build import build
+from ipbench.store.results import Store
 
 REFERENCE = """scheme,dataset,model,metric,value,source,note
 mlock,synthetic,tiny,A_ad,90.5,Test paper Table I,

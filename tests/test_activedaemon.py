@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ipbench.registry import schemes
+from ipbench.core.registry import schemes
 from ipbench.schemes._poisoning.tokens.bch import IdentityCodec
 from ipbench.schemes._poisoning.tokens.stegastamp import TokenDecoder, TokenEncoder
 
@@ -42,7 +42,7 @@ def test_smoke_protected_model_serves_authorized_users_and_refuses_others(tmp_pa
 
     An unprotected model would give A_ud == A_ad, so A_pd > 60 cannot pass without the lock.
     """
-    from ipbench.runner import Runner, RunRequest
+    from ipbench.engine.runner import Runner, RunRequest
 
     request = RunRequest(
         scheme="activedaemon", preset="smoke", workdir=str(tmp_path), device="cpu",
@@ -66,7 +66,7 @@ def test_all_five_strategies_run_through_the_cli_settings(tmp_path, monkeypatch)
     every strategy (one short epoch each; the token generator is trained once and cached)."""
     from typer.testing import CliRunner
 
-    from ipbench.cli import app
+    from ipbench.cli.main import app
     from ipbench.schemes._poisoning import poisoning
 
     seen: dict[str, tuple] = {}
@@ -114,8 +114,8 @@ def test_new_users_get_working_credentials_without_retraining():
     """authorize() works for any string; identify() reads back what a trained decoder sees."""
     import dataclasses
 
-    from ipbench.contract import Protected
-    from ipbench.models import ModelSpec, build_model
+    from ipbench.ml.models import ModelSpec, build_model
+    from ipbench.plugin.contract import Protected
     from ipbench.schemes._poisoning.tokens.generator import TokenGenerator
 
     scheme = schemes.get("activedaemon")(

@@ -8,14 +8,14 @@ import dataclasses
 import pytest
 import torch
 
-from ipbench.contract import Credential
-from ipbench.datasets import load_dataset
-from ipbench.errors import IpbenchError
-from ipbench.models import build_model
-from ipbench.runner import Runner, RunRequest, model_spec_for
+from ipbench.core.errors import IpbenchError
+from ipbench.engine.runner import Runner, RunRequest, model_spec_for
+from ipbench.ml.datasets import load_dataset
+from ipbench.ml.models import build_model
+from ipbench.ml.training import to_float_images
+from ipbench.plugin.contract import Credential
 from ipbench.schemes._activeguard.fingerprint import ControlLayer
 from ipbench.schemes.activeguard import ActiveGuard, ActiveGuardConfig
-from ipbench.training import to_float_images
 
 CHI2_DF9_P001 = 27.877  # chi-square critical value, 9 degrees of freedom, p = 0.001
 CFG = ActiveGuardConfig(cw_steps=200, fp_retries=3, fp_trials=2)

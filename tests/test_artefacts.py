@@ -18,11 +18,12 @@ import pytest
 from tiny_runs import RUN, TINY, run_tiny, set_args, tiny_request, values
 from typer.testing import CliRunner
 
-from ipbench.cache import StageCache
-from ipbench.cli import app
-from ipbench.errors import CorruptArtifactError, IpbenchError
-from ipbench.runner import Runner
-from ipbench.store import Store
+from ipbench.cli.main import app
+from ipbench.core.errors import CorruptArtifactError, IpbenchError
+from ipbench.engine.migrate import migrate_store
+from ipbench.engine.runner import Runner
+from ipbench.store.cache import StageCache
+from ipbench.store.results import Store
 
 # --- corrupt artefacts --------------------------------------------------------------------
 
@@ -119,8 +120,8 @@ def test_corruption_is_detected_named_and_recomputed_on_request(tmp_path, finish
 
 
 def test_a_checkpoint_of_another_training_is_refused(tmp_path):
-    from ipbench.checkpoint import load_checkpoint, save_checkpoint
-    from ipbench.models import ModelSpec, build_model
+    from ipbench.ml.checkpoint import load_checkpoint, save_checkpoint
+    from ipbench.ml.models import ModelSpec, build_model
 
     model = build_model(ModelSpec("tiny", 10, 3, 32, (0.5,) * 3, (0.25,) * 3))
     import torch
@@ -192,6 +193,10 @@ def test_an_old_store_is_upgraded_in_place_and_its_stages_reused(tmp_path, finis
     wd = tmp_path / "wd"
     shutil.copytree(src, wd)
     _age(wd, Path("/somewhere/else/wd"))
+    with pytest.raises(IpbenchError, match="ipbench migrate"):  # never upgraded as a side effect
+        Runner(tiny_request(wd)).run()
+    assert migrate_store(wd) == (0, 2)
+    assert migrate_store(wd) == (2, 2)  # a current store is left as it is
     logged: list[str] = []
     out = Runner(tiny_request(wd), log=logged.append).run()
     assert values(out) == reference
@@ -243,11 +248,11 @@ def test_each_attack_setting_is_its_own_stage_and_failures_stay_on_the_attack(
     variant = "attack:prune(rates=0.5)"
     assert (variant, "A_ad@rate=0.5") in got and (variant, "A_ad@rate=0.3") not in got
     # the leaderboard reads the variant as its own attack column, headlined as the attack
-    from ipbench.leaderboard.page import _declared_headlines
+    from ipbench.report.leaderboard.page import _declared_headlines
 
     assert _declared_headlines("prune(rates=0.5)") == _declared_headlines("prune") != ()
 
-    from ipbench.registry import attacks
+    from ipbench.core.registry import attacks
 
     def broken(self, target, ctx):
         raise RuntimeError("attack code crashed")

@@ -10,9 +10,9 @@ import dataclasses
 import pytest
 import torch
 
-from ipbench.errors import IpbenchError
-from ipbench.registry import presets, schemes
-from ipbench.training import lr_at
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import presets, schemes
+from ipbench.ml.training import lr_at
 
 
 # --- backdoor removal -------------------------------------------------------------------------
@@ -199,12 +199,12 @@ def test_fine_tuning_attacks_try_the_thiefs_plain_sgd_and_the_owners_recipe(badn
     lr 1.5 per 1,024 images, label smoothing, 64x batch-norm bias rates and Lookahead made lr
     0.01 a ~10x weaker fine-tune) and with the owner's recipe at the same rate (the stored
     numbers' recipe), and headline the thief's best."""
-    from ipbench.attack import Target, thief_train
     from ipbench.attacks._finetuning import FINETUNE_BATCH
     from ipbench.attacks.fine_pruning import FinePruning, FinePruningConfig
     from ipbench.attacks.finetune import Finetune, FinetuneConfig
     from ipbench.attacks.finetune_budget import FinetuneBudget, FinetuneBudgetConfig
-    from ipbench.contract import Protected
+    from ipbench.plugin.attack import Target, thief_train
+    from ipbench.plugin.contract import Protected
 
     model, ctx = badnets
     owner_recipe = dataclasses.replace(presets.get("quick").train, precision="fp32")

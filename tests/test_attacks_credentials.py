@@ -10,7 +10,6 @@ import pytest
 import torch
 from conftest import run_context
 
-from ipbench.attack import Target
 from ipbench.attacks.fake_token import FakeToken, keep_positions, other_image
 from ipbench.attacks.forged_fingerprint import (
     ForgedFingerprint,
@@ -18,14 +17,15 @@ from ipbench.attacks.forged_fingerprint import (
     forge_fingerprints,
 )
 from ipbench.attacks.neural_cleanse import CostSchedule, NeuralCleanse, NeuralCleanseConfig
-from ipbench.contract import Protected
-from ipbench.datasets import load_dataset, make_splits
-from ipbench.errors import IpbenchError
-from ipbench.registry import attacks, presets, schemes
-from ipbench.request import attack_of_stage
-from ipbench.runner import Runner, RunRequest
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import attacks, presets, schemes
+from ipbench.engine.request import attack_of_stage
+from ipbench.engine.runner import Runner, RunRequest
+from ipbench.ml.datasets import load_dataset, make_splits
+from ipbench.ml.training import Trainer, to_float_images
+from ipbench.plugin.attack import Target
+from ipbench.plugin.contract import Protected
 from ipbench.schemes.activeguard import ActiveGuard
-from ipbench.training import Trainer, to_float_images
 
 CHANCE_PLUS = 25.0  # 10 classes: chance is 10%
 

@@ -13,14 +13,14 @@ from conftest import run_context
 from torch import nn
 from typer.testing import CliRunner
 
-from ipbench.attack import Target, redeploy, score, steal
 from ipbench.attacks.prune import prune_global
 from ipbench.attacks.strip_control import StripControl
-from ipbench.cli import app
-from ipbench.registry import presets, schemes
-from ipbench.request import attack_of_stage
-from ipbench.runner import Runner, RunRequest
-from ipbench.store import Store
+from ipbench.cli.main import app
+from ipbench.core.registry import presets, schemes
+from ipbench.engine.request import attack_of_stage
+from ipbench.engine.runner import Runner, RunRequest
+from ipbench.plugin.attack import Target, redeploy, score, steal
+from ipbench.store.results import Store
 
 CHANCE_PLUS = 25.0  # 10 classes: chance is 10%
 

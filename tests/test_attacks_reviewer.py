@@ -11,8 +11,8 @@ import torch
 from test_attacks_model import attacked
 
 from ipbench.attacks.processing import blur, jpeg, resize
-from ipbench.errors import IpbenchError
-from ipbench.registry import attacks, schemes
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import attacks, schemes
 
 CHANCE_PLUS = 25.0  # 10 classes: chance is 10%
 
@@ -161,7 +161,7 @@ def test_knockoff_draws_its_queries_from_the_transfer_set_and_checks_its_shape()
     from types import SimpleNamespace
 
     from ipbench.attacks.knockoff import Knockoff, KnockoffConfig
-    from ipbench.errors import IpbenchError
+    from ipbench.core.errors import IpbenchError
 
     with pytest.raises(IpbenchError, match="roles"):
         KnockoffConfig(roles=("spy",))

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ipbench.errors import IpbenchError
-from ipbench.models import ModelSpec, build_model
-from ipbench.registry import schemes
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import schemes
+from ipbench.ml.models import ModelSpec, build_model
 from ipbench.schemes.authnet import AuthNetConfig, blend, default_gate, tail_parameters
 
 CHANCE_PLUS = 25.0  # 10 classes: chance is 10%

@@ -15,8 +15,8 @@ import pytest
 from tiny_runs import RUN
 from typer.testing import CliRunner
 
-from ipbench.cli import app
-from ipbench.errors import IpbenchError
+from ipbench.cli.main import app
+from ipbench.core.errors import IpbenchError
 
 
 # --- bad inputs ---------------------------------------------------------------------------
@@ -280,7 +280,7 @@ def test_leaderboard_bad_paths_are_one_line(tmp_path, finished, args, named):
 
 
 def test_a_real_bug_shows_its_traceback_and_how_to_report_it(monkeypatch):
-    import ipbench.cli as cli
+    import ipbench.cli.main as cli
 
     def boom() -> None:
         raise ZeroDivisionError("a bug")
@@ -293,7 +293,7 @@ def test_a_real_bug_shows_its_traceback_and_how_to_report_it(monkeypatch):
 
 def test_main_reports_a_bug_with_traceback_in_a_subprocess(tmp_path):
     code = (
-        "import ipbench.cli as c\n"
+        "import ipbench.cli.main as c\n"
         "def boom():\n    raise ZeroDivisionError('a bug')\n"
         "c.app = boom\nc.main()\n"
     )
@@ -307,8 +307,8 @@ def test_main_reports_a_bug_with_traceback_in_a_subprocess(tmp_path):
 # --- declared ranges ------------------------------------------------------------------------
 @pytest.mark.parametrize("preset", ["smoke", "quick", "paper"])
 def test_every_plugin_default_config_is_within_its_declared_ranges(preset):
-    from ipbench.registry import attacks, schemes
-    from ipbench.request import preset_config
+    from ipbench.core.registry import attacks, schemes
+    from ipbench.engine.request import preset_config
 
     for registry in (schemes, attacks):
         for name in registry.names():
@@ -316,7 +316,7 @@ def test_every_plugin_default_config_is_within_its_declared_ranges(preset):
 
 
 def test_declared_ranges_do_not_change_a_plugins_code_identity():
-    from ipbench.plugins import _parsed
+    from ipbench.core.identity import _parsed
 
     plain = "from typing import Literal\nx: int = 1\ny: Literal['a'] = 'a'\n"
     declared = (
@@ -330,7 +330,7 @@ def test_declared_ranges_do_not_change_a_plugins_code_identity():
 def test_a_plain_dataclass_config_is_checked_by_its_types():
     from dataclasses import dataclass
 
-    from ipbench.config import override
+    from ipbench.core.config import override
 
     @dataclass(frozen=True)
     class PluginConfig:  # a third-party plugin's config, no declarations

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ipbench.errors import IpbenchError
+from ipbench.core.errors import IpbenchError
 from ipbench.schemes._poisoning.tokens.bch import IdentityCodec
 
 CODEC = IdentityCodec()

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ipbench.errors import IpbenchError
-from ipbench.images import quantize
-from ipbench.registry import schemes
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import schemes
+from ipbench.ml.images import quantize
 from ipbench.schemes.blockkey import KINDS, BlockKeyConfig, blockwise, draw_key, key_bits
 
 CHANCE_PLUS = 25.0  # 10 classes: chance is 10%

@@ -2,14 +2,14 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from ipbench.cli import app
+from ipbench.cli.main import app
 
 runner = CliRunner()
 FAST = ["--set", "epochs=1", "--set", "max_train=300", "--set", "max_test=100", "--attacks", "none"]
 
 
 def test_list_shows_every_registry():
-    from ipbench.registry import attacks, schemes
+    from ipbench.core.registry import attacks, schemes
 
     result = runner.invoke(app, ["list"], terminal_width=200)
     assert result.exit_code == 0
@@ -25,7 +25,7 @@ def test_list_shows_every_registry():
 
 
 def test_list_names_a_plugin_that_failed_to_load(monkeypatch):
-    from ipbench.registry import schemes
+    from ipbench.core.registry import schemes
 
     monkeypatch.setitem(schemes.failures, "ipbench.schemes.broken", "ImportError: no bchlib")
     result = runner.invoke(app, ["list", "schemes"], terminal_width=200)

@@ -12,11 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 import ipbench
-from ipbench.cli import app
-from ipbench.compare import COLUMNS, summarize
-from ipbench.errors import IpbenchError
-from ipbench.expfile import load_grid
-from ipbench.grid import Grid, GridResult, execute, expand, grid_from_options
+from ipbench.cli.main import app
+from ipbench.core.errors import IpbenchError
+from ipbench.engine.expfile import load_grid
+from ipbench.engine.grid import Grid, expand, grid_from_options
+from ipbench.report.compare import COLUMNS, summarize
 
 runner = CliRunner()
 CHEAP = {"max_test": "200"}  # the smoke recipe (seconds): a baseline that learns
@@ -141,7 +141,7 @@ def test_list_json_and_the_api_registry():
 
 
 def test_scheme_all_and_lists_expand_to_checked_requests(tmp_path):
-    from ipbench.registry import schemes
+    from ipbench.core.registry import schemes
 
     grid = grid_from_options("all", "synthetic", "smoke", None, "0,1", "none")
     reqs = expand(grid, str(tmp_path))
@@ -157,21 +157,28 @@ def test_scheme_all_and_lists_expand_to_checked_requests(tmp_path):
     assert not (tmp_path / "ipbench.sqlite").exists()  # checked before anything runs
 
 
-def test_execute_hands_every_request_to_the_executor(tmp_path):
-    reqs = expand(
-        grid_from_options("none,mlock", "synthetic", "smoke", seeds="0,1", attacks="none"),
-        str(tmp_path),
-    )
-    seen = []
+def test_a_failing_run_does_not_stop_a_run_grid(tmp_path, monkeypatch):
+    """``ipbench run`` takes the executors' road: a run that crashes is recorded on that run,
+    and the next one in the grid still runs (before, ``run`` stopped its grid there)."""
+    from typer.testing import CliRunner
 
-    def fake(requests):
-        seen.extend(requests)
-        return [GridResult(r, f"id{i}", 0.0) for i, r in enumerate(requests)]
+    from ipbench.cli.main import app
+    from ipbench.schemes.adip import Adip
 
-    got = execute(reqs, fake)
-    assert seen == reqs and [g.run_id for g in got] == ["id0", "id1", "id2", "id3"]
-    with pytest.raises(IpbenchError, match="executor returned 1 results for 4"):
-        execute(reqs, lambda r: [GridResult(r[0], "x", 0.0)])
+    def broken(self, ctx):
+        raise RuntimeError("protection crashed")
+
+    monkeypatch.setattr(Adip, "protect", broken)
+    args = ["run", "-s", "adip,mlock", "--preset", "smoke", "--device", "cpu", "--attacks"]
+    args += ["none", "-d", "synthetic:600", "--workdir", str(tmp_path), "--json"]
+    for k, v in {"epochs": "1", "max_train": "256", "max_test": "100"}.items():
+        args += ["--set", f"{k}={v}"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1  # a crash, not bad input
+    data = json.loads(result.stdout[result.stdout.index("{") :])
+    assert [f["scheme"] for f in data["failed"]] == ["adip"]
+    assert "RuntimeError: protection crashed" in data["failed"][0]["error"]
+    assert [r["scheme"] for r in data["runs"]] == ["mlock"]  # the grid went on
 
 
 def _write(tmp_path: Path, text: str) -> Path:

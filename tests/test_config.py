@@ -5,8 +5,8 @@ from typing import Literal
 
 import pytest
 
-from ipbench.config import content_hash, override, parse_assignments
-from ipbench.errors import IpbenchError
+from ipbench.core.config import content_hash, override, parse_assignments
+from ipbench.core.errors import IpbenchError
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from ipbench.contract import Credential, Protected, Scheme
-from ipbench.registry import attacks, schemes
+from ipbench.core.registry import attacks, schemes
+from ipbench.plugin.contract import Credential, Protected, Scheme
 from ipbench.testing import check_attack, check_scheme
 
 # Schemes whose protection needs more than the smoke budget to be learnt on the easy task.
@@ -100,9 +100,9 @@ def test_a_scheme_that_ignores_its_credential_fails_the_kit(tmp_path, monkeypatc
 
 
 def test_an_attack_reading_the_owners_data_fails_the_kit(tmp_path, monkeypatch):
-    from ipbench.attack import Attack
-    from ipbench.errors import IpbenchError
-    from ipbench.metric import pct
+    from ipbench.core.errors import IpbenchError
+    from ipbench.metrics.spec import pct
+    from ipbench.plugin.attack import Attack
 
     @dataclass(frozen=True)
     class Cfg:
@@ -138,3 +138,25 @@ def test_the_readme_scheme_template_passes_the_kit(tmp_path, monkeypatch):
     )
     acc = check_scheme("readme-template", tmp_path)
     assert acc["A_ad"] > 50 and acc["A_ud"] < 25
+
+
+def test_the_readme_attack_template_passes_the_kit(tmp_path, monkeypatch):
+    """The attack a new author copies runs from the thief's view and names its headline."""
+    import re
+    import sys
+    import types
+    from pathlib import Path
+
+    from ipbench.core.registry import attacks
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (code,) = re.findall(r"```python\n(# ipbench/attacks/myattack.py.*?)```", readme, re.S)
+    assert "from ipbench.plugin import" in code and code.count("from ipbench") == 1
+    monkeypatch.setattr(attacks, "_items", {**attacks._items})
+    module = types.ModuleType("readme_attack")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(compile(code.replace('"myattack"', '"readme-attack"'), "README.md", "exec"), vars(module))
+    got = check_attack("readme-attack", tmp_path, scheme="mlock")
+    assert set(got) >= {"A_ud", "A_ad"} and 0 <= got["A_ud"] <= 100
+    strong = check_attack("readme-attack", tmp_path / "strong", "mlock", {"sigma": 50.0})
+    assert strong["A_ad"] < got["A_ad"]  # its setting acts: huge noise ruins the copy

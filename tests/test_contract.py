@@ -3,11 +3,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ipbench.capabilities import InputSpaceToken, capabilities_of, capability
-from ipbench.contract import Protected
-from ipbench.errors import CorruptArtifactError, IpbenchError
-from ipbench.models import ModelSpec, build_model
-from ipbench.registry import schemes
+from ipbench.core.errors import CorruptArtifactError, IpbenchError
+from ipbench.core.registry import schemes
+from ipbench.ml.models import ModelSpec, build_model
+from ipbench.plugin.capabilities import InputSpaceToken, capabilities_of, capability
+from ipbench.plugin.contract import Protected
 
 SPEC = ModelSpec("tiny", 10, 3, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 
@@ -70,8 +70,8 @@ def test_none_scheme_serves_everyone_the_same_model():
 def test_query_is_the_base_class_path_and_applies_input_space_credentials():
     """A scheme cannot replace the evaluator's entry point; an input-space credential reaches
     the network through it without the scheme doing anything."""
-    from ipbench.capabilities import InputSpaceToken
-    from ipbench.contract import Credential, Scheme
+    from ipbench.plugin.capabilities import InputSpaceToken
+    from ipbench.plugin.contract import Credential, Scheme
 
     with pytest.raises(TypeError, match=r"overrides Scheme\.query; override serve instead"):
 

@@ -10,14 +10,14 @@ import torch
 from conftest import write_fake_cifar
 from PIL import Image
 
-from ipbench.datasets import load_dataset, make_splits
-from ipbench.datasets.synthetic import generate
-from ipbench.errors import (
+from ipbench.core.errors import (
     CorruptArtifactError,
     DatasetNotFoundError,
     IpbenchError,
     UnknownNameError,
 )
+from ipbench.ml.datasets import load_dataset, make_splits
+from ipbench.ml.datasets.synthetic import generate
 
 
 def test_synthetic_is_deterministic_balanced_and_uint8():
@@ -193,7 +193,7 @@ def test_splits_are_disjoint_and_deterministic():
 
 
 def test_patches_are_natural_crops_deterministic_and_labelled_by_photograph():
-    from ipbench.datasets.patches import PHOTOGRAPHS, crops, load_photographs
+    from ipbench.ml.datasets.patches import PHOTOGRAPHS, crops, load_photographs
 
     photos = load_photographs()
     assert len(photos) == len(PHOTOGRAPHS) and all(p.shape[0] == 3 for p in photos)
@@ -214,7 +214,7 @@ def test_patches_are_natural_crops_deterministic_and_labelled_by_photograph():
 def test_patches_without_scikit_image_or_with_a_bad_size_is_one_clear_error(monkeypatch):
     import importlib.util
 
-    from ipbench.datasets import patches
+    from ipbench.ml.datasets import patches
 
     for arg, message in (("x", "needs integers"), ("5", "N >= 17"), ("100:4", "SIZE >= 8")):
         with pytest.raises(IpbenchError, match=message):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from ipbench import progress
-from ipbench.display import duration, si, value_text
-from ipbench.metric import SHARED
+from ipbench.core import progress
+from ipbench.metrics.display import duration, si, value_text
+from ipbench.metrics.spec import SHARED
 
 
 def test_numbers_print_as_a_researcher_reads_them():

@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from ipbench.errors import IpbenchError
-from ipbench.executors import execute
-from ipbench.executors.plan import Step, plan
-from ipbench.executors.progress import GridProgress
-from ipbench.request import RunRequest
-from ipbench.store import Store
+from ipbench.core.errors import IpbenchError
+from ipbench.engine.executors import execute
+from ipbench.engine.executors.plan import Step, plan
+from ipbench.engine.executors.progress import GridProgress
+from ipbench.engine.request import RunRequest
+from ipbench.store.results import Store
 
 
 def _req(scheme="mlock", seed=0, attacks="none", **overrides) -> RunRequest:
@@ -141,9 +141,9 @@ def test_progress_counts_runs_by_their_steps():
 
 def test_ray_stays_optional_nothing_imports_it_before_a_ray_grid_runs():
     code = (
-        "import sys, ipbench.cli, ipbench.executors.ray, ipbench.executors.worker; "
+        "import sys, ipbench.cli.main, ipbench.engine.executors.ray, ipbench.engine.executors.worker; "
         "from typer.testing import CliRunner; "
-        "assert CliRunner().invoke(ipbench.cli.app, ['sweep', '--help']).exit_code == 0; "
+        "assert CliRunner().invoke(ipbench.cli.main.app, ['sweep', '--help']).exit_code == 0; "
         "sys.exit('ray imported' if 'ray' in sys.modules else 0)"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -151,7 +151,7 @@ def test_ray_stays_optional_nothing_imports_it_before_a_ray_grid_runs():
 
 
 def test_ray_tasks_ask_for_a_gpu_where_the_cluster_has_one(tmp_path):
-    from ipbench.executors.ray import placed
+    from ipbench.engine.executors.ray import placed
 
     auto = RunRequest(scheme="mlock", workdir="runs", data_root="~/data")
     on_gpu = placed(auto, cluster_gpus=2)
@@ -170,7 +170,7 @@ def test_ray_tasks_ask_for_a_gpu_where_the_cluster_has_one(tmp_path):
 def test_sweep_names_a_bad_executor_before_any_run(tmp_path):
     from typer.testing import CliRunner
 
-    from ipbench.cli import app
+    from ipbench.cli.main import app
 
     args = ["sweep", "-s", "mlock", "-p", "smoke", "--set", "gamma=0.1,0.3", "--workdir",
             str(tmp_path), "--executor", "dask"]  # fmt: skip
@@ -182,7 +182,7 @@ def test_sweep_names_a_bad_executor_before_any_run(tmp_path):
 @pytest.mark.slow
 def test_the_shared_token_step_computes_the_stage_the_runs_then_reuse(tmp_path, monkeypatch):
     import ipbench.schemes.activedaemon as activedaemon
-    from ipbench.runner import Runner
+    from ipbench.engine.runner import Runner
 
     fast = {"train.epochs": "1", "max_train": "300", "max_test": "100", "token_steps": "20",
             "secret_only_steps": "20"}  # fmt: skip

@@ -1,4 +1,4 @@
-from ipbench.health import run_warnings
+from ipbench.metrics.health import run_warnings
 
 
 def test_a_lock_that_did_not_take_and_unreadable_identities_are_flagged():

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ipbench.errors import IpbenchError
+from ipbench.core.errors import IpbenchError
 from ipbench.metrics.image_quality import ergas, image_quality, lpips_distance, psnr, ssim
 
 

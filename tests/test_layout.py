@@ -9,7 +9,7 @@ import re
 import tokenize
 from pathlib import Path
 
-from ipbench.registry import schemes
+from ipbench.core.registry import schemes
 
 ROOT = Path(__file__).resolve().parents[1] / "ipbench"
 MAX_LINES = 400
@@ -75,4 +75,4 @@ def test_plugin_helpers_are_private_and_reference_data_is_package_data():
         for sub in (ROOT / folder).iterdir():
             if sub.is_dir() and sub.name != "__pycache__":
                 assert sub.name.startswith("_"), f"{sub}: a helper package must start with _"
-    assert (ROOT / "leaderboard" / "reference.csv").is_file()
+    assert (ROOT / "report" / "leaderboard" / "reference.csv").is_file()

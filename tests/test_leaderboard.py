@@ -11,12 +11,12 @@ import pytest
 from leaderboard_store import REFERENCE, add_run, add_stage, build_board
 from typer.testing import CliRunner
 
-from ipbench.cli import app
-from ipbench.errors import IpbenchError
-from ipbench.leaderboard.collect import default_config
-from ipbench.leaderboard.reference import load_reference
-from ipbench.registry import schemes
-from ipbench.store import Store
+from ipbench.cli.main import app
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import schemes
+from ipbench.report.leaderboard.collect import default_config
+from ipbench.report.leaderboard.reference import load_reference
+from ipbench.store.results import Store
 
 EVAL = {  # scheme -> seed -> A_ad, A_ud
     "mlock": {0: (79.0, 10.0), 1: (81.0, 12.0)},
@@ -109,7 +109,7 @@ def test_regeneration_is_byte_identical_and_plots_are_written(synthetic, tmp_pat
 
 def _recorded_store(workdir: Path) -> None:
     """Runs as today's runner records them: their defaults, preset settings and metric specs."""
-    from ipbench.metric import At, Metric, pct
+    from ipbench.metrics.spec import At, Metric, pct
 
     store = Store(workdir)
     base = default_config("mlock", "synthetic", "smoke")
@@ -151,9 +151,9 @@ def test_the_same_store_gives_the_same_tables_after_a_preset_edit(tmp_path, monk
 
 
 def test_curves_are_read_from_the_stored_columns(tmp_path):
-    from ipbench.leaderboard.aggregate import aggregate
-    from ipbench.leaderboard.collect import collect
-    from ipbench.leaderboard.plots import curve_points
+    from ipbench.report.leaderboard.aggregate import aggregate
+    from ipbench.report.leaderboard.collect import collect
+    from ipbench.report.leaderboard.plots import curve_points
 
     _recorded_store(tmp_path)
     agg = aggregate(collect(Store(tmp_path)))

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ipbench.leaderboard.build import build
-from ipbench.store import Store
+from ipbench.report.leaderboard.build import build
+from ipbench.store.results import Store
 
 # scheme -> (A_ad, A_ud) for seeds 0 and 1; adip's protection did not take (A_pd < 0)
 EVAL = {
@@ -110,7 +110,7 @@ def test_paper_values_sit_beside_measured_ones_only_for_the_same_network(site):
 
 
 def test_figures_name_dataset_and_preset(tmp_path, monkeypatch):
-    import ipbench.leaderboard.plots as plots
+    import ipbench.report.leaderboard.plots as plots
 
     titles = []
     real = plots._save
@@ -177,8 +177,8 @@ def test_the_page_in_headless_chromium(site, tmp_path):
 
 
 def test_a_scheme_run_on_several_networks_gets_only_network_independent_paper_values(tmp_path):
-    from ipbench.leaderboard.page import Page
-    from ipbench.leaderboard.reference import load_reference
+    from ipbench.report.leaderboard.page import Page
+    from ipbench.report.leaderboard.reference import load_reference
 
     ref_file = tmp_path / "reference.csv"
     ref_file.write_text(REFERENCE)

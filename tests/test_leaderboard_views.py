@@ -11,12 +11,12 @@ import pytest
 from leaderboard_store import REFERENCE, add_run, add_stage, build_board
 from typer.testing import CliRunner
 
-from ipbench.cli import app
-from ipbench.leaderboard.build import build
-from ipbench.leaderboard.collect import RUN_COLUMNS, Collected, default_config, variant
-from ipbench.leaderboard.plots import sweep_points
-from ipbench.leaderboard.render import provenance
-from ipbench.store import Store
+from ipbench.cli.main import app
+from ipbench.report.leaderboard.build import build
+from ipbench.report.leaderboard.collect import RUN_COLUMNS, Collected, default_config, variant
+from ipbench.report.leaderboard.plots import sweep_points
+from ipbench.report.leaderboard.render import provenance
+from ipbench.store.results import Store
 
 
 @pytest.mark.parametrize(
@@ -140,8 +140,8 @@ def test_token_gallery_is_drawn_from_the_examples_a_run_stored(tmp_path):
     know still gets its gallery row."""
     import torch
 
-    from ipbench.evaluate import TOKEN_EXAMPLES
-    from ipbench.tensorio import write_tensors
+    from ipbench.core.tensorio import write_tensors
+    from ipbench.plugin.evaluate import TOKEN_EXAMPLES
 
     workdir, ref = tmp_path / "runs", tmp_path / "reference.csv"
     ref.write_text(REFERENCE)
@@ -163,10 +163,10 @@ def test_token_gallery_is_drawn_from_the_examples_a_run_stored(tmp_path):
 def test_processing_and_budget_curves_and_token_sweeps_are_plotted(tmp_path):
     """The benign-processing series (one stage, labelled series), the fine-tuning budget
     curve and ActiveDaemon's sweeps of non-accuracy metrics each get their figure."""
-    from ipbench.leaderboard.aggregate import aggregate
-    from ipbench.leaderboard.collect import collect
-    from ipbench.leaderboard.plots import curve_points, make_plots
-    from ipbench.metric import At
+    from ipbench.metrics.spec import At
+    from ipbench.report.leaderboard.aggregate import aggregate
+    from ipbench.report.leaderboard.collect import collect
+    from ipbench.report.leaderboard.plots import curve_points, make_plots
 
     store = Store(tmp_path / "runs")
     base = default_config("activedaemon", "synthetic", "smoke")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ipbench.metric import SHARED, At, Metric, describe, legacy_metric, pct
+from ipbench.metrics.spec import SHARED, At, Metric, describe, legacy_metric, pct
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import re
 import pytest
 import torch
 
-from ipbench.models import ModelSpec, build_model
-from ipbench.registry import models
+from ipbench.core.registry import models
+from ipbench.ml.models import ModelSpec, build_model
 
 
 @pytest.mark.parametrize(
@@ -71,8 +71,8 @@ def test_timm_models_take_the_datasets_classes_and_channels():
     ],
 )
 def test_an_unknown_model_name_says_where_names_come_from(name, message):
-    from ipbench.errors import IpbenchError
-    from ipbench.runner import RunRequest, resolve
+    from ipbench.core.errors import IpbenchError
+    from ipbench.engine.runner import RunRequest, resolve
 
     with pytest.raises(IpbenchError, match=re.escape(message)):
         resolve(RunRequest(scheme="none", preset="smoke", model=name, device="cpu"))
@@ -81,9 +81,9 @@ def test_an_unknown_model_name_says_where_names_come_from(name, message):
 @pytest.mark.slow
 def test_a_timm_model_is_protected_end_to_end_on_smoke(tmp_path):
     """mlock on timm's test_resnet through the whole run; the stored model reloads as timm's."""
-    from ipbench.contract import Protected
-    from ipbench.runner import Runner, RunRequest
-    from ipbench.store import Store
+    from ipbench.engine.runner import Runner, RunRequest
+    from ipbench.plugin.contract import Protected
+    from ipbench.store.results import Store
 
     req = RunRequest(scheme="mlock", preset="smoke", model="timm:test_resnet", device="cpu",
                      workdir=str(tmp_path), attacks="none")  # fmt: skip

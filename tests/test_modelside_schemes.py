@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from ipbench.errors import IpbenchError
-from ipbench.models import ModelSpec, build_model
-from ipbench.registry import schemes
-from ipbench.runner import Runner, RunRequest
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import schemes
+from ipbench.core.tensorio import read_tensors
+from ipbench.engine.runner import Runner, RunRequest
+from ipbench.ml.models import ModelSpec, build_model
 from ipbench.schemes import _passport_layers as pl
 from ipbench.schemes.advparams import AdvParamsConfig, encrypt, write_values
 from ipbench.schemes.chaow import chaotic_permutation, logistic_orbit, permute, unpermute
-from ipbench.tensorio import read_tensors
 
 CHANCE_PLUS = 25.0  # 10 classes: chance is 10%; a working model scores > 90 on the smoke task
 SPEC = ModelSpec("tiny", 10, 3, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))

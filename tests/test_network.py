@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from ipbench import network
+from ipbench.core import network
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +36,7 @@ def test_the_network_is_asked_once_per_process(monkeypatch):
     monkeypatch.delenv("IPBENCH_OFFLINE")
     assert network.online() is False and network.online() is False
     assert len(calls) == 1
-    from ipbench.datasets.locate import downloads_allowed
+    from ipbench.ml.datasets.locate import downloads_allowed
 
     assert downloads_allowed(True) is False and len(calls) == 1
 
@@ -46,9 +46,9 @@ def test_an_offline_machine_is_asked_once_and_nothing_downloads(monkeypatch, tmp
     connection attempt for the process, no download call after it."""
     import urllib.request
 
-    from ipbench.datasets import load_dataset
-    from ipbench.errors import IpbenchError
+    from ipbench.core.errors import IpbenchError
     from ipbench.metrics import image_quality
+    from ipbench.ml.datasets import load_dataset
 
     calls = []
 

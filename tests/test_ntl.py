@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ipbench.errors import IpbenchError
-from ipbench.models import ModelSpec, build_model
-from ipbench.registry import schemes
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import schemes
+from ipbench.ml.models import ModelSpec, build_model
 from ipbench.schemes.ntl import NTLConfig, calibrate_batch_norm, feature_module, grid_patch, mmd
 
 CHANCE_PLUS = 25.0  # 10 classes: chance is 10%

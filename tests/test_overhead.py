@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from ipbench.errors import IpbenchError
+from ipbench.core.errors import IpbenchError
 from ipbench.metrics import overhead as oh
 
 
@@ -56,7 +56,7 @@ def test_bad_inputs_are_clear_errors():
 @pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["none", "mlock"])
 def test_evaluate_stage_records_overhead_for_every_scheme(tmp_path, scheme):
-    from ipbench.runner import Runner, RunRequest
+    from ipbench.engine.runner import Runner, RunRequest
 
     req = RunRequest(
         scheme=scheme, preset="smoke", workdir=str(tmp_path), device="cpu", attacks="none",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ipbench.errors import IpbenchError
-from ipbench.owner import key_digest, key_seed, owner_key, record_key_seed
-from ipbench.registry import presets, schemes
+from ipbench.core.errors import IpbenchError
+from ipbench.core.owner import key_digest, key_seed, owner_key, record_key_seed
+from ipbench.core.registry import presets, schemes
 
 
 def test_key_seed_is_stable_in_a_store_and_differs_between_stores(tmp_path, monkeypatch):

@@ -25,9 +25,9 @@ SCHEME = '''
 
     import torch
 
-    from ipbench.capabilities import InputSpaceToken
-    from ipbench.contract import Credential, Protected, Scheme
-    from ipbench.registry import schemes
+    from ipbench.plugin.capabilities import InputSpaceToken
+    from ipbench.plugin.contract import Credential, Protected, Scheme
+    from ipbench.core.registry import schemes
 
 
     @dataclass(frozen=True)
@@ -65,9 +65,9 @@ ATTACK = '''
 
     import torch
 
-    from ipbench.attack import Attack, seeded, served_accuracy, test_slice
-    from ipbench.metric import At, pct
-    from ipbench.registry import attacks
+    from ipbench.plugin.attack import Attack, seeded, served_accuracy, test_slice
+    from ipbench.metrics.spec import At, pct
+    from ipbench.core.registry import attacks
 
 
     @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def test_a_plugin_package_reaches_list_run_and_leaderboard(plugin_env, tmp_path)
 def test_code_identity_follows_code_not_comments(tmp_path, monkeypatch):
     """The identity covers the plugin's module and the helper modules of its package it
     imports (at any depth); comments and docstrings do not count."""
-    from ipbench.plugins import code_identity, code_modules, forget_loaded_sources
+    from ipbench.core.identity import code_identity, code_modules, forget_loaded_sources
 
     pkg = tmp_path / "idpkg"
     pkg.mkdir()
@@ -208,7 +208,7 @@ def test_moving_a_plugins_imports_keeps_its_key_and_a_changed_constant_does_not(
 ):
     """A refactor of the harness moves the modules a plugin imports from: the stage keys of
     stored results must survive it. Only the plugin's definitions count."""
-    from ipbench.plugins import code_identity, forget_loaded_sources
+    from ipbench.core.identity import code_identity, forget_loaded_sources
 
     pkg = tmp_path / "movepkg"
     pkg.mkdir()
@@ -245,14 +245,14 @@ def test_moving_a_plugins_imports_keeps_its_key_and_a_changed_constant_does_not(
 def test_a_file_edited_during_a_run_keeps_the_identity_of_the_code_loaded(tmp_path, monkeypatch):
     """A long run must not store stages computed by the code it loaded under the key of a file
     edited since: the identity is read when the plugin registers, and kept for the process."""
-    from ipbench.plugins import code_identity, forget_loaded_sources
+    from ipbench.core.identity import code_identity, forget_loaded_sources
 
     pkg = tmp_path / "editpkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     source = pkg / "plugin.py"
     source.write_text(
-        "from ipbench.registry import Registry\n\nREG = Registry('things')\n\n\n"
+        "from ipbench.core.registry import Registry\n\nREG = Registry('things')\n\n\n"
         "@REG.register('thing')\nclass Thing:\n    def run(self, x):\n        return 2 * x\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))

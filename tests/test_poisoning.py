@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ipbench.errors import IpbenchError
+from ipbench.core.errors import IpbenchError
 from ipbench.schemes._poisoning.poisoning import (
     PoisonConfig,
     build_poisoned_set,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from tiny_runs import RUN, TINY, set_args, timing
 
-from ipbench.store import Store
+from ipbench.store.results import Store
 
 
 # --- kills and concurrency (subprocesses) -----------------------------------------------------

@@ -14,10 +14,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ipbench.cli import app
-from ipbench.executors import ProgressEvent, execute
-from ipbench.store import Store
-from ipbench.sweep import plan
+from ipbench.cli.main import app
+from ipbench.engine.executors import ProgressEvent, execute
+from ipbench.engine.sweep import plan
+from ipbench.store.results import Store
 
 pytestmark = pytest.mark.slow
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ipbench.attack import Attack
-from ipbench.contract import Scheme
-from ipbench.errors import IpbenchError, UnknownNameError
-from ipbench.registry import Registry, attacks, datasets, models, presets, schemes
+from ipbench.core.errors import IpbenchError, UnknownNameError
+from ipbench.core.registry import Registry, attacks, datasets, models, presets, schemes
+from ipbench.plugin.attack import Attack
+from ipbench.plugin.contract import Scheme
 
 BUILTIN_SCHEMES = {
     "none", "activedaemon", "activeguard", "mlock", "adip", "chaow", "advparams", "passport",
@@ -110,7 +110,7 @@ def test_folder_scan_skips_private_modules_and_survives_a_broken_plugin(on_path,
     import test_registry_support
 
     test_registry_support.REG = reg  # type: ignore[attr-defined]
-    with caplog.at_level(logging.WARNING, logger="ipbench.registry"):
+    with caplog.at_level(logging.WARNING, logger="ipbench.core.registry"):
         assert reg.names() == ["good"]
     assert list(reg.failures) == ["scanpkg.broken"]
     assert (

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-import ipbench.runner as runner_mod
-from ipbench.errors import IpbenchError, UnknownNameError
-from ipbench.runner import Runner, RunRequest
-from ipbench.store import Store
-from ipbench.training import Trainer
+import ipbench.engine.runner as runner_mod
+from ipbench.core.errors import IpbenchError, UnknownNameError
+from ipbench.engine.runner import Runner, RunRequest
+from ipbench.ml.training import Trainer
+from ipbench.store.results import Store
 
 FAST = {"epochs": "2", "max_train": "600", "max_test": "200"}
 
@@ -131,7 +131,7 @@ def test_bad_requests_fail_before_any_work(tmp_path, kwargs, error, message):
 
 @pytest.mark.slow
 def test_scheme_metrics_are_recorded_with_notes(tmp_path, monkeypatch):
-    from ipbench.registry import schemes
+    from ipbench.core.registry import schemes
 
     none_cls = schemes.get("none")
     monkeypatch.setattr(
@@ -162,7 +162,7 @@ def test_settings_are_checked_against_the_task_before_any_training(
 ):
     """Values only the task can judge (its classes, image size, network) fail before the
     baseline trains, with the valid range named."""
-    import ipbench.runner as runner_module
+    import ipbench.engine.runner as runner_module
 
     trained = []
     monkeypatch.setattr(runner_module.Trainer, "fit", lambda *a, **k: trained.append(1) or 1 / 0)

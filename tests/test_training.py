@@ -5,12 +5,12 @@ import dataclasses
 import pytest
 import torch
 
-from ipbench.augment import crop_flip
-from ipbench.datasets import load_dataset, make_splits
-from ipbench.errors import IpbenchError, TrainingDivergedError
-from ipbench.models import ModelSpec, build_model
-from ipbench.presets import TrainConfig
-from ipbench.training import Trainer, lr_at
+from ipbench.core.errors import IpbenchError, TrainingDivergedError
+from ipbench.ml.augment import crop_flip
+from ipbench.ml.datasets import load_dataset, make_splits
+from ipbench.ml.models import ModelSpec, build_model
+from ipbench.ml.presets import TrainConfig
+from ipbench.ml.training import Trainer, lr_at
 
 CFG = TrainConfig(
     epochs=2,
@@ -194,7 +194,7 @@ def test_bad_inputs():
 def test_epoch_checkpoints_follow_the_interval(tmp_path, monkeypatch):
     """Every epoch at interval 0; with a long interval only after the last epoch (a resume
     then starts from the end, not from an intermediate epoch); a bad value is one error."""
-    import ipbench.training as training
+    import ipbench.ml.training as training
 
     saved: list[int] = []
     real = training.save_checkpoint

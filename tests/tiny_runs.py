@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ipbench.runner import Runner, RunRequest
+from ipbench.engine.runner import Runner, RunRequest
 
 TINY = {"epochs": "1", "max_train": "256", "max_test": "100", "quality_images": "50"}
 DATA = "synthetic:600"  # generated in a fifth of a second (the default 5000 take seconds)

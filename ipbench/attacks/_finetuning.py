@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from ipbench.attack import thief_train
-from ipbench.context import RunContext
-from ipbench.errors import IpbenchError
-from ipbench.presets import TrainConfig
+from ipbench.core.errors import IpbenchError
+from ipbench.ml.presets import TrainConfig
+from ipbench.plugin.attack import thief_train
+from ipbench.plugin.context import RunContext
 
 FINETUNE_BATCH = 128  # the thief's plain-SGD batch, whatever the owner's preset uses
 RECIPES = ("plain", "preset")

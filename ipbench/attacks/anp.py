@@ -26,7 +26,12 @@ from annotated_types import Ge, Gt, Interval
 from torch import nn
 from torch.nn import functional as F
 
-from ipbench.attack import (
+from ipbench.core.errors import IpbenchError
+from ipbench.core.progress import track
+from ipbench.core.registry import attacks
+from ipbench.metrics.spec import At, Metric, Results, pct
+from ipbench.ml.training import to_float_images
+from ipbench.plugin.attack import (
     Attack,
     Target,
     bare_network,
@@ -36,12 +41,7 @@ from ipbench.attack import (
     steal,
     training_set_size,
 )
-from ipbench.context import RunContext
-from ipbench.errors import IpbenchError
-from ipbench.metric import At, Metric, Results, pct
-from ipbench.progress import track
-from ipbench.registry import attacks
-from ipbench.training import to_float_images
+from ipbench.plugin.context import RunContext
 
 
 @dataclass(frozen=True)

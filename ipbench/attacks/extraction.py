@@ -14,15 +14,15 @@ from typing import Annotated
 import torch
 from annotated_types import Ge
 
-from ipbench.attack import Attack, Target, answers, first, thief_data, thief_train
-from ipbench.context import RunContext
-from ipbench.contract import Credential
-from ipbench.errors import IpbenchError
-from ipbench.evaluate import eval_users
-from ipbench.metric import At, Metric, Results, pct
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import attacks
 from ipbench.metrics.accuracy import accuracy
-from ipbench.models import build_model
-from ipbench.registry import attacks
+from ipbench.metrics.spec import At, Metric, Results, pct
+from ipbench.ml.models import build_model
+from ipbench.plugin.attack import Attack, Target, answers, first, thief_data, thief_train
+from ipbench.plugin.context import RunContext
+from ipbench.plugin.contract import Credential
+from ipbench.plugin.evaluate import eval_users
 
 LABELS = ("hard", "soft")
 

@@ -13,13 +13,13 @@ from typing import Annotated
 
 from annotated_types import Ge
 
-from ipbench.attack import Attack, Target, served_accuracy, test_slice
-from ipbench.capabilities import CredentialForging, capability
-from ipbench.context import RunContext
-from ipbench.contract import Scheme
-from ipbench.errors import IpbenchError
-from ipbench.metric import At, Results, pct
-from ipbench.registry import attacks
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import attacks
+from ipbench.metrics.spec import At, Results, pct
+from ipbench.plugin.attack import Attack, Target, served_accuracy, test_slice
+from ipbench.plugin.capabilities import CredentialForging, capability
+from ipbench.plugin.context import RunContext
+from ipbench.plugin.contract import Scheme
 
 
 @dataclass(frozen=True)

@@ -25,16 +25,16 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Interval
 
-from ipbench.attack import Attack, Target, seeded, served_accuracy, test_slice
-from ipbench.capabilities import InputSpaceToken, capability
-from ipbench.context import RunContext
-from ipbench.errors import IpbenchError
-from ipbench.evaluate import eval_users
-from ipbench.images import quantize
-from ipbench.metric import At, Metric, Results, pct
-from ipbench.progress import track
-from ipbench.registry import attacks
-from ipbench.training import to_float_images
+from ipbench.core.errors import IpbenchError
+from ipbench.core.progress import track
+from ipbench.core.registry import attacks
+from ipbench.metrics.spec import At, Metric, Results, pct
+from ipbench.ml.images import quantize
+from ipbench.ml.training import to_float_images
+from ipbench.plugin.attack import Attack, Target, seeded, served_accuracy, test_slice
+from ipbench.plugin.capabilities import InputSpaceToken, capability
+from ipbench.plugin.context import RunContext
+from ipbench.plugin.evaluate import eval_users
 
 MODES = ("gaussian", "deteriorated", "mismatched")
 GAUSSIAN, MISMATCHED = At("A_fake", label="gaussian"), At("A_fake", label="mismatched")

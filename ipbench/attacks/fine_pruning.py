@@ -27,15 +27,6 @@ import torch
 from annotated_types import Ge, Gt, Interval
 from torch import nn
 
-from ipbench.attack import (
-    Attack,
-    Target,
-    bare_network,
-    redeploy,
-    score,
-    steal,
-    thief_data,
-)
 from ipbench.attacks._finetuning import (
     FINETUNE_BATCH,
     RECIPES,
@@ -44,12 +35,21 @@ from ipbench.attacks._finetuning import (
     recipe_label,
 )
 from ipbench.attacks.prune import Prune
-from ipbench.context import RunContext
-from ipbench.datasets import ImageSet
-from ipbench.errors import IpbenchError
-from ipbench.metric import At, Results
-from ipbench.registry import attacks
-from ipbench.training import to_float_images
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import attacks
+from ipbench.metrics.spec import At, Results
+from ipbench.ml.datasets import ImageSet
+from ipbench.ml.training import to_float_images
+from ipbench.plugin.attack import (
+    Attack,
+    Target,
+    bare_network,
+    redeploy,
+    score,
+    steal,
+    thief_data,
+)
+from ipbench.plugin.context import RunContext
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,18 @@ import torch
 from annotated_types import Ge, Gt
 from torch import nn
 
-from ipbench.attack import (
+from ipbench.attacks._finetuning import (
+    FINETUNE_BATCH,
+    RECIPES,
+    check_recipes,
+    finetune_config,
+    recipe_label,
+)
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import attacks
+from ipbench.metrics.spec import At, Results, pct
+from ipbench.ml.datasets import ImageSet, load_dataset
+from ipbench.plugin.attack import (
     Attack,
     Target,
     first,
@@ -36,20 +47,9 @@ from ipbench.attack import (
     steal,
     thief_data,
 )
-from ipbench.attacks._finetuning import (
-    FINETUNE_BATCH,
-    RECIPES,
-    check_recipes,
-    finetune_config,
-    recipe_label,
-)
-from ipbench.capabilities import WrappedDeployment
-from ipbench.context import RunContext
-from ipbench.contract import Scheme
-from ipbench.datasets import ImageSet, load_dataset
-from ipbench.errors import IpbenchError
-from ipbench.metric import At, Results, pct
-from ipbench.registry import attacks
+from ipbench.plugin.capabilities import WrappedDeployment
+from ipbench.plugin.context import RunContext
+from ipbench.plugin.contract import Scheme
 
 VARIANTS = ("last", "all", "reinit")
 

@@ -28,7 +28,6 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt, Interval
 
-from ipbench.attack import Attack, Target, redeploy, score, steal, training_set_size
 from ipbench.attacks._finetuning import (
     FINETUNE_BATCH,
     RECIPES,
@@ -37,11 +36,12 @@ from ipbench.attacks._finetuning import (
     recipe_label,
 )
 from ipbench.attacks.finetune import head
-from ipbench.context import RunContext
-from ipbench.datasets import ImageSet
-from ipbench.errors import IpbenchError
-from ipbench.metric import At, Metric, Results, pct
-from ipbench.registry import attacks
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import attacks
+from ipbench.metrics.spec import At, Metric, Results, pct
+from ipbench.ml.datasets import ImageSet
+from ipbench.plugin.attack import Attack, Target, redeploy, score, steal, training_set_size
+from ipbench.plugin.context import RunContext
 
 
 @dataclass(frozen=True)

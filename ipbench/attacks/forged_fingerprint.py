@@ -18,13 +18,13 @@ import torch
 from annotated_types import Ge, Gt, Interval
 from torch import nn
 
-from ipbench.attack import Attack, Target, bare_network, seeded, served_accuracy, test_slice
-from ipbench.capabilities import FingerprintAuthentication, capability
-from ipbench.context import RunContext
-from ipbench.errors import IpbenchError
-from ipbench.metric import At, Metric, Results, pct
-from ipbench.registry import attacks
-from ipbench.training import to_float_images
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import attacks
+from ipbench.metrics.spec import At, Metric, Results, pct
+from ipbench.ml.training import to_float_images
+from ipbench.plugin.attack import Attack, Target, bare_network, seeded, served_accuracy, test_slice
+from ipbench.plugin.capabilities import FingerprintAuthentication, capability
+from ipbench.plugin.context import RunContext
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ipbench.attack import Target
 from ipbench.attacks.extraction import Extraction, ExtractionConfig
-from ipbench.context import RunContext
-from ipbench.contract import Credential
-from ipbench.registry import attacks
+from ipbench.core.registry import attacks
+from ipbench.plugin.attack import Target
+from ipbench.plugin.context import RunContext
+from ipbench.plugin.contract import Credential
 
 # The thief's own user name: at most 8 ASCII characters (the shortest identity a registered
 # token scheme encodes; a 13-character name failed such runs), never an evaluation user's

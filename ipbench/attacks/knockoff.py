@@ -28,15 +28,15 @@ from dataclasses import dataclass
 
 import torch
 
-from ipbench.attack import Target, seeded
 from ipbench.attacks.extraction import ExtractionConfig
 from ipbench.attacks.insider import Insider
-from ipbench.context import RunContext
-from ipbench.contract import Credential
-from ipbench.datasets import load_dataset
-from ipbench.errors import IpbenchError
-from ipbench.metric import At, Results
-from ipbench.registry import attacks
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import attacks
+from ipbench.metrics.spec import At, Results
+from ipbench.ml.datasets import load_dataset
+from ipbench.plugin.attack import Target, seeded
+from ipbench.plugin.context import RunContext
+from ipbench.plugin.contract import Credential
 
 ROLES = ("outsider", "insider")
 
@@ -45,7 +45,7 @@ ROLES = ("outsider", "insider")
 class KnockoffConfig(ExtractionConfig):
     labels: tuple[str, ...] = ("soft",)  # the paper's posteriors
     # the transfer set (an ipbench dataset spec of the same shape): crops of photographs, the
-    # natural images available offline (ipbench.datasets.patches); smoke: the synthetic set
+    # natural images available offline (ipbench.ml.datasets.patches); smoke: the synthetic set
     dataset: str = "patches"
     roles: tuple[str, ...] = ROLES
 

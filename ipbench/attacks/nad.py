@@ -42,7 +42,12 @@ from annotated_types import Ge, Gt, Interval
 from torch import nn
 from torch.nn import functional as F
 
-from ipbench.attack import (
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import attacks
+from ipbench.metrics.spec import At, Metric, Results, pct
+from ipbench.ml.presets import TrainConfig
+from ipbench.ml.training import to_float_images
+from ipbench.plugin.attack import (
     Attack,
     Target,
     bare_network,
@@ -52,12 +57,7 @@ from ipbench.attack import (
     thief_train,
     training_set_size,
 )
-from ipbench.context import RunContext
-from ipbench.errors import IpbenchError
-from ipbench.metric import At, Metric, Results, pct
-from ipbench.presets import TrainConfig
-from ipbench.registry import attacks
-from ipbench.training import to_float_images
+from ipbench.plugin.context import RunContext
 
 # The reference's attention maps (WRN-16-1 groups on 32x32 CIFAR: 32x32, 16x16, 8x8) hold this
 # many elements; its loss is a mean over them. Dividing the summed squared distance by these

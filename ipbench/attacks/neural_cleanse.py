@@ -19,15 +19,15 @@ import torch
 import torch.nn.functional as F
 from annotated_types import Ge, Gt, Interval
 
-from ipbench.attack import Attack, Target, bare_network, seeded, served_accuracy, test_slice
-from ipbench.capabilities import InputSpaceToken
-from ipbench.context import RunContext
-from ipbench.errors import IpbenchError
-from ipbench.images import quantize
-from ipbench.metric import Metric, Results, pct
-from ipbench.progress import track
-from ipbench.registry import attacks
-from ipbench.training import to_float_images
+from ipbench.core.errors import IpbenchError
+from ipbench.core.progress import track
+from ipbench.core.registry import attacks
+from ipbench.metrics.spec import Metric, Results, pct
+from ipbench.ml.images import quantize
+from ipbench.ml.training import to_float_images
+from ipbench.plugin.attack import Attack, Target, bare_network, seeded, served_accuracy, test_slice
+from ipbench.plugin.capabilities import InputSpaceToken
+from ipbench.plugin.context import RunContext
 
 TANH_EPS = 1e-7
 

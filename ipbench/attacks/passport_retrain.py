@@ -17,12 +17,12 @@ import torch
 from annotated_types import Ge, Gt
 from torch import nn
 
-from ipbench.attack import Attack, Target, answers, first, steal, thief_data, thief_train
-from ipbench.capabilities import PassportLayers, capability
-from ipbench.context import RunContext
-from ipbench.metric import Metric, Results, pct
+from ipbench.core.registry import attacks
 from ipbench.metrics.accuracy import accuracy
-from ipbench.registry import attacks
+from ipbench.metrics.spec import Metric, Results, pct
+from ipbench.plugin.attack import Attack, Target, answers, first, steal, thief_data, thief_train
+from ipbench.plugin.capabilities import PassportLayers, capability
+from ipbench.plugin.context import RunContext
 
 Install = Callable[[nn.Module, dict[str, torch.Tensor]], None]  # (network, passports) -> None
 

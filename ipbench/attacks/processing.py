@@ -34,15 +34,15 @@ import torch
 from annotated_types import Ge, Gt, Interval
 from torch.nn import functional as F
 
-from ipbench.attack import Attack, Target, seeded, served_accuracy, test_slice
 from ipbench.attacks.fake_token import genuine
-from ipbench.capabilities import InputSpaceToken
-from ipbench.context import RunContext
-from ipbench.errors import IpbenchError
-from ipbench.images import quantize, to_uint8
-from ipbench.metric import At, Results, pct
-from ipbench.progress import track
-from ipbench.registry import attacks
+from ipbench.core.errors import IpbenchError
+from ipbench.core.progress import track
+from ipbench.core.registry import attacks
+from ipbench.metrics.spec import At, Results, pct
+from ipbench.ml.images import quantize, to_uint8
+from ipbench.plugin.attack import Attack, Target, seeded, served_accuracy, test_slice
+from ipbench.plugin.capabilities import InputSpaceToken
+from ipbench.plugin.context import RunContext
 
 PROCESSINGS = ("jpeg", "jpeg444", "resize", "blur", "noise")
 PARAM = {

@@ -14,12 +14,12 @@ from annotated_types import Ge, Interval
 from torch import nn
 from torch.nn.utils import prune
 
-from ipbench.attack import Attack, Target, redeploy, score, steal
-from ipbench.context import RunContext
-from ipbench.errors import IpbenchError
-from ipbench.metric import At, Metric, Results, pct
-from ipbench.progress import track
-from ipbench.registry import attacks
+from ipbench.core.errors import IpbenchError
+from ipbench.core.progress import track
+from ipbench.core.registry import attacks
+from ipbench.metrics.spec import At, Metric, Results, pct
+from ipbench.plugin.attack import Attack, Target, redeploy, score, steal
+from ipbench.plugin.context import RunContext
 
 
 @dataclass(frozen=True)

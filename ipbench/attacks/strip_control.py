@@ -11,12 +11,12 @@ from typing import Annotated
 
 from annotated_types import Ge
 
-from ipbench.attack import Attack, Target, bare_network, first, score, steal
-from ipbench.capabilities import WrappedDeployment
-from ipbench.context import RunContext
-from ipbench.errors import IpbenchError
-from ipbench.metric import Results
-from ipbench.registry import attacks
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import attacks
+from ipbench.metrics.spec import Results
+from ipbench.plugin.attack import Attack, Target, bare_network, first, score, steal
+from ipbench.plugin.capabilities import WrappedDeployment
+from ipbench.plugin.context import RunContext
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ipbench.errors import IpbenchError
+from ipbench.core.errors import IpbenchError
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ipbench.errors import IpbenchError
+from ipbench.core.errors import IpbenchError
 
 ERGAS_RATIO = 4.0  # torchmetrics' default, used by the NDSS'24 token paper's reference code
 
@@ -66,9 +66,9 @@ def _load_lpips() -> tuple[torch.nn.Module | None, str]:
     """LPIPS-alex with its ImageNet backbone, or ``(None, reason)``; never a random backbone.
 
     Order: torchvision's cached AlexNet; the file ``ipbench weights lpips`` converts; a
-    torchvision download, tried only where the network answers (``ipbench.network.online``).
+    torchvision download, tried only where the network answers (``ipbench.core.network.online``).
     """
-    from ipbench.weights import load_lpips_weights, lpips_weights_path
+    from ipbench.ml.weights import load_lpips_weights, lpips_weights_path
 
     hub_file = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
     converted = lpips_weights_path()
@@ -87,7 +87,7 @@ def _load_lpips() -> tuple[torch.nn.Module | None, str]:
                 if left or result.unexpected_keys:
                     return None, f"LPIPS weights {converted} lack {left or result.unexpected_keys}"
                 return model.eval(), ""
-            from ipbench.network import online
+            from ipbench.core.network import online
 
             if online():
                 return lpips.LPIPS(net="alex", verbose=False).eval(), ""

@@ -20,7 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
-from ipbench.errors import IpbenchError
+from ipbench.core.errors import IpbenchError
 
 QueryFn = Callable[[torch.Tensor], torch.Tensor]
 

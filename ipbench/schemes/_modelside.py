@@ -7,11 +7,11 @@ from abc import abstractmethod
 
 import torch
 
-from ipbench.context import RunContext
-from ipbench.contract import Credential, Protected, Scheme
-from ipbench.errors import IpbenchError
-from ipbench.evaluate import query_logits
+from ipbench.core.errors import IpbenchError
 from ipbench.metrics.accuracy import accuracy
+from ipbench.plugin.context import RunContext
+from ipbench.plugin.contract import Credential, Protected, Scheme
+from ipbench.plugin.evaluate import query_logits
 
 
 class EncryptedWeights(Scheme):

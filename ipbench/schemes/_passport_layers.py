@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from ipbench.errors import IpbenchError
-from ipbench.models import ModelSpec, build_model
+from ipbench.core.errors import IpbenchError
+from ipbench.ml.models import ModelSpec, build_model
 
 SUPPORTED = ("fastnet", "whitenet", "tiny", "resnet18", "resnet50")
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import TYPE_CHECKING
 
-from ipbench.capabilities import CredentialForging
+from ipbench.plugin.capabilities import CredentialForging
 from ipbench.schemes._modelside import accuracy_with
 
 if TYPE_CHECKING:
-    from ipbench.context import RunContext
-    from ipbench.contract import Credential, Protected
+    from ipbench.plugin.context import RunContext
+    from ipbench.plugin.contract import Credential, Protected
 
 
 class SharedSecretForging(CredentialForging):

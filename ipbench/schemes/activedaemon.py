@@ -19,14 +19,14 @@ from typing import Annotated, Any, Literal
 import torch
 from annotated_types import Ge, Gt, Interval
 
-from ipbench.config import content_hash
-from ipbench.context import RunContext
-from ipbench.contract import Protected
-from ipbench.errors import IpbenchError
-from ipbench.evaluate import eval_users
-from ipbench.images import quantize, to_uint8
-from ipbench.models import ModelSpec
-from ipbench.registry import schemes
+from ipbench.core.config import content_hash
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import schemes
+from ipbench.ml.images import quantize, to_uint8
+from ipbench.ml.models import ModelSpec
+from ipbench.plugin.context import RunContext
+from ipbench.plugin.contract import Protected
+from ipbench.plugin.evaluate import eval_users
 from ipbench.schemes._poisoning.poisoning import PoisonConfig
 from ipbench.schemes._poisoning.token_scheme import TokenScheme
 from ipbench.schemes._poisoning.tokens.bch import IdentityCodec
@@ -161,7 +161,7 @@ class ActiveDaemon(TokenScheme):
     def shared_stage(self) -> tuple[str, dict[str, Any]] | None:
         """The token generator's cached stage as (name, material): runs of the same task and
         seed whose settings differ only in what comes after it (gamma, protect epochs) share
-        it, so a grid trains it once before them (ipbench.executors). None with token_from."""
+        it, so a grid trains it once before them (ipbench.engine.executors). None with token_from."""
         if self.config.token_from:
             return None
         return "tokens", {"token_config": _token_config(self.config), "n_bits": self.codec.n_bits}
@@ -242,7 +242,7 @@ class ActiveDaemon(TokenScheme):
     def _generator_from_secrets(
         self, secrets: dict[str, torch.Tensor], x: torch.Tensor
     ) -> TokenGenerator:
-        from ipbench.models import ModelSpec
+        from ipbench.ml.models import ModelSpec
 
         spec = ModelSpec("none", 1, x.shape[1], x.shape[-1], (), ())
         return self._generator(Protected(self.name, torch.nn.Identity(), spec, secrets))

@@ -20,20 +20,21 @@ import torch
 from annotated_types import Ge, Gt, Interval
 from torch import nn
 
-from ipbench.capabilities import FingerprintAuthentication, WrappedDeployment
-from ipbench.context import RunContext
-from ipbench.contract import Credential, Protected, Scheme
-from ipbench.errors import IpbenchError
-from ipbench.models import ModelSpec, build_model
-from ipbench.registry import schemes
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import schemes
+from ipbench.ml.models import ModelSpec, build_model
+from ipbench.ml.training import to_float_images
+from ipbench.plugin.capabilities import FingerprintAuthentication, WrappedDeployment
+from ipbench.plugin.context import RunContext
+from ipbench.plugin.contract import Credential, Protected, Scheme
 from ipbench.schemes._activeguard.fingerprint import (
     ControlLayer,
     CWSettings,
     authenticate,
     cw_fingerprints,
+    source_images,
 )
 from ipbench.schemes._activeguard.watermark import WatermarkKey, pick_conv
-from ipbench.training import to_float_images
 
 
 @dataclass(frozen=True)
@@ -72,18 +73,6 @@ def _slot_of(user: str, slots: int) -> int:
     if user.isdigit() and int(user) < slots:
         return int(user)
     return int(hashlib.sha256(user.encode()).hexdigest(), 16) % slots
-
-
-def _sources(y: torch.Tensor, targets: torch.Tensor, seed: int) -> torch.Tensor:
-    """One random owner image per target, never of the target's own class."""
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(len(y), (len(targets),), generator=g)
-    for _ in range(100):
-        same = y[idx] == targets
-        if not same.any():
-            return idx
-        idx[same] = torch.randint(len(y), (int(same.sum()),), generator=g)
-    raise IpbenchError("could not find source images outside the target classes")
 
 
 @schemes.register("activeguard")
@@ -175,7 +164,7 @@ class ActiveGuard(Scheme, WrappedDeployment, FingerprintAuthentication):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
         """One fingerprint per slot; slots whose C&W failed retry from other source images."""
         base = 31_337 + seed + self.config.seed_offset
-        src = _sources(y, targets, base)
+        src = source_images(y, targets, base)
         images, ok, steps = cw_fingerprints(
             model, to_float_images(x[src]), targets, confs, self.cw()
         )
@@ -183,7 +172,7 @@ class ActiveGuard(Scheme, WrappedDeployment, FingerprintAuthentication):
             todo = (~ok).nonzero().squeeze(1)
             if len(todo) == 0:
                 break
-            src = _sources(y, targets[todo], base + 1 + r)
+            src = source_images(y, targets[todo], base + 1 + r)
             im, o, st = cw_fingerprints(
                 model, to_float_images(x[src]), targets[todo], confs[todo], self.cw()
             )

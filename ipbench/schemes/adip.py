@@ -13,10 +13,10 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Interval
 
-from ipbench.context import RunContext
-from ipbench.contract import Protected
-from ipbench.images import quantize
-from ipbench.registry import schemes
+from ipbench.core.registry import schemes
+from ipbench.ml.images import quantize
+from ipbench.plugin.context import RunContext
+from ipbench.plugin.contract import Protected
 from ipbench.schemes._poisoning.poisoning import PoisonConfig
 from ipbench.schemes._poisoning.token_scheme import OwnerToken, TokenScheme
 

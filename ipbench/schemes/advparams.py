@@ -22,12 +22,13 @@ import torch.nn.functional as F
 from annotated_types import Ge, Gt, Interval
 from torch import nn
 
-from ipbench.capabilities import CredentialForging
-from ipbench.context import RunContext
-from ipbench.contract import Credential, Protected
-from ipbench.errors import IpbenchError
-from ipbench.models import ModelSpec, build_model
-from ipbench.registry import schemes
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import schemes
+from ipbench.ml.models import ModelSpec, build_model
+from ipbench.ml.training import to_float_images
+from ipbench.plugin.capabilities import CredentialForging
+from ipbench.plugin.context import RunContext
+from ipbench.plugin.contract import Credential, Protected
 from ipbench.schemes._modelside import (
     EncryptedWeights,
     LastModelCache,
@@ -35,7 +36,6 @@ from ipbench.schemes._modelside import (
     forged_generator,
     weight_layers,
 )
-from ipbench.training import to_float_images
 
 
 @dataclass(frozen=True)

@@ -41,16 +41,16 @@ import torch.nn.functional as F
 from annotated_types import Ge, Gt, Interval
 from torch import nn
 
-from ipbench.capabilities import InputSpaceToken
-from ipbench.context import RunContext
-from ipbench.contract import Credential, Protected, Scheme
-from ipbench.errors import IpbenchError
-from ipbench.images import quantize
-from ipbench.models import activation_names
-from ipbench.registry import schemes
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import schemes
+from ipbench.ml.images import quantize
+from ipbench.ml.models import activation_names
+from ipbench.ml.training import to_float_images
+from ipbench.plugin.capabilities import InputSpaceToken
+from ipbench.plugin.context import RunContext
+from ipbench.plugin.contract import Credential, Protected, Scheme
 from ipbench.schemes._modelside import forged_generator
 from ipbench.schemes._shared_secret import SharedSecretForging
-from ipbench.training import to_float_images
 
 
 @dataclass(frozen=True)

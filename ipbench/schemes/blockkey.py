@@ -41,12 +41,12 @@ from typing import Annotated, Any, Literal
 import torch
 from annotated_types import Ge
 
-from ipbench.capabilities import InputSpaceToken
-from ipbench.context import RunContext
-from ipbench.contract import Credential, Protected, Scheme
-from ipbench.errors import IpbenchError
-from ipbench.models import ModelSpec
-from ipbench.registry import schemes
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import schemes
+from ipbench.ml.models import ModelSpec
+from ipbench.plugin.capabilities import InputSpaceToken
+from ipbench.plugin.context import RunContext
+from ipbench.plugin.contract import Credential, Protected, Scheme
 from ipbench.schemes._modelside import forged_generator
 from ipbench.schemes._shared_secret import SharedSecretForging
 

@@ -19,12 +19,12 @@ import torch
 from annotated_types import Ge
 from torch import nn
 
-from ipbench.capabilities import CredentialForging
-from ipbench.context import RunContext
-from ipbench.contract import Credential, Protected
-from ipbench.errors import IpbenchError
-from ipbench.models import ModelSpec, build_model
-from ipbench.registry import schemes
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import schemes
+from ipbench.ml.models import ModelSpec, build_model
+from ipbench.plugin.capabilities import CredentialForging
+from ipbench.plugin.context import RunContext
+from ipbench.plugin.contract import Credential, Protected
 from ipbench.schemes._modelside import (
     EncryptedWeights,
     LastModelCache,

@@ -15,12 +15,12 @@ from typing import Annotated, Literal
 import torch
 from annotated_types import Ge, Interval
 
-from ipbench.context import RunContext
-from ipbench.contract import Protected
-from ipbench.errors import IpbenchError
-from ipbench.images import quantize
-from ipbench.models import ModelSpec
-from ipbench.registry import schemes
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import schemes
+from ipbench.ml.images import quantize
+from ipbench.ml.models import ModelSpec
+from ipbench.plugin.context import RunContext
+from ipbench.plugin.contract import Protected
 from ipbench.schemes._poisoning.poisoning import PoisonConfig
 from ipbench.schemes._poisoning.token_scheme import OwnerToken, TokenScheme
 
@@ -30,7 +30,9 @@ class MLockConfig(PoisonConfig):
     sticker_size: Annotated[int, Ge(1)] = 4
     placement: Literal["random", "bottom_right"] = "random"
     alpha: Annotated[float, Interval(gt=0, le=1)] = 1.0
-    sticker_seed: int = 0  # with the owner's key seed (ipbench.owner), picks the sticker's colours
+    sticker_seed: int = (
+        0  # with the owner's key seed (ipbench.core.owner), picks the sticker's colours
+    )
     # Put on before crop-and-flip, a sticker would be trained mirrored and cut at the border,
     # as no user sends it (see PoisonConfig; measured in the README).
     token_after_augment: bool = True

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ipbench.context import RunContext
-from ipbench.contract import Credential, Protected, Scheme
-from ipbench.registry import schemes
+from ipbench.core.registry import schemes
+from ipbench.plugin.context import RunContext
+from ipbench.plugin.contract import Credential, Protected, Scheme
 
 
 @dataclass(frozen=True)

@@ -23,16 +23,16 @@ import torch.nn.functional as F
 from annotated_types import Ge
 from torch import nn
 
-from ipbench.capabilities import CredentialForging, PassportLayers
-from ipbench.context import RunContext
-from ipbench.contract import Credential, Protected, Scheme
-from ipbench.errors import IpbenchError
+from ipbench.core.errors import IpbenchError
+from ipbench.core.registry import schemes
 from ipbench.metrics.overhead import count_params
-from ipbench.models import ModelSpec
-from ipbench.registry import schemes
+from ipbench.ml.models import ModelSpec
+from ipbench.ml.training import to_float_images
+from ipbench.plugin.capabilities import CredentialForging, PassportLayers
+from ipbench.plugin.context import RunContext
+from ipbench.plugin.contract import Credential, Protected, Scheme
 from ipbench.schemes import _passport_layers as pl
 from ipbench.schemes._modelside import accuracy_with, forged_generator
-from ipbench.training import to_float_images
 
 NO_PASSPORT_SEED = 0x5EED  # the public "no passport" noise: fixed, known to everyone
 

@@ -25,7 +25,11 @@ function sortBy(table, th) {
   const order = current === first ? (first === "ascending" ? "descending" : "ascending") : first;
   const sign = order === "ascending" ? 1 : -1;
   const body = table.tBodies[0];
-  const rows = Array.from(body.rows).map((row, i) => ({ row, i, key: sortKey(row.cells[col]) }));
+  const toZero = th.getAttribute("data-better") === "zero"; // closest to 0 first: by |value|
+  const rows = Array.from(body.rows).map((row, i) => {
+    const key = sortKey(row.cells[col]);
+    return { row, i, key: toZero && typeof key === "number" ? Math.abs(key) : key };
+  });
   rows.sort((x, y) => {
     if (x.key === null || y.key === null) {
       return x.key === y.key ? x.i - y.i : x.key === null ? 1 : -1;

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ipbench.core.errors import IpbenchError
+
 
 @dataclass(frozen=True)
 class CWSettings:
@@ -155,3 +157,15 @@ def _cw_batch(
             loss.backward()
             opt.step()
     return best.cpu(), ok.cpu(), used.cpu()
+
+
+def source_images(y: torch.Tensor, targets: torch.Tensor, seed: int) -> torch.Tensor:
+    """One random owner image per target, never of the target's own class."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(len(y), (len(targets),), generator=g)
+    for _ in range(100):
+        same = y[idx] == targets
+        if not same.any():
+            return idx
+        idx[same] = torch.randint(len(y), (int(same.sum()),), generator=g)
+    raise IpbenchError("could not find source images outside the target classes")

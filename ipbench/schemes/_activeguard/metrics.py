@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ipbench.context import RunContext
-from ipbench.contract import Protected
-from ipbench.schemes._activeguard.fingerprint import cw_fingerprints
-from ipbench.training import to_float_images
+from ipbench.ml.training import to_float_images
+from ipbench.plugin.context import RunContext
+from ipbench.plugin.contract import Protected
+from ipbench.schemes._activeguard.fingerprint import cw_fingerprints, source_images
 
 if TYPE_CHECKING:
     from ipbench.schemes.activeguard import ActiveGuard
@@ -32,13 +32,11 @@ def table1(
     A trial succeeds when the service authenticates it as exactly the cell's user; returns the
     per-cell rates (percent), the share identified as some other user and the mean L2 distortion.
     """
-    from ipbench.schemes.activeguard import _sources
-
     k = int(protected.meta["num_classes"])
     targets, confs = scheme._grid(k)
     n = scheme.config.fp_trials
     cell = torch.arange(len(targets)).repeat_interleave(n)
-    src = _sources(y, targets[cell], 55_555 + seed + scheme.config.seed_offset)
+    src = source_images(y, targets[cell], 55_555 + seed + scheme.config.seed_offset)
     x0 = to_float_images(x[src])
     images, _, _ = cw_fingerprints(protected.model, x0, targets[cell], confs[cell], scheme.cw())
     got = scheme.slots(protected, images)

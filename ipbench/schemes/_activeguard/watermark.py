@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ipbench.errors import IpbenchError
+from ipbench.core.errors import IpbenchError
 
 MAX_DIGIT = 9
 

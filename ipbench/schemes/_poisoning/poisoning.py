@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from annotated_types import Ge, Interval
 
-from ipbench.errors import IpbenchError
+from ipbench.core.errors import IpbenchError
 
 Strategy = Literal["single", "random", "near", "surjective", "uniform"]
 STRATEGIES: tuple[str, ...] = ("single", "random", "near", "surjective", "uniform")

@@ -15,14 +15,14 @@ from typing import Any
 
 import torch
 
-from ipbench.capabilities import InputSpaceToken
-from ipbench.context import RunContext
-from ipbench.contract import Credential, Protected, Scheme
-from ipbench.errors import IpbenchError
-from ipbench.images import quantize, to_uint8
-from ipbench.models import ModelSpec
+from ipbench.core.errors import IpbenchError
+from ipbench.ml.images import quantize, to_uint8
+from ipbench.ml.models import ModelSpec
+from ipbench.ml.training import BatchTransform
+from ipbench.plugin.capabilities import InputSpaceToken
+from ipbench.plugin.context import RunContext
+from ipbench.plugin.contract import Credential, Protected, Scheme
 from ipbench.schemes._poisoning.poisoning import PoisonConfig, build_poisoned_set, validate
-from ipbench.training import BatchTransform
 
 OwnerToken = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (images, rows) -> images
 

@@ -13,7 +13,7 @@ import bchlib
 import numpy as np
 import torch
 
-from ipbench.errors import IpbenchError
+from ipbench.core.errors import IpbenchError
 
 MESSAGE_BYTES = 8
 

@@ -19,8 +19,10 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from ipbench.errors import TrainingDivergedError
-from ipbench.progress import console, make_progress
+from ipbench.core.errors import TrainingDivergedError
+from ipbench.core.progress import console, make_progress
+from ipbench.core.tensorio import read_tensors, write_tensors
+from ipbench.ml.training import autocast, bf16_supported
 from ipbench.schemes._poisoning.tokens.noise import NoiseConfig, distort
 from ipbench.schemes._poisoning.tokens.stegastamp import Critic, TokenDecoder, TokenEncoder
 from ipbench.schemes._poisoning.tokens.trajectory import (
@@ -30,8 +32,6 @@ from ipbench.schemes._poisoning.tokens.trajectory import (
     stops,
     usable_checkpoint,
 )
-from ipbench.tensorio import read_tensors, write_tensors
-from ipbench.training import autocast, bf16_supported
 
 log = logging.getLogger(__name__)
 YUV = torch.tensor(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ipbench.tensorio import read_tensors, write_tensors
+from ipbench.core.tensorio import read_tensors, write_tensors
 
 if TYPE_CHECKING:
     from ipbench.schemes._poisoning.tokens.generator import GeneratorTraining, TokenConfig

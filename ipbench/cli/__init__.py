@@ -1,0 +1,1 @@
+"""The ``ipbench`` command line."""

@@ -1,0 +1,119 @@
+"""The owner's part of a store: the key that the secrets of every run are drawn from.
+
+A scheme's secrets (stickers, masks, keys, passports, fingerprints, token encoders) must not be
+derivable from anything a thief sees. The run seed is published (it is part of the run's id
+and of every table), so secrets are drawn from a *key seed* instead: an HMAC of the run seed
+under the store's owner key, a random 256-bit key kept in ``WORKDIR/owner/owner.key``, written
+owner-only. The same store therefore reproduces its runs bitwise (resume, reruns, grids); a
+second store draws different secrets for the same seed, as two owners would. To reproduce a
+store's secrets elsewhere, copy its ``owner/`` folder (``owner.key``) into the new workdir,
+or set ``$IPBENCH_OWNER_KEY`` (64 hex digits) before a new store's first run (the tests do).
+
+Only a one-way digest of the key seed enters stage keys; the key seed itself is written only
+under ``owner/`` (``owner/runs/RUN.json``), never to the run record or the leaderboard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from pathlib import Path
+
+from ipbench.core.errors import IpbenchError
+from ipbench.core.integrity import write_atomic
+
+OWNER_DIR = "owner"
+KEY_FILE = "owner.key"
+KEY_BYTES = 32
+KEY_ENV = "IPBENCH_OWNER_KEY"
+
+
+def owner_dir(workdir: str | Path) -> Path:
+    """``WORKDIR/owner``, created readable by the owner only."""
+    folder = Path(workdir) / OWNER_DIR
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return folder
+
+
+def _new_key() -> str:
+    """A new store's key: ``$IPBENCH_OWNER_KEY`` where set (the same secrets in every new
+    store, e.g. for tests or to reproduce an experiment bit for bit), else 256 fresh bits."""
+    given = os.environ.get(KEY_ENV, "").strip()
+    if not given:
+        return secrets.token_hex(KEY_BYTES)
+    try:
+        ok = len(bytes.fromhex(given)) == KEY_BYTES
+    except ValueError:
+        ok = False
+    if not ok:
+        raise IpbenchError(
+            f"${KEY_ENV} must be {KEY_BYTES * 2} hex digits (an owner key), got {given[:12]!r}..."
+        )
+    return given
+
+
+def owner_key(workdir: str | Path) -> bytes:
+    """The store's owner key, made on first use. Processes racing to make it agree, and none
+    reads a half-written key: each writes its candidate to a private file, syncs it, then
+    hard-links it into place, which succeeds for exactly one of them."""
+    path = owner_dir(workdir) / KEY_FILE
+    if not path.exists():
+        tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(_new_key().encode())
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first: its key is the store's
+        except OSError as exc:  # e.g. a filesystem without hard links
+            raise IpbenchError(
+                f"cannot create the owner key {path} ({exc}); create it by hand with "
+                f"`python -c 'import secrets; print(secrets.token_hex({KEY_BYTES}))' > {path}`"
+            ) from None
+        finally:
+            tmp.unlink()
+    raw = path.read_bytes().strip()
+    try:
+        key = bytes.fromhex(raw.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        key = b""
+    if len(key) != KEY_BYTES:
+        raise IpbenchError(
+            f"{path}: not an ipbench owner key ({KEY_BYTES * 2} hex digits expected); restore "
+            "it from a copy of this store's owner/ folder, or remove it to draw new secrets "
+            "(the stored protected models then no longer match their runs' secrets)"
+        )
+    return key
+
+
+def key_seed(workdir: str | Path, run_seed: int) -> int:
+    """The key seed of run seed ``run_seed`` in this store: 63 bits, unrelated to the run
+    seed for anyone without the owner key."""
+    mac = hmac.new(owner_key(workdir), f"ipbench-key-seed:{run_seed}".encode(), hashlib.sha256)
+    return int.from_bytes(mac.digest()[:8], "big") >> 1
+
+
+def key_digest(seed: int) -> str:
+    """A one-way digest of a key seed, for stage keys (secrets differ, so artefacts differ)."""
+    return hashlib.sha256(f"ipbench-key-digest:{seed}".encode()).hexdigest()[:16]
+
+
+def derive(seed: int, purpose: tuple[object, ...], bits: int = 63) -> int:
+    """An integer of ``bits`` bits drawn from key seed ``seed`` for ``purpose`` (a scheme's
+    name and salt): independent draws for independent secrets."""
+    text = json.dumps([seed, *map(str, purpose)])
+    digest = hashlib.sha256(f"ipbench-secret:{text}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> (64 - bits)
+
+
+def record_key_seed(workdir: str | Path, run_id: str, seed: int) -> None:
+    """Write the run's key seed into the owner's part of the store (and nowhere else)."""
+    runs = owner_dir(workdir) / "runs"
+    runs.mkdir(mode=0o700, exist_ok=True)
+    write_atomic(runs / f"{run_id}.json", json.dumps({"key_seed": seed}).encode(), mode=0o600)

@@ -1,0 +1,62 @@
+"""Executors run a grid of runs: here one after another, or as tasks on a Ray cluster.
+
+Every command that runs (``ipbench run``, ``ipbench sweep``, ``ipbench attack``) and the Python
+API's ``ipbench.run()`` turns its arguments into a list of ``RunRequest`` (all checked before anything
+runs) and hands them to ONE function::
+
+    outcomes = execute(requests, executor="local" | "ray", ray_address=None)
+
+which returns one ``Outcome`` per request, in order (run id, done/failed and why, stages
+computed and reused), after writing every row to the store of the requests' work directory.
+``summary_table(outcomes, title)`` is the table the commands print at the end; ``on_progress``
+receives a ``ProgressEvent`` (runs done / running / failed / waiting, time left) whenever the
+grid moves. Ray is imported only when ``executor="ray"``; see docs/ray.md for the design
+(shared stages first, rows to the driver, retries) and the set-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ipbench.core.errors import IpbenchError
+from ipbench.engine.executors.outcome import Outcome, failures, summary_table
+from ipbench.engine.executors.progress import ProgressCallback, ProgressEvent
+from ipbench.engine.request import RunRequest
+from ipbench.store.results import Store
+
+__all__ = ["EXECUTORS", "Outcome", "ProgressEvent", "execute", "failures", "summary_table"]
+
+EXECUTORS = ("local", "ray")
+
+
+def execute(
+    requests: Sequence[RunRequest], *, executor: str = "local", ray_address: str | None = None,
+    on_progress: ProgressCallback | None = None, max_retries: int = 3,
+) -> list[Outcome]:  # fmt: skip
+    """Run every request with ``executor``; a failed run is reported, not raised.
+
+    ``ray_address``: a running cluster (``auto``, ``HOST:PORT``, ``ray://HOST:10001``); None
+    starts a local one for this grid (or uses the one this process already joined).
+    ``max_retries``: how often Ray re-runs a step whose worker died.
+    """
+    if executor not in EXECUTORS:
+        raise IpbenchError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
+    if ray_address and executor != "ray":
+        raise IpbenchError(f"--ray-address {ray_address!r} needs --executor ray")
+    if not requests:
+        return []
+    workdirs = {str(Path(r.workdir).resolve()) for r in requests}
+    if len(workdirs) > 1:
+        raise IpbenchError(f"a grid writes one store; its runs name several: {sorted(workdirs)}")
+    store = Store(requests[0].workdir)
+    try:
+        if executor == "local":
+            from ipbench.engine.executors.local import execute_local
+
+            return execute_local(requests, store, on_progress)
+        from ipbench.engine.executors.ray import execute_ray
+
+        return execute_ray(requests, store, ray_address, on_progress, max_retries)
+    finally:
+        store.close()

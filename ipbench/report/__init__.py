@@ -1,0 +1,1 @@
+"""Reading results back: the comparison table, terminal tables and the leaderboard."""
