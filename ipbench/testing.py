@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,8 @@ def check_scheme(
     assert isinstance(copy, nn.Module), f"{name}: stolen() is not an nn.Module"
     leaked = secrets_in(copy, loaded.secrets)
     assert not leaked, f"{name}: the stolen artefact carries the owner's secrets {leaked}"
+    in_meta = secrets_in_metadata((folder / "meta.json").read_text(), loaded.secrets)
+    assert not in_meta, f"{name}: meta.json (copied with the model) holds the secrets {in_meta}"
     again = _answers(s, redeploy(Target(s, loaded), copy).protected, x, s.authorize(loaded, USER))
     assert torch.allclose(after, again, atol=1e-4), (
         f"{name}: redeploy(stolen copy) answers differently from the deployment it was copied from"
@@ -175,6 +178,34 @@ def secrets_in(stolen: nn.Module, secrets: dict[str, torch.Tensor], min_size: in
             t.shape == secret.shape and torch.equal(t, secret.detach().cpu().float()) for t in held
         )
     ]
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(n) for n in re.findall(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", text)]
+
+
+def secrets_in_metadata(
+    text: str, secrets: dict[str, torch.Tensor], min_size: int = 2
+) -> list[str]:
+    """Names of the owner's secrets (``min_size`` or more values) whose values appear, in order,
+    among the numbers of a metadata text (JSON a thief copies with the model), whether written
+    as a list or inside a string (``"conv #1, filter 6"`` holds ``[1, 6]``); float secrets match
+    to float32 precision."""
+    found = _numbers(text)
+    leaked = []
+    for key, secret in secrets.items():
+        values = secret.detach().cpu().double().flatten().tolist()
+        n = len(values)
+        if n < min_size or n > len(found):
+            continue
+        for i in range(len(found) - n + 1):
+            window = found[i : i + n]
+            if all(
+                abs(a - b) <= 1e-6 * max(1.0, abs(b)) for a, b in zip(window, values, strict=True)
+            ):
+                leaked.append(key)
+                break
+    return leaked
 
 
 def _check_capabilities(

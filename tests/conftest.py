@@ -105,7 +105,7 @@ def activeguard_smoke(tmp_path_factory):
     trainer.fit(plain, splits.owner.x, splits.owner.y, preset.train, seed=0)
     cache = StageCache(tmp_path_factory.mktemp("cache"))
     ctx = run_context(splits, spec, preset, trainer, lambda: plain, StageCache(cache.root))
-    scheme = ActiveGuard(ActiveGuardConfig(cw_steps=200, fp_retries=3, fp_trials=2))
+    scheme = ActiveGuard(ActiveGuardConfig(cw_steps=200, fp_retries=3, fp_trials=2, wm_lambda=0.1))
     return scheme, scheme.protect(ctx), plain, splits, trainer
 
 

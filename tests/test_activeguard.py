@@ -15,10 +15,11 @@ from ipbench.ml.models import build_model
 from ipbench.ml.training import to_float_images
 from ipbench.plugin.contract import Credential
 from ipbench.schemes._activeguard.fingerprint import ControlLayer
+from ipbench.schemes._activeguard.watermark import WatermarkKey
 from ipbench.schemes.activeguard import ActiveGuard, ActiveGuardConfig
 
 CHI2_DF9_P001 = 27.877  # chi-square critical value, 9 degrees of freedom, p = 0.001
-CFG = ActiveGuardConfig(cw_steps=200, fp_retries=3, fp_trials=2)
+CFG = ActiveGuardConfig(cw_steps=200, fp_retries=3, fp_trials=2, wm_lambda=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +86,11 @@ def test_watermark_round_trips_and_fails_on_a_model_trained_without_it(setup, tm
     scheme, prot, plain, splits, trainer = setup
     own = scheme.verify_ownership(prot, prot.model)
     assert own == {"digit_acc": 100.0, "verified": 1.0}
+    key = WatermarkKey.from_tensors(prot.secrets)
+    read = key.a * key.weights(prot.model).detach().float() + key.b
+    # every digit well inside its rounding interval (0.5 flips it), so another CPU's kernels
+    # read the same digits: at the paper's lambda on this budget the worst was 0.47
+    assert float((read - key.digits).abs().max()) < 0.25
     assert scheme.verify_ownership(prot, scheme.stolen(prot))["verified"] == 1.0
     other = scheme.verify_ownership(prot, plain)
     assert other["verified"] == 0.0 and other["digit_acc"] < 50

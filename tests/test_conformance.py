@@ -160,3 +160,24 @@ def test_the_readme_attack_template_passes_the_kit(tmp_path, monkeypatch):
     assert set(got) >= {"A_ud", "A_ad"} and 0 <= got["A_ud"] <= 100
     strong = check_attack("readme-attack", tmp_path / "strong", "mlock", {"sigma": 50.0})
     assert strong["A_ad"] < got["A_ad"]  # its setting acts: huge noise ruins the copy
+
+
+def test_the_kit_finds_secrets_in_the_metadata_a_thief_copies():
+    """ActiveGuard's meta.json once held its watermark's map verbatim and its conv filter in a
+    sentence; the kit now reads metadata as well as tensors."""
+    import json
+
+    import torch
+
+    from ipbench.testing import secrets_in_metadata
+
+    a, b = 23.917330932617188, 4.6120452880859375
+    secrets = {
+        "wm_map": torch.tensor([a, b], dtype=torch.float64),
+        "wm_layer_filter": torch.tensor([1, 6]),
+        "fp_ok": torch.ones(30, dtype=torch.uint8),
+    }
+    old = json.dumps({"meta": {"wm_conv": "conv #1, filter 6", "wm_map": [a, b], "k": 10}})
+    assert sorted(secrets_in_metadata(old, secrets)) == ["wm_layer_filter", "wm_map"]
+    clean = json.dumps({"meta": {"num_classes": 10, "fp_slots": 30, "seed": 0, "w": 1.5}})
+    assert secrets_in_metadata(clean, secrets) == []
