@@ -179,3 +179,15 @@ def test_attack_command_adds_stages_to_the_stored_run(tmp_path):
     shutil.rmtree(tmp_path / "artifacts" / "protect")
     gone = cli.invoke(app, ["attack", "last", "-a", "prune", "--workdir", w, "--device", "cpu"])
     assert gone.exit_code == 2 and "protect artefact" in gone.output, gone.output
+
+
+@pytest.mark.slow
+def test_prune_headline_does_not_depend_on_the_order_of_the_rates(tmp_path):
+    """``rates=0.9,0.5,0`` stored A_ad 10.60 at rate_best 0.9 where the default order stored
+    94.80 at 0 (a tie in A_ud went to the first rate given)."""
+    from ipbench.testing import check_attack
+
+    given = check_attack("prune", tmp_path / "a", "mlock", {"rates": (0.9, 0.5, 0.0)})
+    default = check_attack("prune", tmp_path / "b", "mlock", {"rates": (0.0, 0.5, 0.9)})
+    heads = ("A_ud", "A_ad", "rate_best")
+    assert {k: given[k] for k in heads} == {k: default[k] for k in heads}

@@ -114,3 +114,38 @@ def test_processes_racing_to_make_the_key_agree_on_one(tmp_path, monkeypatch):
         for i in range(20):
             got = pool.map(_key_of, [str(tmp_path / f"store{i}")] * 8)
             assert len(set(got)) == 1 and not got[0].startswith("error"), got
+
+
+def test_a_missing_replaced_or_mismatched_key_is_refused_never_replaced(tmp_path, monkeypatch):
+    """``rm owner/owner.key`` used to make a new key silently and retrain finished runs with new
+    secrets under the same ids; a replaced key or another $IPBENCH_OWNER_KEY went unnoticed."""
+    monkeypatch.delenv("IPBENCH_OWNER_KEY")
+    first = owner_key(tmp_path)
+    key_file = tmp_path / "owner" / "owner.key"
+    assert (tmp_path / "owner-key.fingerprint").is_file()
+    assert first.hex() not in (tmp_path / "owner-key.fingerprint").read_text()
+    saved = key_file.read_bytes()
+    key_file.unlink()
+    with pytest.raises(IpbenchError, match="is missing, but this store's runs were made"):
+        key_seed(tmp_path, 0)
+    assert not key_file.exists()  # nothing was made in its place
+    key_file.write_bytes(b"cd" * 32)  # another key put in its place
+    with pytest.raises(IpbenchError, match="not the key this store's runs were made with"):
+        key_seed(tmp_path, 0)
+    key_file.write_bytes(saved)
+    assert owner_key(tmp_path) == first  # restored: accepted again
+    monkeypatch.setenv("IPBENCH_OWNER_KEY", "ef" * 32)
+    with pytest.raises(IpbenchError, match="does not hold this store's owner key"):
+        key_seed(tmp_path, 0)
+    monkeypatch.setenv("IPBENCH_OWNER_KEY", first.hex())
+    assert owner_key(tmp_path) == first  # the same key given twice is fine
+
+
+def test_a_key_readable_by_others_is_warned_about_and_made_private(tmp_path, capsys):
+    owner_key(tmp_path)
+    (tmp_path / "owner").chmod(0o755)
+    (tmp_path / "owner" / "owner.key").chmod(0o644)
+    owner_key(tmp_path)
+    assert "readable by other users" in capsys.readouterr().err
+    assert (tmp_path / "owner").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "owner" / "owner.key").stat().st_mode & 0o777 == 0o600

@@ -45,6 +45,8 @@ def prune_global(model: nn.Module, rate: float) -> nn.Module:
     """Zero the fraction ``rate`` of conv/linear weights with the smallest |w|, model-wide."""
     targets = [(m, "weight") for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     if rate > 0:
+        for module, _ in targets:  # torch's pruning flattens with view(): channels_last fails
+            module.weight.data = module.weight.data.contiguous()
         prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=rate)
         for module, name in targets:
             prune.remove(module, name)  # make it permanent: a plain weight, as the thief ships it
@@ -70,7 +72,9 @@ class Prune(Attack):
             raise IpbenchError(f"prune rates must lie in [0, 1); got {self.config.rates}")
         out: Results = {}
         best: tuple[float, float, float] | None = None  # (A_ud, A_ad, rate)
-        for rate in track(self.config.rates, "prune rates"):
+        # ascending and once each, so the headline (the thief's best rate; on a tie, the lowest)
+        # does not depend on the order the rates were given in
+        for rate in track(sorted(set(self.config.rates)), "prune rates"):
             model = prune_global(steal(target), rate)
             a_ad, a_ud = score(redeploy(target, model), ctx.thief.test, ctx, self.config.max_test)
             out[At("A_ad", "rate", rate)], out[At("A_ud", "rate", rate)] = a_ad, a_ud

@@ -20,6 +20,7 @@ import hmac
 import json
 import os
 import secrets
+import sys
 from pathlib import Path
 
 from ipbench.core.errors import IpbenchError
@@ -55,41 +56,103 @@ def _new_key() -> str:
     return given
 
 
+FINGERPRINT_FILE = "owner-key.fingerprint"  # beside owner/: public, one-way
+
+
+def fingerprint(key: bytes) -> str:
+    """A public, one-way name of an owner key: which key made a store's runs."""
+    return hashlib.sha256(b"ipbench-owner-fingerprint:" + key).hexdigest()[:16]
+
+
+def _parse_key(raw: bytes) -> bytes:
+    try:
+        key = bytes.fromhex(raw.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        return b""
+    return key if len(key) == KEY_BYTES else b""
+
+
+def _guard_permissions(folder: Path, path: Path) -> None:
+    """A key readable by others is warned about and made owner-only (where we own it)."""
+    for target, mode in ((folder, 0o700), (path, 0o600)):
+        try:
+            st = target.stat()
+            if st.st_mode & 0o077 and st.st_uid == os.getuid():
+                os.chmod(target, mode)
+                print(
+                    f"warning: {target} was readable by other users; made owner-only ({mode:o})",
+                    file=sys.stderr,
+                )
+        except OSError:
+            pass
+
+
 def owner_key(workdir: str | Path) -> bytes:
-    """The store's owner key, made on first use. Processes racing to make it agree, and none
+    """The store's owner key, made on first use, and guarded after that.
+
+    The store records the key's fingerprint (``WORKDIR/owner-key.fingerprint``) when the key is
+    made. A key file that is missing, replaced or unreadable, or ``$IPBENCH_OWNER_KEY`` naming
+    another key, is one clear error with the way out: a silent new key would retrain every run
+    with new secrets under the same run ids. Processes racing to make the key agree, and none
     reads a half-written key: each writes its candidate to a private file, syncs it, then
     hard-links it into place, which succeeds for exactly one of them."""
-    path = owner_dir(workdir) / KEY_FILE
+    folder = owner_dir(workdir)
+    path = folder / KEY_FILE
+    recorded_file = Path(workdir) / FINGERPRINT_FILE
+    recorded = recorded_file.read_text().strip() if recorded_file.is_file() else None
+    if path.is_dir() or (path.exists() and not path.is_file()):
+        raise IpbenchError(f"{path} is not a file; restore this store's owner key there")
     if not path.exists():
-        tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(_new_key().encode())
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process made it first: its key is the store's
-        except OSError as exc:  # e.g. a filesystem without hard links
+        if recorded is not None:
             raise IpbenchError(
-                f"cannot create the owner key {path} ({exc}); create it by hand with "
-                f"`python -c 'import secrets; print(secrets.token_hex({KEY_BYTES}))' > {path}`"
-            ) from None
-        finally:
-            tmp.unlink()
-    raw = path.read_bytes().strip()
-    try:
-        key = bytes.fromhex(raw.decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        key = b""
-    if len(key) != KEY_BYTES:
+                f"{path} is missing, but this store's runs were made with the owner key of "
+                f"fingerprint {recorded}: restore owner/ from a copy of this store (or set "
+                f"${KEY_ENV} to that key); to start over with new secrets, use a new --workdir"
+            )
+        _create_key(path)
+    key = _parse_key(path.read_bytes())
+    if not key:
         raise IpbenchError(
             f"{path}: not an ipbench owner key ({KEY_BYTES * 2} hex digits expected); restore "
-            "it from a copy of this store's owner/ folder, or remove it to draw new secrets "
-            "(the stored protected models then no longer match their runs' secrets)"
+            "it from a copy of this store's owner/ folder, or use a new --workdir"
+        )
+    _guard_permissions(folder, path)
+    if recorded is None:
+        write_atomic(recorded_file, fingerprint(key).encode())  # a new store, or one made before
+    elif recorded != fingerprint(key):
+        raise IpbenchError(
+            f"{path} is not the key this store's runs were made with (fingerprint "
+            f"{fingerprint(key)}, recorded {recorded}): restore the original owner/ folder, or "
+            "use a new --workdir for a new key"
+        )
+    given = os.environ.get(KEY_ENV, "").strip()
+    if given and _parse_key(given.encode()) != key:
+        _new_key()  # a malformed value: that error first
+        raise IpbenchError(
+            f"${KEY_ENV} does not hold this store's owner key (fingerprint {fingerprint(key)}): "
+            f"unset it to use the store's key, or use a new --workdir for that key"
         )
     return key
+
+
+def _create_key(path: Path) -> None:
+    tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(_new_key().encode())
+        fh.flush()
+        os.fsync(fh.fileno())
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another process made it first: its key is the store's
+    except OSError as exc:  # e.g. a filesystem without hard links
+        raise IpbenchError(
+            f"cannot create the owner key {path} ({exc}); create it by hand with "
+            f"`python -c 'import secrets; print(secrets.token_hex({KEY_BYTES}))' > {path}`"
+        ) from None
+    finally:
+        tmp.unlink()
 
 
 def key_seed(workdir: str | Path, run_seed: int) -> int:
