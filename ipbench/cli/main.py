@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from ipbench.cli import bundles as cli_bundles
 from ipbench.cli import read as cli_read
 from ipbench.cli.common import (
     DATA_ROOT_HELP,
@@ -240,15 +241,32 @@ def leaderboard(
         "--reference",
         help="published numbers (default: the reference table shipped with ipbench)",
     ),
-    data_root: str = typer.Option(None, "--data-root", help="datasets, for the token gallery"),
+    data_root: str = typer.Option(
+        None, "--data-root", help="unused (the gallery reads stored images)"
+    ),
     tokens: bool = typer.Option(True, "--tokens/--no-tokens", help="draw the token gallery"),
+    bundles: list[str] = typer.Option(
+        None, "--from", help="results bundle(s) instead of --workdir's store (repeatable)"
+    ),
 ) -> None:
     """Write markdown + CSV tables, an HTML site (index.html, sortable, offline) and plots per
-    dataset and preset from the result store."""
+    dataset and preset from the result store, or from results bundles alone (--from)."""
+    import tempfile
+
     from ipbench.api import open_store
     from ipbench.report.leaderboard.build import build
+    from ipbench.store.bundle import import_bundle
+    from ipbench.store.results import Store
 
-    with user_errors():
+    with user_errors(), tempfile.TemporaryDirectory(prefix="ipbench-bundles-") as scratch:
+        if bundles:  # a throwaway store holding the bundles' rows and nothing else
+            workdir = scratch
+            store = Store(scratch)
+            try:
+                for bundle in bundles:
+                    import_bundle(store, bundle)
+            finally:
+                store.close()
         open_store(workdir).close()  # a missing store is an error, never created
         o = out()
         for path in build(workdir, out_dir, dataset, preset, reference, data_root, tokens):
@@ -284,6 +302,7 @@ def sweep(
 
 
 cli_read.register(app)
+cli_bundles.register(app)
 
 
 BUG_REPORT = (

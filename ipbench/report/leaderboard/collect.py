@@ -115,7 +115,19 @@ def _run_row(
         "preset_settings": json.dumps(run.config.get("preset_settings"), sort_keys=True),
         # the scheme settings the variant is measured against (the stored reference defaults)
         "reference": json.dumps((reference or {}).get("scheme_config"), sort_keys=True),
+        "import_label": _import_label(prov.get("imported") or {}),
     }  # fmt: skip
+
+
+def _import_label(imported: dict[str, Any]) -> str:
+    """What a board must say about a run imported from a bundle: another owner's secrets, or
+    rows imported although they differ from the store's own (``ipbench import --allow-mixed``);
+    empty for a plain import, which reads exactly as the run did in the store that made it."""
+    said = []
+    if imported.get("foreign_owner"):
+        said.append(f"made under another owner key ({imported.get('owner_fingerprint')})")
+    said += [str(m) for m in imported.get("mixed") or []]
+    return f"from {imported.get('bundle')}: " + "; ".join(said) if said else ""
 
 
 RUN_COLUMNS = list(_run_row(RunRecord("", "", "", "", "", "", 0, False, {}, {}, 0, 0, 1), {}))

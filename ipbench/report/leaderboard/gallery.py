@@ -1,6 +1,7 @@
 """The token gallery (paper Figs. 3 and 9): clean, authorized and amplified-token images for
-each input-space scheme, from the examples its evaluation stored (older runs: rebuilt from the
-stored protected artefact with today's code)."""
+each input-space scheme, from the examples its evaluation stored. Runs stored before evaluation
+kept examples have no gallery row: drawing them would re-run today's plugin code on an old run,
+so the picture would no longer be the run's."""
 
 from __future__ import annotations
 
@@ -13,11 +14,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from ipbench.core.config import override
-from ipbench.core.errors import IpbenchError
 from ipbench.core.tensorio import read_tensors
-from ipbench.plugin.capabilities import InputSpaceToken
-from ipbench.plugin.evaluate import TOKEN_EXAMPLES, token_examples
+from ipbench.plugin.evaluate import TOKEN_EXAMPLES
+from ipbench.store.bundle import IMPORTED_DIR
 from ipbench.store.results import Store
 
 AMPLIFY = 10.0  # |x_a - x| x10, clipped, as in the papers' token figures
@@ -38,36 +37,6 @@ def stored_rows(
         out.append((r.scheme, ex["clean"], ex["authorized"]))
         served.add(r.scheme)
     return out, served
-
-
-def token_rows(
-    runs: pd.DataFrame, folders: dict[str, str | None], configs: dict[str, dict],
-    images: torch.Tensor,
-) -> tuple[list[tuple[str, torch.Tensor, torch.Tensor]], list[str]]:  # fmt: skip
-    """For runs stored before evaluation kept its token examples: rebuilt from the stored
-    protected artefact with today's scheme code (and the dataset's test images). (scheme,
-    clean, authorized) for the first default run of each input-space scheme, and why any
-    scheme was left out (an artefact that is gone, a scheme no longer registered)."""
-    from ipbench.core.registry import schemes
-
-    out, skipped = [], []
-    for r in runs[runs["default"]].drop_duplicates("scheme").itertuples():
-        if r.scheme not in schemes or not issubclass(schemes.get(r.scheme), InputSpaceToken):
-            continue
-        folder = folders.get(r.run_id)
-        try:
-            cls = schemes.get(r.scheme)
-            cfg = override(cls.Config(), configs.get(r.run_id, {}), "scheme")
-            scheme = cls(cfg)
-            if not folder or not Path(folder).exists():
-                raise IpbenchError(f"protected artefact {folder or '(none)'} is not there")
-            protected = scheme.load_protected(folder)
-            ex = token_examples(scheme, protected, images, r.seed)
-        except (IpbenchError, OSError, RuntimeError, TypeError) as exc:
-            skipped.append(f"{r.scheme}: {exc}")
-            continue
-        out.append((r.scheme, ex["clean"], ex["authorized"]))
-    return out, skipped
 
 
 def draw(rows: list[tuple[str, torch.Tensor, torch.Tensor]], path: Path, where: str = "") -> None:
@@ -99,38 +68,21 @@ def gallery(
     runs: pd.DataFrame, store: Store, dataset: str, folder: Path, data_root: str | None = None,
     preset: str = "",
 ) -> tuple[Path | None, list[str]]:  # fmt: skip
-    """Draw the gallery from the token examples the runs stored; runs stored before that are
-    rebuilt when the dataset's test images are available (else a note says why not)."""
-    from ipbench.ml.datasets import load_dataset
+    """Draw the gallery from the token examples the runs stored with their evaluation (or that
+    a bundle import put beside them): stored images only, never today's plugin code re-run on
+    an old run. ``data_root`` is accepted for compatibility and unused."""
 
-    def artefact(run_id: str, stage: str) -> str | None:
-        st = store.stage(run_id, stage)
+    def examples_folder(run_id: str) -> str | None:
+        imported = store.workdir / IMPORTED_DIR / run_id
+        if (imported / TOKEN_EXAMPLES).is_file():
+            return str(imported)
+        st = store.stage(run_id, "evaluate")
         return st.get("artifact") if st else None
 
-    from ipbench.core.registry import schemes
-
-    rows, served = stored_rows(runs, {r: artefact(r, "evaluate") for r in runs["run_id"]})
-    tokens = [s for s in set(runs["scheme"]) - served if s in schemes]
-    tokens = [s for s in tokens if issubclass(schemes.get(s), InputSpaceToken)]
-    older = runs[runs["scheme"].isin(tokens)]
-    skipped: list[str] = []
-    if len(older[older["default"]]):
-        try:
-            ds = load_dataset(dataset, data_root, download=False)
-        except (IpbenchError, OSError) as exc:
-            ds = None
-            skipped = [f"token gallery left out: {dataset} test images unavailable ({exc})"]
-        if ds is not None:
-            configs: dict[str, dict] = {}
-            for run_id in older["run_id"]:
-                rec = store.get_run(run_id, exact=True)
-                configs[run_id] = rec.config.get("scheme_config", {}) if rec else {}
-            protect = {r: artefact(r, "protect") for r in older["run_id"]}
-            rebuilt, skipped = token_rows(older, protect, configs, ds.test.x)
-            rows += rebuilt
+    rows, _served = stored_rows(runs, {r: examples_folder(r) for r in runs["run_id"]})
     if not rows:
-        return None, skipped
+        return None, []
     rows.sort(key=lambda row: row[0])
     path = folder / "tokens.png"
     draw(rows, path, f"{dataset}, preset {preset}" if preset else dataset)
-    return path, skipped
+    return path, []

@@ -255,7 +255,8 @@ class Rendered:
 
 ORDER_NOTE = (
     "Rows are ordered by mean `A_pd` (accuracy an authorized user keeps over an unauthorized "
-    "one), highest first; ↑/↓ mark the direction that is better for the protection. A "
+    "one), highest first; ↑/↓ mark the direction that is better for the protection (→ 0: closest "
+    "to zero is best). A "
     "⚠ marks a scheme whose protection or identity tracing did not take."
 )
 
@@ -284,6 +285,8 @@ def render(
         "apart); the paper's recipes differ from a reduced preset's.",
         ORDER_NOTE,
     ]
+    labels = sorted(set(col.runs.get("import_label", [])) - {""})
+    intro += [f"**Imported rows, labelled:** {label}." for label in labels]
     sections = [Section("Accuracy (Table I)", table=_block(page, "accuracy", schemes, ACCURACY))]
     if page.flags:
         sections[0].after.append(

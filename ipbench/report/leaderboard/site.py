@@ -107,6 +107,15 @@ def write_page(
     )  # fmt: skip
 
 
+def _in_store(artifact: object) -> object:
+    """``/any/machine/wd/artifacts/evaluate/KEY`` -> ``artifacts/evaluate/KEY``: where the stage
+    lies in its store, not on the machine that drew the page (a committed board must not name
+    one machine's folders, and regenerates the same from a bundle anywhere)."""
+    if not isinstance(artifact, str) or "artifacts/" not in artifact:
+        return artifact
+    return "artifacts/" + artifact.rsplit("artifacts/", 1)[1]
+
+
 def _metric_rows(metrics: pd.DataFrame) -> list[tuple[str, list[dict[str, Any]]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for m in metrics.itertuples():
@@ -141,7 +150,8 @@ def write_run(
     st = col.stages[col.stages.run_id == run.run_id]
     stages = [
         {"stage": s.stage, "status": s.status, "cached": bool(s.cached),
-         "wall": None if pd.isna(s.wall_s) else float(s.wall_s), "artifact": s.artifact}
+         "wall": None if pd.isna(s.wall_s) else float(s.wall_s),
+         "artifact": _in_store(s.artifact)}
         for s in st.itertuples()
     ]  # fmt: skip
     config = json.dumps(configs.get(run.run_id, {}), indent=2, sort_keys=True, default=str)
