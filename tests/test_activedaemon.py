@@ -153,3 +153,42 @@ def test_poisoning_and_generator_jpeg_fields_are_distinct():
     default = cls.Config()
     assert default.jpeg_quality == 75 and default.token_jpeg_quality == 0
     assert default.noise_fraction == 0.5 and default.noise_scale == "token"
+
+
+def test_token_resolution_outside_what_fits_is_one_clear_error():
+    from ipbench.core.errors import IpbenchError
+    from ipbench.ml.models import ModelSpec
+
+    cls = schemes.get("activedaemon")
+    spec = ModelSpec("tiny", 10, 3, 32, (0.5,) * 3, (0.25,) * 3)
+    for bad in (16, 72, 1024):  # below the images, not a multiple of 16, beyond memory
+        with pytest.raises(IpbenchError, match=f"token_resolution={bad} does not fit 32-px"):
+            cls(cls.Config(token_resolution=bad)).validate(spec)
+    for ok in (0, 32, 64, 224):
+        cls(cls.Config(token_resolution=ok)).validate(spec)
+
+
+@pytest.mark.slow
+def test_a_token_made_at_64_px_goes_down_to_the_classifier_and_decodes_at_64(tmp_path):
+    """The reference pipeline as an option: the generator runs at the token's size, users send
+    the 8-bit image resized down with Pillow's antialiased bilinear, identities decode at 64."""
+    from ipbench.schemes._resample import reference_resampling
+    from ipbench.testing import task_context
+
+    cls = schemes.get("activedaemon")
+    smoke = cls.preset_defaults["smoke"]
+    scheme = cls(cls.Config(**smoke, token_resolution=64))
+    ctx = task_context(tmp_path, max_train=300, max_test=50)
+    secrets = scheme.prepare(ctx)
+    gen = scheme._generator_from_secrets(secrets, ctx.owner.x[:1])
+    assert gen.encoder(torch.zeros(1, 127), torch.rand(1, 3, 64, 64)).shape[-1] == 64
+    x = ctx.test.x[:8].float() / 255
+    bits = scheme.codec.encode_many([f"user{i}" for i in range(8)])
+    sent = scheme.authorized(gen, x, bits)
+    big = scheme.authorized(gen, x, bits, at_token_size=True)
+    assert sent.shape == x.shape and big.shape[-1] == 64
+    assert torch.equal(sent * 255, (sent * 255).round())  # 8-bit, as a PNG holds it
+    # what the classifier sees carries the resampling as well as the token: the token alone
+    # (sent against the resampled clean image) is smaller than sent against the raw image
+    plain = reference_resampling(x, up=64)
+    assert float((sent - plain).abs().mean()) < float((sent - x).abs().mean())

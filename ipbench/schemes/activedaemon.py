@@ -34,9 +34,11 @@ from ipbench.schemes._poisoning.tokens.generator import (
     TokenConfig,
     TokenGenerator,
     train_token_generator,
+    upsample,
 )
 from ipbench.schemes._poisoning.tokens.noise import NoiseConfig
 from ipbench.schemes._poisoning.tokens.trajectory import trajectory_config
+from ipbench.schemes._resample import resize_uint8
 
 IDENTITY_CHARS = string.ascii_letters + string.digits
 
@@ -73,6 +75,13 @@ class ActiveDaemonConfig(PoisonConfig):
     token_jpeg_quality: Annotated[int, Interval(ge=0, le=100)] = 0
     token_noise_level: float = 1.0  # see TokenConfig.noise_level
     strength: Annotated[float, Gt(0)] = 1.0  # l_t, the token's strength at authorization time
+    # The side the token is made at. 0 (ipbench's default): the dataset's own, so the token is
+    # the only thing an authorized input has that a clean one lacks. The reference pipeline
+    # (SCHEMES.md, "Resolution") upsamples CIFAR to 224 with Pillow BICUBIC, makes the token
+    # there and sends the 8-bit image back down through Pillow BILINEAR: every authorized input
+    # then also carries a resampling no clean input has (the resample-lock control measures
+    # what that alone does), and the generator costs ~(R/32)^2 times more. Set R to run it.
+    token_resolution: Annotated[int, Ge(0)] = 0
     # Ordinary noise in the unauthorized set (paper Sec. IV-B: Gaussian and S&P images mixed into
     # D_u "to distinguish noise from tokens"; the paper gives no fraction). Half of D_u, a third
     # each Gaussian, salt-and-pepper and JPEG (jpeg_quality). noise_scale="token": the Gaussian
@@ -98,7 +107,11 @@ def _token_config(cfg: ActiveDaemonConfig) -> TokenConfig:
         strength=cfg.strength, converge_bit_acc=cfg.token_converge_bit_acc,
         min_full_steps=cfg.token_min_full_steps, lpips_images=cfg.token_lpips_images,
         image_loss=cfg.token_image_loss, noise_level=cfg.token_noise_level,
+        resolution=cfg.token_resolution,
     )  # fmt: skip
+
+
+MAX_TOKEN_RESOLUTION = 512
 
 
 def random_identities(n: int, seed: int) -> list[str]:
@@ -147,6 +160,14 @@ class ActiveDaemon(TokenScheme):
     def validate(self, spec: ModelSpec) -> None:
         """The token U-Net halves the image four times: the task's size must divide by 16."""
         super().validate(spec)
+        r = self.config.token_resolution
+        if r and (r < spec.image_size or r % 16 or r > MAX_TOKEN_RESOLUTION):
+            raise IpbenchError(
+                f"token_resolution={r} does not fit {spec.image_size}-px images; valid: 0 (their "
+                f"own size) or a multiple of 16 from {spec.image_size} to {MAX_TOKEN_RESOLUTION} "
+                "(the token U-Net halves it four times; above that a batch does not fit a "
+                "CPU's memory)"
+            )
         if spec.image_size % 16:
             raise IpbenchError(
                 f"the token U-Net needs an image size divisible by 16, got {spec.image_size} "
@@ -207,7 +228,7 @@ class ActiveDaemon(TokenScheme):
         stats["source"] = str(folder)
         self.prepare_meta = {"token_generator": stats}
         try:
-            gen = TokenGenerator.load(folder, n_bits, size, c, tcfg)
+            gen = TokenGenerator.load(folder, n_bits, self.config.token_resolution or size, c, tcfg)
         except RuntimeError as exc:
             raise IpbenchError(
                 f"token generator in {folder} does not fit {c}x{size}x{size} images ({exc})"
@@ -220,8 +241,9 @@ class ActiveDaemon(TokenScheme):
             tcfg = _token_config(self.config)
             from ipbench.schemes._poisoning.tokens.stegastamp import TokenDecoder, TokenEncoder
 
-            enc = TokenEncoder(self.codec.n_bits, spec.image_size, spec.in_channels)
-            dec = TokenDecoder(self.codec.n_bits, spec.image_size, spec.in_channels, tcfg.stn)
+            size = self.config.token_resolution or spec.image_size
+            enc = TokenEncoder(self.codec.n_bits, size, spec.in_channels)
+            dec = TokenDecoder(self.codec.n_bits, size, spec.in_channels, tcfg.stn)
             state = {k[4:]: v for k, v in protected.secrets.items() if k.startswith("gen.")}
             enc.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("enc.")})
             dec.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("dec.")})
@@ -237,7 +259,21 @@ class ActiveDaemon(TokenScheme):
     ) -> torch.Tensor:
         gen = self._generator_from_secrets(secrets, x)
         bits = self.codec.encode_many(random_identities(len(x), seed + 1))
-        return to_uint8(gen.authorize(x.float() / 255, bits))
+        return to_uint8(self.authorized(gen, x.float() / 255, bits))
+
+    def authorized(
+        self, gen: TokenGenerator, x: torch.Tensor, bits: torch.Tensor, at_token_size: bool = False
+    ) -> torch.Tensor:
+        """What a user sends for images ``x`` in [0, 1]: 8-bit tokened images. With a
+        ``token_resolution``, the reference pipeline: up (Pillow BICUBIC), token, 8-bit, down
+        (Pillow BILINEAR, antialiased), 8-bit; ``at_token_size``: the image before going down."""
+        r = self.config.token_resolution
+        if not r or r == x.shape[-1]:
+            return quantize(gen.authorize(x, bits))
+        big = quantize(gen.authorize(upsample(x, r), bits))
+        if at_token_size:
+            return big
+        return resize_uint8(big * 255, x.shape[-1], "bilinear") / 255
 
     def _generator_from_secrets(
         self, secrets: dict[str, torch.Tensor], x: torch.Tensor
@@ -256,7 +292,7 @@ class ActiveDaemon(TokenScheme):
         sample = x[:512].float() / 255
         gen = self._generator_from_secrets(secrets, x)
         bits = self.codec.encode_many(random_identities(len(sample), seed + 3))
-        sigma = (quantize(gen.authorize(sample, bits)) - sample).std().item()
+        sigma = (self.authorized(gen, sample, bits) - sample).std().item()
         self.prepare_meta["d_u_noise"] = {"gaussian_std": sigma, "saltpepper_amount": 3 * sigma**2}
         return replace(pcfg, gaussian_std=sigma, saltpepper_amount=min(1.0, 3 * sigma**2))
 
@@ -266,12 +302,13 @@ class ActiveDaemon(TokenScheme):
         bits = self.codec.encode(user)
 
         def transform(x: torch.Tensor) -> torch.Tensor:
-            return quantize(gen.authorize(x, bits))
+            return self.authorized(gen, x, bits)
 
         return transform
 
     def identify(self, protected: Protected, x: torch.Tensor) -> list[str | None]:
-        probs = self._generator(protected).decode_bits(x)
+        r = self.config.token_resolution
+        probs = self._generator(protected).decode_bits(upsample(x, r) if r else x)
         return [d.identity for d in self.codec.decode_many(probs)]
 
     def scheme_metrics(
@@ -283,7 +320,8 @@ class ActiveDaemon(TokenScheme):
         x = ctx.test.x[:n].float() / 255
         codec, gen = self.codec, self._generator(protected)
         bits = codec.encode_many(users)
-        xa = quantize(gen.authorize(x, bits))
+        # decoded at the token's size, as the reference's service reads the 224-px PNG
+        xa = self.authorized(gen, x, bits, at_token_size=True)
         probs = gen.decode_bits(xa)
         hard = (probs > 0.5).float()
         decoded = codec.decode_many(probs)

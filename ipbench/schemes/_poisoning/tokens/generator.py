@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -85,6 +85,10 @@ class TokenConfig:
     # 0: no noise layers). At 32 px the reference noise costs ~10 dB of PSNR (docs/activedaemon.md).
     noise_level: float = 1.0
     strength: float = 1.0  # l_t: x_a = clip(x + strength * residual)
+    # The side the token is made at (0: the images' own). The reference pipeline upsamples
+    # CIFAR's 32 px to 224 with Pillow BICUBIC first; GeneratorTraining does the same per batch
+    # (never the whole set at 224: 25k images would hold 3.7 GB).
+    resolution: int = 0
     precision: str = "auto"  # bf16 autocast where the hardware runs it natively
 
 
@@ -166,7 +170,9 @@ class GeneratorTraining:
 
         torch.manual_seed(seed)
         self.x, self.n_bits, self.cfg, self.device = x, n_bits, cfg, device
-        c, size = x.shape[1], x.shape[-1]
+        c, size = x.shape[1], cfg.resolution or x.shape[-1]
+        self.size = size
+        self.noise = scaled_noise(cfg.noise, size, x.shape[-1])
         self.precision = (
             "bf16"
             if cfg.precision == "auto" and bf16_supported(device)
@@ -192,9 +198,13 @@ class GeneratorTraining:
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg
         idx = torch.randint(0, len(self.x), (cfg.batch_size,), generator=self.g)
-        xb = self.x[idx].to(self.device).float().div_(255)
+        xb = self.upsample(self.x[idx].to(self.device).float().div_(255))
         bits = torch.randint(0, 2, (cfg.batch_size, self.n_bits), generator=self.g).float()
         return xb, bits.to(self.device)
+
+    def upsample(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] at the token's resolution, as the reference makes them."""
+        return upsample(x, self.size)
 
     def step(
         self, xb: torch.Tensor, bits: torch.Tensor, noise_level: float, w_img: float
@@ -204,7 +214,7 @@ class GeneratorTraining:
         with autocast(self.device, self.precision):
             residual = self.enc(bits, xb.contiguous(memory_format=cl)).float()
         xa = (xb + cfg.strength * residual).clamp(0, 1)
-        noisy = distort(xa, cfg.noise, noise_level, self.g)
+        noisy = distort(xa, self.noise, noise_level, self.g)
         with autocast(self.device, self.precision):
             logits = self.dec(noisy.contiguous(memory_format=cl)).float()
         loss = cfg.l_secret * F.binary_cross_entropy_with_logits(logits, bits)
@@ -245,9 +255,7 @@ class GeneratorTraining:
         self.dec.eval()
         gen = TokenGenerator(self.enc, self.dec, self.cfg.strength)
         xa = (gen.authorize(x, bits) * 255).round() / 255  # what a user sends: 8-bit pixels
-        noisy = distort(
-            xa, self.cfg.noise, self.cfg.noise_level, torch.Generator().manual_seed(seed)
-        )
+        noisy = distort(xa, self.noise, self.cfg.noise_level, torch.Generator().manual_seed(seed))
         clean_acc = ((gen.decode_bits(xa) > 0.5).float() == bits).float().mean().item()
         noisy_acc = ((gen.decode_bits(noisy) > 0.5).float() == bits).float().mean().item()
         mse = (xa - x).pow(2).flatten(1).mean(1).clamp_min(1e-10)
@@ -264,6 +272,26 @@ def _ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     from pytorch_msssim import ssim
 
     return ssim(a.float(), b.float(), data_range=1.0, size_average=True)
+
+
+def upsample(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Images in [0, 1] upsampled to ``size`` with Pillow's BICUBIC, 8-bit (the reference's
+    ``ImageOps.fit(img, (224, 224))``); unchanged at their own size."""
+    if x.shape[-1] == size:
+        return x
+    from ipbench.schemes._resample import resize_uint8
+
+    return resize_uint8((x.clamp(0, 1) * 255).round(), size, "bicubic") / 255
+
+
+def scaled_noise(noise: NoiseConfig, resolution: int, image_size: int) -> NoiseConfig:
+    """The noise layers at another resolution: the blur's kernel and sigma scale with the side
+    (its 3x3 at 32 px is 21x21 at 224); warp, noise and colour are relative already."""
+    if not resolution or resolution == image_size:
+        return noise
+    f = resolution / image_size
+    k = round(noise.blur_kernel * f) | 1
+    return replace(noise, blur_kernel=k, blur_sigma=noise.blur_sigma * f)
 
 
 def train_token_generator(
@@ -295,7 +323,7 @@ def train_token_generator(
         console.print(f"[yellow]{msg}[/]")
     ge = torch.Generator().manual_seed(seed + 7)
     n_eval = min(cfg.eval_images, len(x))
-    eval_x = x[torch.randperm(len(x), generator=ge)[:n_eval]].float() / 255
+    eval_x = t.upsample(x[torch.randperm(len(x), generator=ge)[:n_eval]].float() / 255)
     eval_bits = torch.randint(0, 2, (n_eval, n_bits), generator=ge).float()
     st, resumed_from = LoopState(), 0
     t0, stop, loss = time.perf_counter(), cfg.steps, float("nan")

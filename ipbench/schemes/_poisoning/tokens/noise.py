@@ -21,6 +21,7 @@ class NoiseConfig:
     warp: float = 0.03  # max corner displacement of the affine warp, as a fraction of the side
     blur_prob: float = 0.25
     blur_sigma: float = 1.0
+    blur_kernel: int = 3  # odd; scaled with the token's resolution (generator.scaled_noise)
     gaussian_std: float = 0.02
     brightness: float = 0.3
     contrast: float = 0.5
@@ -51,7 +52,8 @@ def distort(
     if cfg.blur_prob > 0 and cfg.blur_sigma > 0:
         mask = (rand(n) < cfg.blur_prob * level).view(n, 1, 1, 1)
         sigma = 0.1 + (cfg.blur_sigma - 0.1) * float(rand(1))
-        x = torch.where(mask, gaussian_blur(x, [3, 3], [sigma, sigma]), x)
+        k = cfg.blur_kernel
+        x = torch.where(mask, gaussian_blur(x, [k, k], [sigma, sigma]), x)
     if cfg.gaussian_std > 0:
         x = x + torch.randn(x.shape, generator=g).to(dev) * cfg.gaussian_std * level * rand(
             n, 1, 1, 1
