@@ -192,3 +192,50 @@ def test_a_token_made_at_64_px_goes_down_to_the_classifier_and_decodes_at_64(tmp
     # (sent against the resampled clean image) is smaller than sent against the raw image
     plain = reference_resampling(x, up=64)
     assert float((sent - plain).abs().mean()) < float((sent - x).abs().mean())
+
+
+@pytest.mark.slow
+def test_the_forgeries_keep_either_the_token_or_the_resampling(tmp_path):
+    """(a) resampling only, (b) another image's token on the raw image, (c) at the token's
+    size, (d) Gaussian at the token's scale: each from the thief's view, each 8-bit."""
+    from ipbench.plugin.contract import Protected
+    from ipbench.schemes._resample import reference_resampling
+    from ipbench.testing import task_context
+
+    cls = schemes.get("activedaemon")
+    scheme = cls(cls.Config(**cls.preset_defaults["smoke"]))
+    ctx = task_context(tmp_path, max_train=300, max_test=50)
+    secrets = scheme.prepare(ctx)
+    protected = Protected(scheme.name, torch.nn.Identity(), ctx.model_spec, secrets)
+    x = ctx.test.x[:6].float() / 255
+    sent = {}
+    for kind in scheme.forge_kinds:
+        cred = scheme.forge_credential(protected, kind, ctx.for_thief())
+        sent[kind] = cred.transform(x)
+        assert sent[kind].shape == x.shape and torch.equal(
+            sent[kind] * 255, (sent[kind] * 255).round()
+        )
+    assert torch.equal(sent["resampled"], reference_resampling(x, 224))  # no token at all
+    # at the images' own size the token's two placements agree, and differ from resampling
+    assert torch.allclose(sent["other_token_raw"], sent["other_token_at_size"], atol=1 / 255)
+    assert not torch.equal(sent["other_token_raw"], sent["resampled"])
+    with pytest.raises(Exception, match="valid: resampled"):
+        scheme.forge_credential(protected, "nope", ctx.for_thief())
+
+
+def test_the_control_model_resamples_the_clean_training_images_too():
+    from ipbench.schemes._poisoning.poisoning import PoisonConfig, build_poisoned_set
+    from ipbench.schemes._resample import reference_resampling
+
+    cls = schemes.get("activedaemon")
+    x = (torch.rand(20, 3, 32, 32) * 255).round().to(torch.uint8)
+    y = torch.arange(20) % 10
+    assert cls(cls.Config()).clean_transform(x) is None  # the default: clean stays clean
+    control = cls(cls.Config(resample_clean=True))
+    want = (reference_resampling(x.float() / 255) * 255).round().to(torch.uint8)
+    assert torch.equal(control.clean_transform(x), want)
+    mark = lambda x, idx: torch.zeros_like(x)  # noqa: E731  (tokened images: all black)
+    made = build_poisoned_set(x, y, 10, PoisonConfig(), 0, mark, control.clean_transform)
+    unauth = made.x[~made.authorized]
+    rows = [i for i in range(20) if any(torch.equal(u, want[i]) for u in unauth)]
+    assert len(rows) == len(unauth) == 10  # every clean image went in resampled

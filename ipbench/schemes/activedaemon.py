@@ -24,12 +24,15 @@ from ipbench.core.errors import IpbenchError
 from ipbench.core.registry import schemes
 from ipbench.ml.images import quantize, to_uint8
 from ipbench.ml.models import ModelSpec
+from ipbench.plugin.capabilities import CredentialForging
 from ipbench.plugin.context import RunContext
-from ipbench.plugin.contract import Protected
+from ipbench.plugin.contract import Credential, Protected
 from ipbench.plugin.evaluate import eval_users
 from ipbench.schemes._poisoning.poisoning import PoisonConfig
 from ipbench.schemes._poisoning.token_scheme import TokenScheme
 from ipbench.schemes._poisoning.tokens.bch import IdentityCodec
+from ipbench.schemes._poisoning.tokens.forgeries import KINDS as FORGERY_KINDS
+from ipbench.schemes._poisoning.tokens.forgeries import POOL, REFERENCE_SIZE, down, forgery
 from ipbench.schemes._poisoning.tokens.generator import (
     TokenConfig,
     TokenGenerator,
@@ -82,6 +85,10 @@ class ActiveDaemonConfig(PoisonConfig):
     # then also carries a resampling no clean input has (the resample-lock control measures
     # what that alone does), and the generator costs ~(R/32)^2 times more. Set R to run it.
     token_resolution: Annotated[int, Ge(0)] = 0
+    # The control model: D_u's clean images resampled as the authorized ones are (down(up(x)),
+    # at token_resolution or the reference's 224), so both sides carry the blur and only the
+    # token separates them.
+    resample_clean: bool = False
     # Ordinary noise in the unauthorized set (paper Sec. IV-B: Gaussian and S&P images mixed into
     # D_u "to distinguish noise from tokens"; the paper gives no fraction). Half of D_u, a third
     # each Gaussian, salt-and-pepper and JPEG (jpeg_quality). noise_scale="token": the Gaussian
@@ -121,10 +128,11 @@ def random_identities(n: int, seed: int) -> list[str]:
 
 
 @schemes.register("activedaemon")
-class ActiveDaemon(TokenScheme):
+class ActiveDaemon(TokenScheme, CredentialForging):
     """Invisible per-user tokens from a StegaStamp encoder, trained in by poisoning."""
 
     Config = ActiveDaemonConfig
+    forge_kinds = FORGERY_KINDS  # token vs resampling (tokens/forgeries.py)
     summary = "invisible per-user tokens (StegaStamp encoder + BCH identities), poisoning (NDSS'24)"
     preset_defaults = {
         # Smoke exercises the mechanism, not the token's quality: 60 secret-only steps leave
@@ -305,6 +313,26 @@ class ActiveDaemon(TokenScheme):
             return self.authorized(gen, x, bits)
 
         return transform
+
+    def forge_credential(
+        self, protected: Protected, kind: str, ctx: RunContext
+    ) -> Credential | None:
+        """One of the forgeries that keep the token or the resampling but not both, made with
+        the thief's own images (tokened for one user, as seen by a thief)."""
+        if kind not in FORGERY_KINDS:
+            raise self.unknown_kind(kind)
+        gen = self._generator(protected)
+        bits = self.codec.encode("seenuser")  # a user whose tokens the thief has seen
+        own = ctx.thief.data.x[:POOL].float() / 255
+        fn = forgery(kind, gen, bits, own, self.config.token_resolution, ctx.seed + 77)
+        return Credential(user=f"forged:{kind}", kind="token", transform=fn)
+
+    def clean_transform(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The control model's D_u: clean uint8 images resampled like the authorized ones."""
+        if not self.config.resample_clean:
+            return None
+        r = self.config.token_resolution or REFERENCE_SIZE
+        return to_uint8(down(upsample(x.float() / 255, r), x.shape[-1]))
 
     def identify(self, protected: Protected, x: torch.Tensor) -> list[str | None]:
         r = self.config.token_resolution

@@ -8,6 +8,7 @@ strategy G_l. Only the token differs between the three schemes.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -164,9 +165,11 @@ class PoisonedSet:
 
 
 def build_poisoned_set(
-    x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: PoisonConfig, seed: int, tokenize
-) -> PoisonedSet:
-    """Split (x, y) by gamma; ``tokenize(x_uint8, indices) -> uint8`` makes the authorized part."""
+    x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: PoisonConfig, seed: int, tokenize,
+    clean: Callable[[torch.Tensor], torch.Tensor | None] | None = None,
+) -> PoisonedSet:  # fmt: skip
+    """Split (x, y) by gamma; ``tokenize(x_uint8, indices) -> uint8`` makes the authorized part,
+    ``clean(x_uint8) -> uint8 | None`` (optional) transforms the unauthorized part first."""
     validate(cfg, num_classes)
     g = torch.Generator().manual_seed(seed * 7_919 + 17)
     perm = torch.randperm(len(x), generator=g)
@@ -174,6 +177,9 @@ def build_poisoned_set(
     a_idx, u_idx = perm[:n_auth].sort().values, perm[n_auth:].sort().values
     x_auth = tokenize(x[a_idx], a_idx)
     x_unauth = x[u_idx]
+    changed = clean(x_unauth) if clean is not None else None
+    if changed is not None:
+        x_unauth = changed
     if cfg.noise_fraction > 0:
         n_noisy = round(cfg.noise_fraction * len(u_idx))
         which = torch.randperm(len(u_idx), generator=g)[:n_noisy]

@@ -103,6 +103,11 @@ class TokenScheme(Scheme, InputSpaceToken):
         """The poisoning recipe once the token exists (a scheme may scale D_u's noise to it)."""
         return pcfg
 
+    def clean_transform(self, x: torch.Tensor) -> torch.Tensor | None:
+        """What happens to the unauthorized (clean) training images, uint8 in, uint8 out;
+        None: nothing (the default; a control model resamples them, see ActiveDaemon)."""
+        return None
+
     @abstractmethod
     def token_transform(self, protected: Protected, user: str) -> Any:
         """The function a user's credential applies to a clean image batch in [0, 1]."""
@@ -118,6 +123,7 @@ class TokenScheme(Scheme, InputSpaceToken):
         poisoned = build_poisoned_set(
             owner.x, owner.y, k, pcfg, task.seed,
             (lambda x, idx: x) if after else lambda x, idx: self.tokenize_train(secrets, x, task.seed),
+            self.clean_transform,
         )  # fmt: skip
         hook = None
         if after:  # authorized images stay clean in the set; the trainer adds the token
