@@ -6,6 +6,7 @@ ipbench.registered("schemes")                 # DataFrame: name, description
 res = ipbench.run(["mlock", "adip"], seeds=[0, 1], presets="smoke", datasets="synthetic")
 res.table                                     # the comparison, as the CLI prints it
 res.metrics                                   # every recorded number, one row each
+res.curve("prune", "A_ud", "rate")            # a curve: x vs value (mean over seeds) per scheme
 print(res.summary())
 ipbench.load("ipbench-runs").table            # stored runs, without running anything
 ipbench.build_leaderboard("ipbench-runs", "leaderboard")
@@ -17,7 +18,6 @@ numbers are the same ones ``ipbench run`` prints.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +26,16 @@ from typing import Any
 import pandas as pd
 
 from ipbench.core.errors import IpbenchError
+from ipbench.metrics.display import json_row
 from ipbench.report.compare import per_run, summarize
 from ipbench.store.results import Store
 
 KINDS = ("schemes", "attacks", "datasets", "models", "presets")
 DEFAULT_WORKDIR = "ipbench-runs"
+METRIC_COLUMNS = [
+    "run_id", "scheme", "dataset", "preset", "model", "seed", "stage", "name", "metric", "param",
+    "x", "label", "value", "note", "spec",
+]  # fmt: skip
 
 
 def open_store(workdir: str | Path) -> Store:
@@ -61,21 +66,20 @@ def registered(kind: str | None = None) -> pd.DataFrame:
 
 
 def describe(obj: object) -> str:
-    """A plugin's one-line description (its summary, description or docstring)."""
+    """A plugin's description: its summary, description or the first paragraph of its
+    docstring, whole (a docstring's first line may stop mid-sentence)."""
     import inspect
 
     text = (
         getattr(obj, "summary", "") or getattr(obj, "description", "") or inspect.getdoc(obj) or ""
     )
-    return text.strip().splitlines()[0] if text.strip() else ""
+    return " ".join(text.strip().split("\n\n")[0].split())
 
 
 def records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as plain Python values for JSON: full float precision, NaN as None."""
-    return [
-        {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
-        for row in df.to_dict(orient="records")
-    ]
+    """Rows as plain Python values for JSON: floats at their metric's declared precision
+    (``ipbench.metrics.display.json_row``), NaN as None."""
+    return [json_row(row) for row in df.to_dict(orient="records")]
 
 
 @dataclass
@@ -84,8 +88,10 @@ class Results:
 
     ``runs``: one row per run (identity, headline columns, compute time); ``table``: the
     comparison (a row per scheme, ``X`` the mean and ``X_std`` the std over seeds, ``flag``);
-    ``metrics``: every recorded number (run, scheme, dataset, preset, model, seed, stage, name,
-    value, note); ``failed``: requests that did not finish, with the error.
+    ``metrics``: every recorded number (run, scheme, dataset, preset, model, seed, stage, name;
+    for a curve point its ``metric``, parameter ``param``, ``x`` and series ``label``; value,
+    note and ``spec``, what it means), so curves are data, not names to parse (``curve``);
+    ``failed``: requests that did not finish, with the error.
     """
 
     workdir: Path
@@ -105,21 +111,40 @@ class Results:
             rows = []
             for rid in run_ids:
                 rec = store.require_run(rid)
-                for m in store.metrics(rid):
-                    rows.append({
-                        "run_id": rid, "scheme": rec.scheme, "dataset": rec.dataset,
-                        "preset": rec.preset, "model": rec.model, "seed": rec.seed,
-                        "stage": m["stage"], "name": m["name"], "value": m["value"],
-                        "note": m["note"],
-                    })  # fmt: skip
+                ident = {"run_id": rid, "scheme": rec.scheme, "dataset": rec.dataset,
+                         "preset": rec.preset, "model": rec.model, "seed": rec.seed}  # fmt: skip
+                rows += [ident | {c: m[c] for c in METRIC_COLUMNS[6:]} for m in store.metrics(rid)]
         finally:
             store.close()
-        metrics = pd.DataFrame(
-            rows,
-            columns=["run_id", "scheme", "dataset", "preset", "model", "seed", "stage", "name",
-                     "value", "note"],
-        )  # fmt: skip
+        metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
         return cls(Path(workdir), list(run_ids), runs, summarize(runs), metrics, failed or [])
+
+    def curve(self, stage: str, metric: str, param: str, label: str | None = None) -> pd.DataFrame:
+        """A recorded curve as a table to plot or compute with: ``curve("prune", "A_ud",
+        "rate")`` has the rates as index and one column per scheme (also per dataset, preset,
+        model or curve ``label`` where the runs hold several), the mean over seeds. ``stage``:
+        ``attack:prune``, or an attack's name (``prune``, a variant ``finetune(epochs=1)``)."""
+        m = self.metrics
+        name = stage if stage in set(m.stage) else f"attack:{stage}"
+        rows = m[(m.stage == name) & (m.metric == metric) & (m.param == param)]
+        if label is not None:
+            rows = rows[rows.label == label]
+        if rows.empty:
+            mine = m[(m.stage == name) & m.param.notna()]
+            have = sorted({f"{r.metric} along {r.param}" for r in mine.itertuples()})
+            where = f"its curves: {', '.join(have)}" if have else "it records no curve"
+            stages = ", ".join(sorted(set(m.stage)))
+            raise IpbenchError(
+                f"no curve {metric} along {param!r}{'' if label is None else f' ({label})'} "
+                f"in stage {name!r}; {where} (stages: {stages or 'none'})"
+            )
+        xs = pd.to_numeric(rows.x, errors="coerce")
+        rows = rows.assign(x=xs if xs.notna().all() else rows.x, label=rows.label.fillna(""))
+        keys = ["scheme"]
+        keys += [k for k in ("dataset", "preset", "model", "label") if rows[k].nunique() > 1]
+        table = rows.pivot_table(index="x", columns=keys, values="value", aggfunc="mean")
+        table.index.name = param
+        return table.sort_index()
 
     def summary(self) -> str:
         """A few lines: how many runs, the best scheme by A_pd, the flagged ones, failures."""

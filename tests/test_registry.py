@@ -14,7 +14,7 @@ from ipbench.plugin.contract import Scheme
 
 BUILTIN_SCHEMES = {
     "none", "activedaemon", "activeguard", "mlock", "adip", "chaow", "advparams", "passport",
-    "blockkey", "ntl", "authnet",
+    "blockkey", "ntl", "authnet", "resample-lock",
 }  # fmt: skip
 BUILTIN_ATTACKS = {
     "finetune", "prune", "extraction", "fake-token", "fake-credential", "forged-fingerprint",

@@ -109,7 +109,10 @@ def run(
         None, "--config", "-c", help="experiment file (YAML) instead of the options above"
     ),
     set_: list[str] = typer.Option(
-        None, "--set", help="override a config field: --set strategy=near (repeatable)"
+        None,
+        "--set",
+        help="override a config field: --set strategy=near; for one scheme's runs only: "
+        "--set SCHEME.FIELD=VALUE (repeatable)",
     ),
     data_root: str = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
     workdir: str = typer.Option("ipbench-runs", "--workdir", help=WORKDIR_HELP),
@@ -287,18 +290,30 @@ def sweep(
     data_root: str = typer.Option(None, "--data-root", help="folder holding the datasets"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
     attacks_: str = typer.Option("none", "--attacks", help="all | none | comma-separated names"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     executor: str = executor_option(),
     ray_address: str = ray_address_option(),
 ) -> None:
-    """One `ipbench run` per value of a setting (and per seed), e.g. the poisoning ratio gamma."""
-    from ipbench.engine.sweep import plan
+    """One `ipbench run` per value of a setting (and per seed), e.g. the poisoning ratio gamma;
+    a row per run: A_or, A_ad, A_ud, A_pd, each attack's headline and the flag."""
+    from ipbench.engine.executors import execute, failures
+    from ipbench.engine.executors.outcome import outcome_record
+    from ipbench.engine.sweep import plan, swept_field
 
     with user_errors():
+        settings = parse_assignments(set_)
         requests = plan(
-            scheme, dataset, preset, parse_assignments(set_), seeds, workdir, data_root, device,
-            attacks_,
+            scheme, dataset, preset, settings, seeds, workdir, data_root, device, attacks_
         )  # fmt: skip
-        exit_on_failures(run_grid(requests, executor, ray_address, f"sweep of {scheme}"))
+        if not as_json:
+            exit_on_failures(run_grid(requests, executor, ray_address, f"sweep of {scheme}"))
+            return
+        outcomes = execute(requests, executor=executor, ray_address=ray_address)
+        field = swept_field(settings).removeprefix(f"{scheme}.")
+        runs = [{field: o.request.overrides.get(field)} | outcome_record(o) for o in outcomes]
+        print_json({"workdir": workdir, "scheme": scheme, "field": field, "runs": runs,
+                    "failed": failures(outcomes)})  # fmt: skip
+        exit_on_failures(outcomes)
 
 
 cli_read.register(app)

@@ -4,7 +4,9 @@ weights offline machines cannot download). Reading commands never create a store
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from enum import Enum
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -17,9 +19,14 @@ from ipbench.cli.common import (
     record_json,
     user_errors,
 )
+from ipbench.core.errors import IpbenchError
 from ipbench.core.registry import attacks, datasets, models, presets, schemes
 from ipbench.core.units import duration
+from ipbench.metrics.display import json_row
 from ipbench.report.tables import metrics_table, run_title, runs_table
+
+# ``--model timm:NAME``: listed with the registered models (``ipbench.ml.models``)
+TIMM = ("timm:NAME", "any architecture timm knows, randomly initialised (--model timm:resnet34)")
 
 
 class What(str, Enum):
@@ -46,16 +53,20 @@ def list_(
         "presets": presets,
     }
     chosen = registries if what == What.all else {what.value: registries[what.value]}
+    listed = {
+        t: {n: describe(o) for n, o in reg.items()} | (dict([TIMM]) if t == "models" else {})
+        for t, reg in chosen.items()
+    }  # fmt: skip
     if as_json:
-        print_json({t: {n: describe(o) for n, o in reg.items()} for t, reg in chosen.items()})
+        print_json(listed)
         return
     o = out()
     for title, reg in chosen.items():
         table = Table(title=title, title_justify="left")
-        table.add_column("name")
-        table.add_column("description")
-        for name, obj in reg.items():
-            table.add_row(name, describe(obj))
+        table.add_column("name", no_wrap=True)
+        table.add_column("description", overflow="fold")
+        for name, text in listed[title].items():
+            table.add_row(name, text)
         for where, why in sorted(reg.failures.items()):
             table.add_row(f"[red]{where}[/]", f"[red]failed to load: {why}[/]")
         if not reg.names():
@@ -63,12 +74,46 @@ def list_(
         o.print(table)
 
 
+Row = dict[str, Any]
+
+
+def _chosen(
+    rows: list[Row], key: str, wanted: list[str], option: str, match: Callable[[str, Row], bool]
+) -> list[Row]:
+    """The rows whose ``key`` matches one of ``wanted`` (all when none are given); a value that
+    matches nothing is an error listing the valid ones, never an empty table."""
+    if not wanted:
+        return rows
+    valid = list(dict.fromkeys(r[key] for r in rows))
+    for w in wanted:
+        if not any(match(w, r) for r in rows):
+            raise IpbenchError(
+                f"{option} {w!r} matches nothing in this run; valid: {', '.join(valid)}"
+            )
+    return [r for r in rows if any(match(w, r) for w in wanted)]
+
+
+def _stage_is(wanted: str, row: Row) -> bool:
+    """``--stage prune`` matches ``attack:prune`` and its variants ``attack:prune(...)``."""
+    from ipbench.engine.request import attack_of_stage
+
+    name = row["name"]
+    return wanted in (name, attack_of_stage(name), attack_of_stage(name).removeprefix("attack:"))
+
+
 def show(
     run_ref: str = typer.Argument("last", metavar="RUN", help="run id, unique prefix, or 'last'"),
     workdir: str = typer.Option("ipbench-runs", "--workdir", help=WORKDIR_HELP),
+    stage: list[str] = typer.Option(
+        None, "--stage", help="only this stage: evaluate, attack:prune or prune (repeatable)"
+    ),
+    metric: list[str] = typer.Option(
+        None, "--metric", help="only this metric, with its curve points: A_ud (repeatable)"
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Print a stored run: configuration, provenance, stages and metrics."""
+    """Print a stored run: configuration, provenance, stages and metrics (--stage, --metric:
+    only those)."""
     from ipbench.api import open_store
 
     with user_errors():
@@ -76,11 +121,20 @@ def show(
         rec = store.require_run(run_ref)
         stages, metrics = store.stages(rec.run_id), store.metrics(rec.run_id)
         store.close()
+        if stage:
+            stages = _chosen(stages, "name", stage, "--stage", _stage_is)
+            metrics = [m for m in metrics if m["stage"] in {s["name"] for s in stages}]
+        if metric:  # and the stages that hold what was asked for
+            metrics = _chosen(
+                metrics, "metric", metric, "--metric", lambda w, m: w in (m["name"], m["metric"])
+            )
+            stages = [s for s in stages if s["name"] in {m["stage"] for m in metrics}]
         if as_json:
             print_json(
                 record_json(rec) | {
                     "attempts": rec.attempts, "config": rec.config, "provenance": rec.provenance,
-                    "stages": stages, "metrics": metrics,
+                    "stages": [json_row(s) for s in stages],
+                    "metrics": [json_row(m) for m in metrics],
                 }
             )  # fmt: skip
             return
@@ -107,6 +161,9 @@ def show(
 
 def runs(
     workdir: str = typer.Option("ipbench-runs", "--workdir", help=WORKDIR_HELP),
+    scheme: str = typer.Option(
+        None, "--scheme", "-s", help="only these schemes' runs (comma-separated)"
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """List the runs in the store, newest first, with their headline accuracies."""
@@ -114,8 +171,20 @@ def runs(
 
     with user_errors():
         store = open_store(workdir)
+        listed = store.list_runs()
+        if scheme:
+            wanted = [n.strip() for n in scheme.split(",") if n.strip()]
+            there = sorted({r.scheme for r in listed})
+            missing = [n for n in wanted if n not in there]
+            if missing or not wanted:
+                store.close()
+                raise IpbenchError(
+                    f"--scheme {scheme!r}: no runs of {', '.join(missing) or 'any scheme'} in "
+                    f"{store.path}; its schemes: {', '.join(there) or 'none'}"
+                )
+            listed = [r for r in listed if r.scheme in wanted]
         rows = []
-        for rec in store.list_runs():
+        for rec in listed:
             ev = {
                 m["name"]: m["value"] for m in store.metrics(rec.run_id) if m["stage"] == "evaluate"
             }
@@ -123,7 +192,7 @@ def runs(
         path = store.path
         store.close()
         if as_json:
-            print_json([record_json(rec) | head for rec, head in rows])
+            print_json([json_row(record_json(rec) | head) for rec, head in rows])
             return
         out().print(runs_table(f"runs in {path}", rows))
 

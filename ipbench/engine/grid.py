@@ -15,13 +15,22 @@ Two steps, kept apart on purpose:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 
 from ipbench.core.errors import IpbenchError
 from ipbench.core.registry import schemes
-from ipbench.engine.request import RunRequest, resolve
+from ipbench.engine.request import (
+    PRESET_FIELDS,
+    RunRequest,
+    is_attack_key,
+    resolve,
+    scheme_settings,
+)
 from ipbench.engine.sweep import parse_seeds
+from ipbench.ml.presets import TrainConfig
+from ipbench.plugin.evaluate import EvalConfig
 
 
 @dataclass(frozen=True)
@@ -91,14 +100,40 @@ def expand(
 ) -> list[RunRequest]:  # fmt: skip
     """One checked ``RunRequest`` per combination, in the order dataset, preset, model, scheme,
     seed (so one scheme's seeds run back to back)."""
+    check_shared_settings(grid.overrides, grid.schemes)
+    settings = {s: scheme_settings(grid.overrides, s, grid.schemes) for s in grid.schemes}
     requests = []
     combos = itertools.product(grid.datasets, grid.presets, grid.models, grid.schemes, grid.seeds)
     for dataset, preset, model, scheme, seed in combos:
         req = RunRequest(
             scheme=scheme, dataset=dataset, model=model, preset=preset, seed=seed,
-            overrides=dict(grid.overrides), data_root=data_root, workdir=workdir, device=device,
-            attacks=grid.attacks, download=download,
+            overrides=dict(settings[scheme]), data_root=data_root, workdir=workdir,
+            device=device, attacks=grid.attacks, download=download,
         )  # fmt: skip
         resolve(req)  # every name, field and value checked now, not after hours of training
         requests.append(req)
     return requests
+
+
+def check_shared_settings(overrides: dict[str, str], names: tuple[str, ...]) -> None:
+    """A scheme field given to every scheme of a grid (``--set strength=0.5``) that some of
+    them lack is an error naming those and the per-scheme form, before anything runs."""
+    common = {f.name for t in (TrainConfig, EvalConfig) for f in dataclasses.fields(t)}
+    common |= set(PRESET_FIELDS)
+    for key, value in overrides.items():
+        field_name = key.removeprefix("scheme.")
+        if is_attack_key(key) or "." in field_name or (field_name in common and field_name == key):
+            continue  # an attack's, another layer's or one scheme's setting
+        have = [n for n in names if field_name in _fields(n)]
+        lack = [n for n in names if n not in have]
+        if have and lack:
+            who = f"scheme {lack[0]} has" if len(lack) == 1 else f"schemes {', '.join(lack)} have"
+            raise IpbenchError(
+                f"--set {key}={value}: {who} no setting {field_name!r} "
+                f"(it is a setting of {', '.join(have)}); set it for those alone with "
+                + " ".join(f"--set {n}.{field_name}={value}" for n in have)
+            )
+
+
+def _fields(scheme: str) -> set[str]:
+    return {f.name for f in dataclasses.fields(schemes.get(scheme).Config)}

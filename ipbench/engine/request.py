@@ -26,6 +26,7 @@ from ipbench.store.results import Store
 
 PRESET_FIELDS = ("attacker_fraction", "max_train", "max_test")
 ATTACK_PREFIX = "attack."
+ROUTES = ("scheme", "train", "data", "eval", "attack")  # --set prefixes that are not schemes
 
 
 def is_attack_key(key: str) -> bool:
@@ -44,6 +45,28 @@ def attack_overrides(overrides: dict[str, str]) -> dict[str, dict[str, str]]:
         attacks.get(name)  # an unknown attack name lists the valid ones
         out.setdefault(name, {})[fld] = value
     return out
+
+
+def scheme_settings(
+    overrides: dict[str, str], scheme: str, grid: tuple[str, ...] | None = None
+) -> dict[str, str]:
+    """The settings of ``scheme``'s runs in a grid of schemes ``grid``: ``SCHEME.FIELD=V``
+    is ``FIELD=V`` for that scheme's runs only (winning over a ``FIELD`` given to all) and
+    dropped for the others; a prefix naming a scheme outside the grid is an error."""
+    grid = grid or (scheme,)
+    shared, mine = {}, {}
+    for key, value in overrides.items():
+        prefix, dot, rest = key.partition(".")
+        if not dot or prefix in ROUTES or prefix not in schemes:
+            shared[key] = value
+        elif prefix not in grid:
+            raise IpbenchError(
+                f"--set {key}={value} is for scheme {prefix}, which is not run here (schemes: "
+                f"{', '.join(grid)}); add it to --scheme or drop the setting"
+            )
+        elif prefix == scheme:
+            mine[rest] = value
+    return {**{k: v for k, v in shared.items() if k not in mine}, **mine}
 
 
 def preset_config(cls: type[Scheme] | type[Attack], preset: str, what: str) -> Any:
@@ -199,12 +222,14 @@ def attack_names(spec: str) -> list[str]:
 
 
 def _route_overrides(
-    overrides: dict[str, str], scheme_cfg: Any, train: TrainConfig, preset: Preset, ev: EvalConfig
-) -> tuple[Any, TrainConfig, Preset, EvalConfig]:
+    overrides: dict[str, str], scheme_cfg: Any, train: TrainConfig, preset: Preset, ev: EvalConfig,
+    scheme: str = "",
+) -> tuple[Any, TrainConfig, Preset, EvalConfig]:  # fmt: skip
     """``--set k=v`` to the scheme, training, data or evaluation field named ``k``.
 
     Prefixes ``scheme.``, ``train.``, ``data.`` and ``eval.`` pick one explicitly; an
-    unprefixed name that two of them own is an error naming both, never a silent choice.
+    unprefixed name that two of them own is an error naming both, never a silent choice. An
+    unknown name is an error naming ``scheme``, the scheme whose runs lack it.
     """
     targets = {
         "scheme": (scheme_cfg, [f.name for f in dataclasses.fields(scheme_cfg)]),
@@ -217,17 +242,23 @@ def _route_overrides(
         prefix, dot, rest = key.partition(".")
         if dot and prefix in targets:
             if rest not in targets[prefix][1]:
+                whose = f"{prefix} {scheme}" if prefix == "scheme" and scheme else prefix
                 raise IpbenchError(
-                    f"unknown {prefix} field {rest!r}; valid: {', '.join(targets[prefix][1])}"
+                    f"unknown {whose} field {rest!r}; valid: "
+                    f"{', '.join(targets[prefix][1]) or '(it has no settings)'}"
                 )
             buckets[prefix][rest] = value
             continue
         owners = [t for t, (_, names) in targets.items() if key in names]
         if not owners:
             valid = "; ".join(
-                f"{t}: {', '.join(names) or '-'}" for t, (_, names) in targets.items()
+                f"{t}{f' {scheme}' if t == 'scheme' else ''}: {', '.join(names) or '(no settings)'}"
+                for t, (_, names) in targets.items()
+            )  # fmt: skip
+            raise IpbenchError(
+                f"unknown setting {key!r}{f' for scheme {scheme}' if scheme else ''}; valid "
+                f"settings ({valid}); SCHEME.FIELD=VALUE sets a field for one scheme's runs"
             )
-            raise IpbenchError(f"unknown setting {key!r}; valid settings ({valid})")
         if len(owners) > 1:
             both = " and ".join(f"{t}.{key}" for t in owners)
             raise IpbenchError(f"setting {key!r} is ambiguous: it is {both}; add the prefix")
@@ -255,12 +286,13 @@ def resolve(req: RunRequest) -> Resolved:
     model = req.model or preset.model_for(dataset)
     model_factory(model)
     base_cfg = preset_config(scheme_cls, preset.name, "scheme")
-    plain = {k: v for k, v in req.overrides.items() if not is_attack_key(k)}
+    overrides = scheme_settings(req.overrides, req.scheme)
+    plain = {k: v for k, v in overrides.items() if not is_attack_key(k)}
     scheme_cfg, _, preset, ev = _route_overrides(
-        plain, base_cfg, preset.train, preset, EvalConfig()
+        plain, base_cfg, preset.train, preset, EvalConfig(), req.scheme
     )
     names = attack_names(req.attacks)
-    attack_objs = build_attacks(names, preset, req.overrides)
+    attack_objs = build_attacks(names, preset, overrides)
     return Resolved(
         scheme_cls(scheme_cfg), preset, dataset, model, device, attack_objs, ev, req.preset is None
     )

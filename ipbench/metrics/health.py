@@ -8,6 +8,7 @@ about the scheme without this flag.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 A_PD_FLOOR = 5.0  # points of accuracy unauthorized users lose, below which the lock "did not take"
@@ -29,3 +30,10 @@ def run_warnings(metrics: Mapping[str, float | None]) -> list[str]:
             f"identity tracing did not take: id_rate = {id_rate:.1f}% of identities decoded exactly"
         )
     return out
+
+
+def flag_text(metrics: Mapping[str, float | None]) -> str:
+    """``run_warnings`` cut to what a table cell needs (``protection did not take: A_pd =
+    -2.00``); empty when nothing is flagged."""
+    found = run_warnings({k: v for k, v in metrics.items() if v is not None})
+    return "; ".join(re.sub(r"(= -?[\d.]+%?).*", r"\1", w) for w in found)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -50,6 +52,24 @@ class Metric:
         if self.fmt in ("si", "si_bytes"):
             return si(value, digits=2, sep="") + ("B" if self.fmt == "si_bytes" else "")
         return format(value, self.fmt)
+
+    def rounded(self, value: float) -> float:
+        """``value`` at the precision its format prints, for JSON (``98.19999933242798`` at
+        ``.2f`` is ``98.2``: the noise of float32 arithmetic is not a digit of the result);
+        counts (``si``, ``pow2``) to 2 decimals. Stored values keep full precision."""
+        if not math.isfinite(value):
+            return value
+        if self.fmt in FORMATS:
+            return round(value, 2) + 0.0
+        found = re.search(r"\.(\d+)([a-zA-Z%]?)$", self.fmt)
+        if found is None:
+            return value
+        digits, kind = int(found.group(1)), found.group(2)
+        if kind in ("e", "E"):
+            return float(f"{value:.{digits}e}") + 0.0
+        if kind in ("g", "G", "n", ""):
+            return float(f"{value:.{max(digits, 1)}g}") + 0.0
+        return round(value, digits + 2 if kind == "%" else digits) + 0.0  # + 0.0: no -0.0
 
     def spec(self) -> dict[str, Any]:
         """What the store keeps with each recorded value (everything but the name)."""
@@ -174,3 +194,20 @@ def describe(name: str, declared: tuple[Metric, ...] = ()) -> Metric:
     if found is None:
         found = SHARED.get(base) or legacy_metric(base)
     return dataclasses.replace(found, name=name, headline=found.headline if base == name else 0)
+
+
+def headline_row(
+    rows: Iterable[Mapping[str, Any]], declared: tuple[str, ...] = ()
+) -> Mapping[str, Any] | None:
+    """The recorded row (``Store.metrics``) that headlines its stage: the lowest headline rank
+    its stored meaning gives; for rows stored without a meaning, the first of ``declared`` (the
+    plugin's ``headline_names()``) recorded. Curve points and missing values never headline."""
+    plain = [r for r in rows if "@" not in r["name"] and r.get("value") is not None]
+    ranked = [
+        (int(r["spec"]["headline"]), i) for i, r in enumerate(plain)
+        if isinstance(r.get("spec"), dict) and r["spec"].get("headline")
+    ]  # fmt: skip
+    if ranked:
+        return plain[min(ranked)[1]]
+    by_name = {r["name"]: r for r in plain}
+    return next((by_name[n] for n in declared if n in by_name), None)

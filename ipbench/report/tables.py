@@ -13,16 +13,11 @@ import pandas as pd
 from rich.table import Table
 
 from ipbench.metrics.display import duration, value_text
-from ipbench.report.compare import COLUMNS
+from ipbench.report.compare import TABLE_I, value_columns
 from ipbench.store.results import RunRecord
 
-HEADERS = {
-    "forged": "forged cred.",
-    "finetune_A_ud": "finetune A_ud",
-    "prune_A_ud": "prune A_ud",
-    "extraction_A_sub": "extraction A_sub",
-    "thief_best": "thief best",
-}
+HEADERS = {"forged": "forged cred.", "thief_best": "thief best"}
+ALWAYS = (*TABLE_I, "forged", "thief_best")  # shown even where no run has them
 
 
 def run_title(run: RunRecord) -> str:
@@ -46,16 +41,26 @@ def metrics_table(title: str, metrics: list[dict[str, Any]]) -> Table:
     return table
 
 
-def _cell(mean: float, std: float, n: int) -> str:
+def _cell(mean: float, std: float, n: int, why: str | None = None) -> str:
+    """``mean ± std`` over seeds; no number: why (``skipped``, ``failed``), else "–" (the
+    attack did not run)."""
     if mean is None or math.isnan(mean):
-        return "–"
+        return why or "–"
     return f"{mean:.2f}" + (f" ± {std:.2f}" if n > 1 else "")
 
 
 def comparison_table(df: pd.DataFrame) -> list[Table]:
-    """One table per dataset, preset and model: a row per scheme, ``mean ± std`` cells (%)."""
+    """One table per dataset, preset and model: a row per scheme, ``mean ± std`` cells (%),
+    one column per attack stage its runs hold (``ipbench.report.compare``)."""
     tables = []
+    values = value_columns(df.columns)
     for (dataset, preset, model), g in df.groupby(["dataset", "preset", "model"], sort=False):
+        rows = g.to_dict(orient="records")
+        notes = [r.get("unscored") or {} for r in rows]
+        shown = [
+            c for c in values
+            if c in ALWAYS or g[c].notna().any() or any(c in why for why in notes)
+        ]  # fmt: skip
         seeds = sorted({s for text in g["seeds"] for s in str(text).split(",")}, key=int)
         table = Table(
             title=f"comparison: {dataset}, preset {preset}, model {model}, seeds "
@@ -63,13 +68,12 @@ def comparison_table(df: pd.DataFrame) -> list[Table]:
             title_justify="left",
         )
         table.add_column("scheme")
-        for col in COLUMNS:
+        for col in shown:
             table.add_column(HEADERS.get(col, col), justify="right")
         table.add_column("time/seed", justify="right")
         table.add_column("flag")
-        for r in g.itertuples(index=False):
-            row = r._asdict()
-            cells = [_cell(row[c], row[f"{c}_std"], row["n"]) for c in COLUMNS]
+        for row, why in zip(rows, notes, strict=True):
+            cells = [_cell(row[c], row[f"{c}_std"], row["n"], why.get(c)) for c in shown]
             flag = f"[bold yellow]{row['flag']}[/]" if row["flag"] else ""
             table.add_row(row["scheme"], *cells, duration(row["wall_s"]), flag)
         tables.append(table)
