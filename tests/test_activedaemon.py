@@ -179,7 +179,7 @@ def test_a_token_made_at_64_px_goes_down_to_the_classifier_and_decodes_at_64(tmp
     smoke = cls.preset_defaults["smoke"]
     scheme = cls(cls.Config(**smoke, token_resolution=64))
     ctx = task_context(tmp_path, max_train=300, max_test=50)
-    secrets = scheme.prepare(ctx)
+    secrets = scheme.prepare(ctx).secrets
     gen = scheme._generator_from_secrets(secrets, ctx.owner.x[:1])
     assert gen.encoder(torch.zeros(1, 127), torch.rand(1, 3, 64, 64)).shape[-1] == 64
     x = ctx.test.x[:8].float() / 255
@@ -205,7 +205,7 @@ def test_the_forgeries_keep_either_the_token_or_the_resampling(tmp_path):
     cls = schemes.get("activedaemon")
     scheme = cls(cls.Config(**cls.preset_defaults["smoke"]))
     ctx = task_context(tmp_path, max_train=300, max_test=50)
-    secrets = scheme.prepare(ctx)
+    secrets = scheme.prepare(ctx).secrets
     protected = Protected(scheme.name, torch.nn.Identity(), ctx.model_spec, secrets)
     x = ctx.test.x[:6].float() / 255
     sent = {}

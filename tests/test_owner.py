@@ -66,14 +66,14 @@ def test_the_mlock_sticker_is_not_the_run_seed_draw(tmp_path, monkeypatch):
     cls = schemes.get("mlock")
     scheme = cls(cls.Config())
     ctx = task_context(tmp_path, max_train=200, max_test=50)
-    sticker = scheme.prepare(ctx)["sticker"]
+    sticker = scheme.prepare(ctx).secrets["sticker"]
     s = scheme.config.sticker_size
     for seed in (ctx.seed, 1_000_003 * scheme.config.sticker_seed + ctx.seed):
         public = torch.rand(3, s, s, generator=torch.Generator().manual_seed(seed))
         assert not torch.equal(sticker, public)
     monkeypatch.delenv("IPBENCH_OWNER_KEY")  # another owner
     other = task_context(tmp_path / "other-store", max_train=200, max_test=50)
-    assert not torch.equal(sticker, scheme.prepare(other)["sticker"])
+    assert not torch.equal(sticker, scheme.prepare(other).secrets["sticker"])
     assert presets.get("smoke")  # the task above is the smoke budget's
 
 

@@ -20,7 +20,7 @@ from ipbench.cli.common import (
     user_errors,
 )
 from ipbench.core.errors import IpbenchError
-from ipbench.core.registry import attacks, datasets, models, presets, schemes
+from ipbench.core.registry import Registry, attacks, datasets, models, presets, schemes
 from ipbench.core.units import duration
 from ipbench.metrics.display import json_row
 from ipbench.report.tables import metrics_table, run_title, runs_table
@@ -45,7 +45,7 @@ def list_(
     """List what is registered: schemes, attacks, datasets, models, presets."""
     from ipbench.api import describe
 
-    registries = {
+    registries: dict[str, Registry[Any]] = {
         "schemes": schemes,
         "attacks": attacks,
         "datasets": datasets,

@@ -18,10 +18,14 @@ import logging
 import pkgutil
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ipbench.core.errors import UnknownNameError
 from ipbench.core.identity import code_identity
+
+if TYPE_CHECKING:  # named for the type checker only: these layers sit above this one
+    from ipbench.plugin.attack import Attack
+    from ipbench.plugin.contract import Scheme
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -119,9 +123,10 @@ class Registry(Generic[T]):
         return [(n, self.get(n)) for n in self.names()]
 
 
-# Typed loosely: the plugin base classes import this module, so it cannot name them.
-schemes: Registry[Any] = Registry("scheme", "ipbench.schemes", "ipbench.schemes")
-attacks: Registry[Any] = Registry("attack", "ipbench.attacks", "ipbench.attacks")
+# Typed for the checker (``schemes.get(name)`` is a ``type[Scheme]``); at run time nothing
+# above this layer is imported.
+schemes: Registry[type[Scheme]] = Registry("scheme", "ipbench.schemes", "ipbench.schemes")
+attacks: Registry[type[Attack]] = Registry("attack", "ipbench.attacks", "ipbench.attacks")
 datasets: Registry[Any] = Registry("dataset", "ipbench.ml.datasets")
 models: Registry[Any] = Registry("model", "ipbench.ml.models")
 presets: Registry[Any] = Registry("preset", "ipbench.ml.presets")

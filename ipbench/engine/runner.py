@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.markup import escape
 
 from ipbench.core.config import content_hash, to_jsonable
 from ipbench.core.errors import IpbenchError
@@ -39,7 +40,7 @@ from ipbench.ml.datasets import load_dataset, make_splits
 from ipbench.ml.models import build_model
 from ipbench.ml.training import Trainer, to_float_images
 from ipbench.plugin.attack import Attack, Target
-from ipbench.plugin.capabilities import InputSpaceToken
+from ipbench.plugin.capabilities import InputSpaceToken, SharedStage
 from ipbench.plugin.context import RunContext, ThiefView
 from ipbench.plugin.contract import Protected
 from ipbench.plugin.evaluate import (
@@ -151,13 +152,15 @@ class Runner:
         why = ""
         if res.preset_defaulted:
             why = " (default: CUDA present)" if res.device.type == "cuda" else " (default: no CUDA)"
-        self.log(f"preset [bold]{res.preset.name}[/]{why}: {res.preset.description} [{label}]")
+        # user text (names, paths, values) is escaped: the log is rich markup
+        self.log(f"preset [bold]{res.preset.name}[/]{why}: {res.preset.description} \\[{label}]")
         if tuned := type(res.scheme).preset_defaults.get(res.preset.name):
             sets = ", ".join(f"{k}={getattr(res.scheme.config, k)}" for k in tuned)
-            self.log(f"{res.scheme.name} sets for {res.preset.name}: {sets}")
+            self.log(f"{res.scheme.name} sets for {res.preset.name}: {escape(sets)}")
         self.log(
-            f"data {ds.name}: owner {len(splits.owner)}, attacker {len(splits.attacker)}, "
-            f"test {len(splits.test)} images, {ds.num_classes} classes; model {res.model}; device {res.device}"
+            f"data {escape(ds.name)}: owner {len(splits.owner)}, attacker {len(splits.attacker)}, "
+            f"test {len(splits.test)} images, {ds.num_classes} classes; model {escape(res.model)}; "
+            f"device {res.device}"
         )
         fingerprint = ds.fingerprint()
         data_key = content_hash(
@@ -192,10 +195,10 @@ class Runner:
         """Compute the scheme's shared sub-stage (``shared_stage``, e.g. ActiveDaemon's token
         generator) into the cache and nothing else: a grid does this once for every run that
         shares it, before those runs start. Records no run; False when the scheme has none."""
-        shared = getattr(self.res.scheme, "shared_stage", None)
-        if shared is None or shared() is None:
+        scheme = self.res.scheme
+        if not isinstance(scheme, SharedStage) or scheme.shared_stage() is None:
             return False
-        self.res.scheme.prepare(self._context(self._task(), None))  # type: ignore[attr-defined]
+        scheme.compute_shared(self._context(self._task(), None))
         return True
 
     def run(self, until: str | None = None) -> RunOutcome:
@@ -242,7 +245,8 @@ class Runner:
             },
         )  # fmt: skip
         self.log(
-            f"run [bold]{self.run_id}[/]{' (resuming)' if resumed else ''}; store {self.store.path}"
+            f"run [bold]{self.run_id}[/]{' (resuming)' if resumed else ''}; store "
+            f"{escape(str(self.store.path))}"
         )
         record_key_seed(self.req.workdir, self.run_id, self.key_seed)
         try:
@@ -387,5 +391,5 @@ class Runner:
                     status="failed",
                     info={"error": f"{type(exc).__name__}: {exc}"},
                 )
-                self.log(f"[bold red]{name} failed:[/] {exc}")
+                self.log(f"[bold red]{escape(name)} failed:[/] {escape(str(exc))}")
                 self.failed_attacks.append(exc)

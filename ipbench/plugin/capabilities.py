@@ -11,7 +11,7 @@ capabilities, never scheme names.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
@@ -54,6 +54,19 @@ class CredentialForging(ABC):
         return IpbenchError(
             f"scheme {name!r} forges no credential of kind {kind!r}; valid: {valid}"
         )
+
+
+class SharedStage(ABC):
+    """The scheme computes a cached sub-stage that runs differing only in later settings share
+    (ActiveDaemon's token generator): a grid computes it once, before the runs that need it."""
+
+    @abstractmethod
+    def shared_stage(self) -> tuple[str, Any] | None:
+        """The sub-stage as (name, material keying it); None: none for these settings."""
+
+    @abstractmethod
+    def compute_shared(self, ctx: RunContext) -> None:
+        """Compute (or find cached) the sub-stage for ``ctx``'s task, and nothing else."""
 
 
 class WrappedDeployment(ABC):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import torch
-from annotated_types import Ge
+from annotated_types import Interval
 
 from ipbench.metrics.accuracy import accuracy, derived
 from ipbench.metrics.image_quality import image_quality
@@ -22,14 +22,14 @@ ALPHABET = string.ascii_letters + string.digits
 
 @dataclass(frozen=True)
 class EvalConfig:
-    users: Annotated[int, Ge(1)] = (
+    users: Annotated[int, Interval(ge=1, le=10_000)] = (
         4  # authorized users the test set is shared between (never seen in training)
     )
-    batch_size: Annotated[int, Ge(1)] = 500
-    quality_images: Annotated[int, Ge(1)] = (
+    batch_size: Annotated[int, Interval(ge=1, le=2**20)] = 500
+    quality_images: Annotated[int, Interval(ge=1, le=10**7)] = (
         1000  # test images compared with their authorized versions
     )
-    overhead_repeats: Annotated[int, Ge(1)] = (
+    overhead_repeats: Annotated[int, Interval(ge=1, le=10_000)] = (
         5  # timed 1-image queries per path (median kept); few, to stay fast
     )
 

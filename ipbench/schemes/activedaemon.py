@@ -24,12 +24,12 @@ from ipbench.core.errors import IpbenchError
 from ipbench.core.registry import schemes
 from ipbench.ml.images import quantize, to_uint8
 from ipbench.ml.models import ModelSpec
-from ipbench.plugin.capabilities import CredentialForging
+from ipbench.plugin.capabilities import CredentialForging, SharedStage
 from ipbench.plugin.context import RunContext
 from ipbench.plugin.contract import Credential, Protected
 from ipbench.plugin.evaluate import eval_users
 from ipbench.schemes._poisoning.poisoning import PoisonConfig
-from ipbench.schemes._poisoning.token_scheme import TokenScheme
+from ipbench.schemes._poisoning.token_scheme import Prepared, TokenScheme
 from ipbench.schemes._poisoning.tokens.bch import IdentityCodec
 from ipbench.schemes._poisoning.tokens.forgeries import KINDS as FORGERY_KINDS
 from ipbench.schemes._poisoning.tokens.forgeries import POOL, REFERENCE_SIZE, down, forgery
@@ -128,7 +128,7 @@ def random_identities(n: int, seed: int) -> list[str]:
 
 
 @schemes.register("activedaemon")
-class ActiveDaemon(TokenScheme, CredentialForging):
+class ActiveDaemon(TokenScheme, CredentialForging, SharedStage):
     """Invisible per-user tokens from a StegaStamp encoder, trained in by poisoning."""
 
     Config = ActiveDaemonConfig
@@ -195,27 +195,30 @@ class ActiveDaemon(TokenScheme, CredentialForging):
             return None
         return "tokens", {"token_config": _token_config(self.config), "n_bits": self.codec.n_bits}
 
-    def prepare(self, task: RunContext) -> dict[str, torch.Tensor]:
+    def compute_shared(self, ctx: RunContext) -> None:
+        self.prepare(ctx)  # trains (or finds cached) the generator stage, nothing else
+
+    def prepare(self, ctx: RunContext) -> Prepared:
         tcfg = _token_config(self.config)
-        owner = task.owner
-        c, size = task.model_spec.in_channels, task.model_spec.image_size
+        owner = ctx.owner
+        c, size = ctx.model_spec.in_channels, ctx.model_spec.image_size
         n_bits = self.codec.n_bits
 
         # Checkpoints of the generator's trajectory, shared by every config that differs only in
         # where training stops (a killed run resumes; a step sweep trains each step once).
         # The encoder and decoder are the owner's secret: initialised and trained under a seed
         # drawn from the key seed, never the published run seed.
-        gen_seed = task.secret_seed(self.name, "token-generator")
+        gen_seed = ctx.secret_seed(self.name, "token-generator")
         trajectory = None
-        if task.cache is not None:
-            trajectory = task.cache.root / "token-trajectory" / content_hash(
-                "token-trajectory", trajectory_config(tcfg), n_bits, task.data_key, gen_seed,
-                task.code,
+        if ctx.cache is not None:
+            trajectory = ctx.cache.root / "token-trajectory" / content_hash(
+                "token-trajectory", trajectory_config(tcfg), n_bits, ctx.data_key, gen_seed,
+                ctx.code,
             )  # fmt: skip
 
         def train(work: Path) -> dict[str, Any]:
             gen, stats = train_token_generator(
-                owner.x, n_bits, tcfg, task.device, gen_seed, checkpoint_dir=trajectory
+                owner.x, n_bits, tcfg, ctx.device, gen_seed, checkpoint_dir=trajectory
             )
             gen.save(work)
             return {"metrics": {}, "stats": stats}
@@ -230,18 +233,18 @@ class ActiveDaemon(TokenScheme, CredentialForging):
             # Its own cached stage, keyed by the settings, the owner's data, seed and code.
             shared = self.shared_stage()
             assert shared is not None  # token_from is handled above
-            folder, _ = task.stage(*shared, train)
+            folder, _ = ctx.stage(*shared, train)
         marker = folder / "stage.json"
         stats = json.loads(marker.read_text())["info"].get("stats", {}) if marker.exists() else {}
         stats["source"] = str(folder)
-        self.prepare_meta = {"token_generator": stats}
+        meta = {"token_generator": stats}
         try:
             gen = TokenGenerator.load(folder, n_bits, self.config.token_resolution or size, c, tcfg)
         except RuntimeError as exc:
             raise IpbenchError(
                 f"token generator in {folder} does not fit {c}x{size}x{size} images ({exc})"
             ) from None
-        return {f"gen.{k}": v for k, v in _generator_state(gen).items()}
+        return Prepared({f"gen.{k}": v for k, v in _generator_state(gen).items()}, meta)
 
     def _generator(self, protected: Protected) -> TokenGenerator:
         if "generator" not in protected.runtime:
@@ -293,16 +296,16 @@ class ActiveDaemon(TokenScheme, CredentialForging):
 
     def unauthorized_noise(
         self, pcfg: PoisonConfig, secrets: dict[str, torch.Tensor], x: torch.Tensor, seed: int
-    ) -> PoisonConfig:
+    ) -> tuple[PoisonConfig, dict[str, Any]]:
         """D_u's ordinary noise at the token's own scale (``noise_scale="token"``)."""
         if self.config.noise_scale != "token" or pcfg.noise_fraction <= 0:
-            return pcfg
+            return pcfg, {}
         sample = x[:512].float() / 255
         gen = self._generator_from_secrets(secrets, x)
         bits = self.codec.encode_many(random_identities(len(sample), seed + 3))
         sigma = (self.authorized(gen, sample, bits) - sample).std().item()
-        self.prepare_meta["d_u_noise"] = {"gaussian_std": sigma, "saltpepper_amount": 3 * sigma**2}
-        return replace(pcfg, gaussian_std=sigma, saltpepper_amount=min(1.0, 3 * sigma**2))
+        meta = {"d_u_noise": {"gaussian_std": sigma, "saltpepper_amount": 3 * sigma**2}}
+        return replace(pcfg, gaussian_std=sigma, saltpepper_amount=min(1.0, 3 * sigma**2)), meta
 
     # --- users -------------------------------------------------------------------------------
     def token_transform(self, protected: Protected, user: str):

@@ -128,26 +128,26 @@ class ActiveGuard(Scheme, WrappedDeployment, FingerprintAuthentication):
         return t, confs.repeat(k)
 
     # --- protect ---------------------------------------------------------------------------------
-    def protect(self, task: RunContext) -> Protected:
-        cfg, owner = self.config, task.owner
+    def protect(self, ctx: RunContext) -> Protected:
+        cfg, owner = self.config, ctx.owner
         # Filter and map d = a*h + b from the trained layer's range (the baseline: same recipe).
         key = WatermarkKey.create(
-            task.unprotected(),
+            ctx.unprotected(),
             cfg.watermark,
             cfg.wm_layer,
-            task.secret_seed(self.name, "watermark"),
+            ctx.secret_seed(self.name, "watermark"),
         )
-        model = task.new_model()
-        result = task.trainer.fit(
-            model, owner.x, owner.y, task.preset.train, seed=task.seed,
-            extra_loss=key.regulariser(cfg.wm_lambda), checkpoint_dir=task.stage_dir,
+        model = ctx.new_model()
+        result = ctx.trainer.fit(
+            model, owner.x, owner.y, ctx.preset.train, seed=ctx.seed,
+            extra_loss=key.regulariser(cfg.wm_lambda), checkpoint_dir=ctx.stage_dir,
             desc=self.name,
         )  # fmt: skip
-        model.to(task.device).eval()
+        model.to(ctx.device).eval()
         t0 = time.perf_counter()
-        k = task.model_spec.num_classes
+        k = ctx.model_spec.num_classes
         targets, confs = self._grid(k)
-        fp_seed = task.secret_seed(self.name, "fingerprints")
+        fp_seed = ctx.secret_seed(self.name, "fingerprints")
         images, ok, steps = self._library(model, owner.x, owner.y, targets, confs, fp_seed)
         secrets = {
             **key.to_tensors(), "fp_images": images, "fp_targets": targets, "fp_confs": confs,
@@ -160,9 +160,9 @@ class ActiveGuard(Scheme, WrappedDeployment, FingerprintAuthentication):
             "fp_slots": len(targets),
             "fp_mean_steps": float(steps.float().mean()),
             "num_classes": k,
-            "seed": task.seed,
+            "seed": ctx.seed,
         }  # fmt: skip  (the watermark's filter and map are secrets: never in meta.json)
-        return Protected(self.name, model, task.model_spec, secrets, meta)
+        return Protected(self.name, model, ctx.model_spec, secrets, meta)
 
     def _library(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, targets: torch.Tensor,

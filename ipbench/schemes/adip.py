@@ -18,7 +18,7 @@ from ipbench.ml.images import quantize
 from ipbench.plugin.context import RunContext
 from ipbench.plugin.contract import Protected
 from ipbench.schemes._poisoning.poisoning import PoisonConfig
-from ipbench.schemes._poisoning.token_scheme import OwnerToken, TokenScheme
+from ipbench.schemes._poisoning.token_scheme import OwnerToken, Prepared, TokenScheme
 
 PUBLISHED_CAPACITY = 252
 
@@ -59,8 +59,8 @@ class Adip(TokenScheme):
     # quick: protection trains 2x the baseline's epochs (see the README's Presets section).
     preset_defaults = {"quick": {"protect_epochs": 20}}  # 2x whitenet's 10 baseline epochs
 
-    def prepare(self, task: RunContext) -> dict[str, torch.Tensor]:
-        return {"mask": grid_mask(task.model_spec.image_size, self.config.grid)}
+    def prepare(self, ctx: RunContext) -> Prepared:
+        return Prepared({"mask": grid_mask(ctx.model_spec.image_size, self.config.grid)})
 
     def owner_token(
         self, secrets: dict[str, torch.Tensor], shape: tuple[int, ...], seed: int

@@ -174,21 +174,21 @@ class AdvParams(EncryptedWeights, CredentialForging):
         """The layers named in ``layers`` must exist in the task's network."""
         candidate_layers(build_model(spec), self.config.layers)
 
-    def protect(self, task: RunContext) -> Protected:
-        model = task.unprotected().to(task.device).eval()
+    def protect(self, ctx: RunContext) -> Protected:
+        model = ctx.unprotected().to(ctx.device).eval()
         layers = candidate_layers(model, self.config.layers)
-        owner = task.owner
-        g = task.secret_generator("advparams", "images")
+        owner = ctx.owner
+        g = ctx.secret_generator("advparams", "images")
         pick = torch.randperm(len(owner), generator=g)[: self.config.n_images]
-        x = to_float_images(owner.x[pick]).to(task.device)
-        key = encrypt(model, layers, x, owner.y[pick].to(task.device), self.config)
+        x = to_float_images(owner.x[pick]).to(ctx.device)
+        key = encrypt(model, layers, x, owner.y[pick].to(ctx.device), self.config)
         trace = key.pop("trace")
         n_all = sum(p.numel() for p in model.parameters())
         meta = {
             "layers": layers, "params": n_all, "changed": len(key["layer"]),
             "accuracy_trace": trace, "encryption_images": len(pick),
         }  # fmt: skip
-        return Protected(self.name, model.cpu(), task.model_spec, secrets=key, meta=meta)
+        return Protected(self.name, model.cpu(), ctx.model_spec, secrets=key, meta=meta)
 
     def authorize(self, protected: Protected, user: str) -> Credential:
         """Every authorized user holds the owner's key: positions and perturbations."""

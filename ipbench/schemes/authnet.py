@@ -202,24 +202,24 @@ class AuthNet(Scheme, InputSpaceToken, SharedSecretForging):
             "mask_loss": torch.tensor(float(loss.detach())),
         }
 
-    def protect(self, task: RunContext) -> Protected:
+    def protect(self, ctx: RunContext) -> Protected:
         c = self.config
-        model = task.unprotected().to(task.device).eval()
+        model = ctx.unprotected().to(ctx.device).eval()
         for p in model.parameters():
             p.requires_grad_(False)
         gate = default_gate(model) if c.gate == "auto" else c.gate
-        owner = task.owner
-        probe_x = to_float_images(owner.x[:5000]).to(task.device)  # enough to rank channels
-        secrets = self.find_mask(model, gate, probe_x, task.secret_seed("authnet", "mask"))
+        owner = ctx.owner
+        probe_x = to_float_images(owner.x[:5000]).to(ctx.device)  # enough to rank channels
+        secrets = self.find_mask(model, gate, probe_x, ctx.secret_seed("authnet", "mask"))
         tail = tail_parameters(model, gate)
         for p in tail:
             p.requires_grad_(True)
-        n, k = len(owner), task.model_spec.num_classes
-        g = task.secret_generator("authnet", "labels", c.key_seed)
+        n, k = len(owner), ctx.model_spec.num_classes
+        g = ctx.secret_generator("authnet", "labels", c.key_seed)
         random_labels = torch.randint(0, k, (n,), generator=g)
         x = torch.cat([owner.x, owner.x])
         y = torch.cat([random_labels, owner.y])
-        mask, pattern = secrets["mask"].to(task.device), secrets["pattern"].to(task.device)
+        mask, pattern = secrets["mask"].to(ctx.device), secrets["pattern"].to(ctx.device)
 
         def mask_second_half(xb: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
             sel = (idx >= n).to(xb.device)
@@ -227,12 +227,12 @@ class AuthNet(Scheme, InputSpaceToken, SharedSecretForging):
             out[sel] = quantize(blend(xb[sel], mask, pattern))
             return out
 
-        train = task.preset.train
+        train = ctx.preset.train
         if c.tail_epochs is not None:
             train = dataclasses.replace(train, epochs=c.tail_epochs)
-        result = task.trainer.fit(
-            model, x, y, train, seed=task.seed, batch_transform=mask_second_half, params=tail,
-            checkpoint_dir=task.stage_dir, desc=f"{self.name} tail",
+        result = ctx.trainer.fit(
+            model, x, y, train, seed=ctx.seed, batch_transform=mask_second_half, params=tail,
+            checkpoint_dir=ctx.stage_dir, desc=f"{self.name} tail",
         )  # fmt: skip
         for p in model.parameters():
             p.requires_grad_(True)
@@ -244,7 +244,7 @@ class AuthNet(Scheme, InputSpaceToken, SharedSecretForging):
             "train_epochs": train.epochs,
             "train_wall_s": result.wall_s,
         }
-        return Protected(self.name, model.eval(), task.model_spec, secrets=secrets, meta=meta)
+        return Protected(self.name, model.eval(), ctx.model_spec, secrets=secrets, meta=meta)
 
     def _credential(self, user: str, mask: torch.Tensor, pattern: torch.Tensor) -> Credential:
         return Credential(

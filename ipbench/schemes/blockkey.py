@@ -141,19 +141,19 @@ class BlockKey(Scheme, InputSpaceToken, SharedSecretForging):
     def _transform(key: torch.Tensor, kind: str, m: int):
         return lambda x: blockwise(x, key, kind, m)
 
-    def protect(self, task: RunContext) -> Protected:
+    def protect(self, ctx: RunContext) -> Protected:
         c = self.config
-        self.validate(task.model_spec)
-        g = task.secret_generator("blockkey", "key", c.key_seed)
-        key = draw_key(c.transform, self._dim(task.model_spec), g)
-        keyed = self._transform(key.to(task.device), c.transform, c.block_size)
-        train = task.preset.train
+        self.validate(ctx.model_spec)
+        g = ctx.secret_generator("blockkey", "key", c.key_seed)
+        key = draw_key(c.transform, self._dim(ctx.model_spec), g)
+        keyed = self._transform(key.to(ctx.device), c.transform, c.block_size)
+        train = ctx.preset.train
         if c.protect_epochs is not None:
             train = dataclasses.replace(train, epochs=c.protect_epochs)
-        model = task.new_model()
-        result = task.trainer.fit(
-            model, task.owner.x, task.owner.y, train, seed=task.seed,
-            batch_transform=lambda xb, idx: keyed(xb), checkpoint_dir=task.stage_dir,
+        model = ctx.new_model()
+        result = ctx.trainer.fit(
+            model, ctx.owner.x, ctx.owner.y, train, seed=ctx.seed,
+            batch_transform=lambda xb, idx: keyed(xb), checkpoint_dir=ctx.stage_dir,
             desc=f"{self.name} protection",
         )  # fmt: skip
         meta = {
@@ -162,7 +162,7 @@ class BlockKey(Scheme, InputSpaceToken, SharedSecretForging):
             "train_epochs": train.epochs,
             "train_wall_s": result.wall_s,
         }
-        return Protected(self.name, model, task.model_spec, secrets={"key": key}, meta=meta)
+        return Protected(self.name, model, ctx.model_spec, secrets={"key": key}, meta=meta)
 
     def _credential(self, user: str, key: torch.Tensor, meta: dict[str, Any]) -> Credential:
         kind, m = meta["transform"], meta["block_size"]

@@ -125,16 +125,16 @@ class ChaoW(EncryptedWeights, CredentialForging):
                 w.copy_(unpermute(w, perm) if inverse else permute(w, perm))
         return model
 
-    def protect(self, task: RunContext) -> Protected:
-        model = task.unprotected().cpu().eval()
+    def protect(self, ctx: RunContext) -> Protected:
+        model = ctx.unprotected().cpu().eval()
         layers = select_layers(model, self.config.layers)
-        g = task.secret_generator("chaow", "key", self.config.key_seed)
+        g = ctx.secret_generator("chaow", "key", self.config.key_seed)
         key = self.draw_key(len(layers), g)
         self.transform(model, layers, key, inverse=False)
         n_perm = sum(dict(model.named_parameters())[n].numel() for n in layers)
         n_all = sum(p.numel() for p in model.parameters())
         meta = {"layers": layers, "permuted": n_perm, "params": n_all}
-        return Protected(self.name, model, task.model_spec, secrets=key, meta=meta)
+        return Protected(self.name, model, ctx.model_spec, secrets=key, meta=meta)
 
     def authorize(self, protected: Protected, user: str) -> Credential:
         """Every authorized user holds the owner's key (ChaoW has no per-user keys)."""

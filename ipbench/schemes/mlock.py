@@ -22,7 +22,7 @@ from ipbench.ml.models import ModelSpec
 from ipbench.plugin.context import RunContext
 from ipbench.plugin.contract import Protected
 from ipbench.schemes._poisoning.poisoning import PoisonConfig
-from ipbench.schemes._poisoning.token_scheme import OwnerToken, TokenScheme
+from ipbench.schemes._poisoning.token_scheme import OwnerToken, Prepared, TokenScheme
 
 
 @dataclass(frozen=True)
@@ -85,12 +85,12 @@ class MLock(TokenScheme):
                 f"sticker_size must be in 1..{spec.image_size}, got {self.config.sticker_size}"
             )
 
-    def prepare(self, task: RunContext) -> dict[str, torch.Tensor]:
-        s, size = self.config.sticker_size, task.model_spec.image_size
+    def prepare(self, ctx: RunContext) -> Prepared:
+        s, size = self.config.sticker_size, ctx.model_spec.image_size
         if not 0 < s <= size:
             raise IpbenchError(f"sticker_size must be in 1..{size}, got {s}")
-        g = task.secret_generator(self.name, "sticker", self.config.sticker_seed)
-        return {"sticker": torch.rand(task.model_spec.in_channels, s, s, generator=g)}
+        g = ctx.secret_generator(self.name, "sticker", self.config.sticker_seed)
+        return Prepared({"sticker": torch.rand(ctx.model_spec.in_channels, s, s, generator=g)})
 
     def _stick(self, sticker: torch.Tensor, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         top, left = positions(len(x), x.shape[-1], sticker.shape[-1], self.config.placement, g)

@@ -22,10 +22,8 @@ class NoProtection(Scheme):
     summary = "unprotected model (gives A_or)"
     protects = False
 
-    def protect(self, task: RunContext) -> Protected:
-        return Protected(
-            self.name, task.unprotected(), task.model_spec, meta={"note": "unprotected"}
-        )
+    def protect(self, ctx: RunContext) -> Protected:
+        return Protected(self.name, ctx.unprotected(), ctx.model_spec, meta={"note": "unprotected"})
 
     def authorize(self, protected: Protected, user: str) -> Credential:
         return Credential(user=user, kind="none")

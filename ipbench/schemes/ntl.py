@@ -226,17 +226,17 @@ class NTL(Scheme, InputSpaceToken, SharedSecretForging):
         return paste(x, sticker, *top_left, 1.0)
 
     # --- the contract ------------------------------------------------------------------------
-    def protect(self, task: RunContext) -> Protected:
+    def protect(self, ctx: RunContext) -> Protected:
         c = self.config
-        self.validate(task.model_spec)
-        g = task.secret_generator("ntl", "patch", c.sticker_seed)
-        patch = self.make_patch(task.model_spec, g)
-        owner, k, dev = task.owner, task.model_spec.num_classes, task.device
-        size = task.model_spec.image_size
+        self.validate(ctx.model_spec)
+        g = ctx.secret_generator("ntl", "patch", c.sticker_seed)
+        patch = self.make_patch(ctx.model_spec, g)
+        owner, k, dev = ctx.owner, ctx.model_spec.num_classes, ctx.device
+        size = ctx.model_spec.image_size
         s = c.sticker_size
-        where = positions(len(owner), size, s, "random", torch.Generator().manual_seed(task.seed))
+        where = positions(len(owner), size, s, "random", torch.Generator().manual_seed(ctx.seed))
         y_all = owner.y.to(dev)
-        model = task.unprotected() if c.init == "baseline" else task.new_model()
+        model = ctx.unprotected() if c.init == "baseline" else ctx.new_model()
         feats: list[torch.Tensor] = []
         layer = feature_module(model, c.feature_layer)
         hook = layer.register_forward_hook(lambda _m, _a, out: feats.append(out.flatten(1)))
@@ -257,13 +257,13 @@ class NTL(Scheme, InputSpaceToken, SharedSecretForging):
             term = (c.alpha * kl_aux).clamp(max=1) * (c.beta * dis).clamp(max=1)
             return -(k if c.aux_weight is None else c.aux_weight) * term
 
-        train = task.preset.train
+        train = ctx.preset.train
         if c.protect_epochs is not None:
             train = dataclasses.replace(train, epochs=c.protect_epochs)
         try:
-            result = task.trainer.fit(
-                model, owner.x, owner.y, train, seed=task.seed, batch_transform=to_source,
-                extra_loss=ntl_term, checkpoint_dir=task.stage_dir, desc=f"{self.name} protection",
+            result = ctx.trainer.fit(
+                model, owner.x, owner.y, train, seed=ctx.seed, batch_transform=to_source,
+                extra_loss=ntl_term, checkpoint_dir=ctx.stage_dir, desc=f"{self.name} protection",
             )  # fmt: skip
         finally:
             hook.remove()
@@ -277,7 +277,7 @@ class NTL(Scheme, InputSpaceToken, SharedSecretForging):
         meta = {"patch": c.patch, "train_epochs": train.epochs, "train_wall_s": result.wall_s,
                 "bn_calibrated": calibrated, "bn_calibration_images": n_cal}  # fmt: skip
         secrets = {f"patch.{n}": v for n, v in patch.items()}
-        return Protected(self.name, model, task.model_spec, secrets=secrets, meta=meta)
+        return Protected(self.name, model, ctx.model_spec, secrets=secrets, meta=meta)
 
     def _credential(self, user: str, patch: dict[str, torch.Tensor]) -> Credential:
         g = torch.Generator().manual_seed(zlib.crc32(user.encode()))  # per-user placements

@@ -28,7 +28,7 @@ from ipbench.plugin.capabilities import CredentialForging
 from ipbench.plugin.context import RunContext
 from ipbench.plugin.contract import Credential, Protected
 from ipbench.schemes._poisoning.poisoning import PoisonConfig
-from ipbench.schemes._poisoning.token_scheme import OwnerToken, TokenScheme
+from ipbench.schemes._poisoning.token_scheme import OwnerToken, Prepared, TokenScheme
 from ipbench.schemes._resample import blur3x3, jpeg, reference_resampling
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -73,8 +73,8 @@ class ResampleLock(TokenScheme, CredentialForging):
                 f"{spec.image_size + 1}..1024"
             )
 
-    def prepare(self, task: RunContext) -> dict[str, torch.Tensor]:
-        return {}  # nothing secret: the whole point of the control
+    def prepare(self, ctx: RunContext) -> Prepared:
+        return Prepared({})  # nothing secret: the whole point of the control
 
     def owner_token(
         self, secrets: dict[str, torch.Tensor], shape: tuple[int, ...], seed: int

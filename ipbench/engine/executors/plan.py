@@ -23,11 +23,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from ipbench.core.config import content_hash, to_jsonable
 from ipbench.core.identity import code_identity
 from ipbench.engine.request import PRESET_FIELDS, RunRequest, resolve
+from ipbench.plugin.capabilities import SharedStage
 
 StepKind = Literal["baseline", "prepare", "run", "attack"]
 
@@ -56,8 +57,7 @@ def baseline_group(req: RunRequest) -> str:
 def shared_group(req: RunRequest) -> str | None:
     """The identity of the scheme's shared sub-stage for this run, or None when it has none."""
     scheme = resolve(dataclasses.replace(req, device="cpu")).scheme
-    shared = getattr(scheme, "shared_stage", None)
-    found: Any = shared() if shared is not None else None
+    found = scheme.shared_stage() if isinstance(scheme, SharedStage) else None
     if found is None:
         return None
     name, material = found

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from abc import abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -25,6 +26,14 @@ from ipbench.plugin.contract import Credential, Protected, Scheme
 from ipbench.schemes._poisoning.poisoning import PoisonConfig, build_poisoned_set, validate
 
 OwnerToken = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (images, rows) -> images
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What ``prepare`` made: the token's secrets, and facts about making it for the record."""
+
+    secrets: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def _after_augment(token: OwnerToken, authorized: torch.Tensor) -> BatchTransform:
@@ -67,14 +76,9 @@ class TokenScheme(Scheme, InputSpaceToken):
         return PoisonConfig(**{n: getattr(self.config, n) for n in names})
 
     @abstractmethod
-    def prepare(self, task: RunContext) -> dict[str, torch.Tensor]:
-        """Make the token (train a generator, draw a sticker); returns tensors kept as secrets."""
-
-    def shared_stage(self) -> tuple[str, Any] | None:
-        """The cached sub-stage ``prepare`` computes through ``task.stage`` as (name, material),
-        which runs differing only in later settings share; None: nothing worth sharing (a
-        token drawn in milliseconds). A grid computes it once before the runs that need it."""
-        return None
+    def prepare(self, ctx: RunContext) -> Prepared:
+        """Make the token (train a generator, draw a sticker): the tensors kept as secrets and
+        what the run records about making them."""
 
     def owner_token(
         self, secrets: dict[str, torch.Tensor], shape: tuple[int, ...], seed: int
@@ -99,9 +103,10 @@ class TokenScheme(Scheme, InputSpaceToken):
 
     def unauthorized_noise(
         self, pcfg: PoisonConfig, secrets: dict[str, torch.Tensor], x: torch.Tensor, seed: int
-    ) -> PoisonConfig:
-        """The poisoning recipe once the token exists (a scheme may scale D_u's noise to it)."""
-        return pcfg
+    ) -> tuple[PoisonConfig, dict[str, Any]]:
+        """The poisoning recipe once the token exists (a scheme may scale D_u's noise to it),
+        and what the run records about that choice."""
+        return pcfg, {}
 
     def clean_transform(self, x: torch.Tensor) -> torch.Tensor | None:
         """What happens to the unauthorized (clean) training images, uint8 in, uint8 out;
@@ -112,32 +117,33 @@ class TokenScheme(Scheme, InputSpaceToken):
     def token_transform(self, protected: Protected, user: str) -> Any:
         """The function a user's credential applies to a clean image batch in [0, 1]."""
 
-    def protect(self, task: RunContext) -> Protected:
+    def protect(self, ctx: RunContext) -> Protected:
         pcfg = self.poison_config()
-        k = task.model_spec.num_classes
+        k = ctx.model_spec.num_classes
         validate(pcfg, k)
         after = pcfg.token_after_augment
-        secrets = self.prepare(task)
-        owner = task.owner
-        pcfg = self.unauthorized_noise(pcfg, secrets, owner.x, task.seed)
+        prepared = self.prepare(ctx)
+        secrets = prepared.secrets
+        owner = ctx.owner
+        pcfg, noise_meta = self.unauthorized_noise(pcfg, secrets, owner.x, ctx.seed)
         poisoned = build_poisoned_set(
-            owner.x, owner.y, k, pcfg, task.seed,
-            (lambda x, idx: x) if after else lambda x, idx: self.tokenize_train(secrets, x, task.seed),
+            owner.x, owner.y, k, pcfg, ctx.seed,
+            (lambda x, idx: x) if after else lambda x, idx: self.tokenize_train(secrets, x, ctx.seed),
             self.clean_transform,
         )  # fmt: skip
         hook = None
         if after:  # authorized images stay clean in the set; the trainer adds the token
             n_auth = int(poisoned.authorized.sum())
-            token = self.owner_token(secrets, (n_auth, *poisoned.x.shape[1:]), task.seed)
+            token = self.owner_token(secrets, (n_auth, *poisoned.x.shape[1:]), ctx.seed)
             assert token is not None  # checked in __init__
             hook = _after_augment(token, poisoned.authorized)
-        train = task.preset.train
+        train = ctx.preset.train
         if pcfg.protect_epochs is not None:
             train = dataclasses.replace(train, epochs=pcfg.protect_epochs)
-        model = task.new_model()
-        result = task.trainer.fit(
-            model, poisoned.x, poisoned.y_true, train, seed=task.seed,
-            targets_fn=poisoned.targets, checkpoint_dir=task.stage_dir, desc=f"{self.name} protection",
+        model = ctx.new_model()
+        result = ctx.trainer.fit(
+            model, poisoned.x, poisoned.y_true, train, seed=ctx.seed,
+            targets_fn=poisoned.targets, checkpoint_dir=ctx.stage_dir, desc=f"{self.name} protection",
             batch_transform=hook,
         )  # fmt: skip
         meta = {
@@ -146,9 +152,10 @@ class TokenScheme(Scheme, InputSpaceToken):
             "train_epochs": train.epochs,
             "token_after_augment": after,
             "train_wall_s": result.wall_s,
-            **getattr(self, "prepare_meta", {}),
+            **prepared.meta,
+            **noise_meta,
         }
-        return Protected(self.name, model, task.model_spec, secrets=secrets, meta=meta)
+        return Protected(self.name, model, ctx.model_spec, secrets=secrets, meta=meta)
 
     def authorize(self, protected: Protected, user: str) -> Credential:
         return Credential(user=user, kind="token", transform=self.token_transform(protected, user))
