@@ -22,6 +22,7 @@ from ipbench.cli.common import (
     WORKDIR_HELP,
     err,
     out,
+    print_error,
     print_json,
     user_errors,
 )
@@ -67,7 +68,7 @@ def exit_on_failures(outcomes: list[Any]) -> None:
         said = o.run_id is not None and o.run_id in (o.error or "")  # the error names the run
         said = said or len(outcomes) == 1  # one run: the command names it
         where = "" if said else f"run {o.run_id or '-'} (seed {o.request.seed}): "
-        err.print(f"[bold red]error:[/] {where}{o.error}", highlight=False, soft_wrap=True)
+        print_error(f"{where}{o.error}")
     if failed:
         raise typer.Exit(2 if all(o.input_error for o in failed) else 1)
 
@@ -127,9 +128,37 @@ def run(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     executor: str = executor_option(),
     ray_address: str = ray_address_option(),
+    demo_key: bool = typer.Option(
+        False,
+        "--demo-key",
+        help="a new store's owner key is the public demo key (never for "
+        "real secrets): the README's Quick start numbers reproduce on any machine",
+    ),
 ) -> None:
     """Protect, evaluate and attack: one run per scheme x dataset x preset x model x seed
     (each cached and resumable), then the comparison table."""
+    from ipbench.core.owner import KEY_ENV, demo_key_hex
+
+    previous_key = os.environ.get(KEY_ENV)
+    if demo_key:  # for this command (and the runs it starts) only; restored below
+        os.environ[KEY_ENV] = demo_key_hex()
+    try:
+        _run(scheme, dataset, model, preset, seeds, config, set_, data_root, workdir, device,
+             attacks_, download, recompute, as_json, executor, ray_address)  # fmt: skip
+    finally:
+        if demo_key and previous_key is None:
+            os.environ.pop(KEY_ENV, None)
+        elif demo_key:
+            os.environ[KEY_ENV] = previous_key or ""
+
+
+def _run(
+    scheme: str | None, dataset: str | None, model: str | None, preset: str | None, seeds: str,
+    config: str | None, set_: list[str] | None, data_root: str | None, workdir: str,
+    device: str, attacks_: str, download: bool, recompute: list[str] | None, as_json: bool,
+    executor: str, ray_address: str | None,
+) -> None:  # fmt: skip
+    """``ipbench run``'s body (the command itself sets the key environment around it)."""
     from ipbench.api import Results, records
     from ipbench.core.progress import console
     from ipbench.engine.executors import execute, failures
@@ -336,14 +365,13 @@ def main() -> None:
     try:
         app()
     except IpbenchError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        print_error(str(exc))
         sys.exit(2)
     except sqlite3.DatabaseError as exc:  # a store damaged after it was opened and checked
-        err.print(
-            f"[bold red]error:[/] the result store is damaged ({exc}); move it away or recover "
-            "it with `sqlite3 FILE .recover`",
-            highlight=False, soft_wrap=True,
-        )  # fmt: skip
+        print_error(
+            f"the result store is damaged ({exc}); move it away or recover it with "
+            "`sqlite3 FILE .recover`"
+        )
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted; finished stages are kept, rerun the command to resume")

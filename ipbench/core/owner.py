@@ -59,6 +59,13 @@ def _new_key() -> str:
 FINGERPRINT_FILE = "owner-key.fingerprint"  # beside owner/: public, one-way
 
 
+def demo_key_hex() -> str:
+    """The public demo key (``ipbench run --demo-key``): published in this source, so anyone's
+    store draws the same secrets and the README's Quick start reproduces. Never for real
+    secrets: whoever reads this line can forge every credential it protects."""
+    return hashlib.sha256(b"ipbench public demo key: not a secret").hexdigest()
+
+
 def fingerprint(key: bytes) -> str:
     """A public, one-way name of an owner key: which key made a store's runs."""
     return hashlib.sha256(b"ipbench-owner-fingerprint:" + key).hexdigest()[:16]
