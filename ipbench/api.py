@@ -28,6 +28,7 @@ import pandas as pd
 from ipbench.core.errors import IpbenchError
 from ipbench.metrics.display import json_row
 from ipbench.report.compare import per_run, summarize
+from ipbench.store.connect import workdir_path
 from ipbench.store.results import Store
 
 KINDS = ("schemes", "attacks", "datasets", "models", "presets")
@@ -41,13 +42,13 @@ METRIC_COLUMNS = [
 def open_store(workdir: str | Path) -> Store:
     """An existing result store; reading never creates one (a typo is an error, not an empty
     store)."""
-    path = Path(workdir) / "ipbench.sqlite"
-    if not path.is_file():
+    path = workdir_path(workdir) / "ipbench.sqlite"
+    if not path.exists():
         raise IpbenchError(
             f"no result store at {path} (--workdir {workdir}); run `ipbench run` first or "
             "pass the --workdir a run used"
         )
-    return Store(workdir)
+    return Store(workdir, create=False)  # read-only where the store cannot be written
 
 
 def registered(kind: str | None = None) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ipbench.core.errors import IpbenchError
 
@@ -35,13 +36,19 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
+def print_error(message: str) -> None:
+    """One red ``error:`` line on stderr. The message quotes user input (names, paths, values),
+    so it is never read as markup: ``x[/]`` prints as typed instead of failing."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Input errors become one red line and exit code 2, never a traceback."""
     try:
         yield
     except IpbenchError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        print_error(str(exc))
         raise typer.Exit(2) from None
 
 

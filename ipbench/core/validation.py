@@ -116,8 +116,10 @@ def _type_error(value: Any, base: Any) -> str | None:
         return None
     if base is bool:
         return None if isinstance(value, bool) else "true or false"
-    if base is int:
-        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if base is int:  # every int ends up in a 64-bit one (torch, numpy, SQLite)
+        if not isinstance(value, int) or isinstance(value, bool):
+            return "an integer"
+        return None if -(2**63) <= value < 2**63 else "an integer of 64 bits (below 2**63)"
     if base is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         return None if ok and math.isfinite(value) else "a finite number"

@@ -221,6 +221,24 @@ def attack_names(spec: str) -> list[str]:
     return names
 
 
+def _owner(key: str, targets: dict[str, tuple[Any, list[str]]], scheme: str) -> str:
+    """The one of ``targets`` that has a field ``key`` (given without a prefix)."""
+    owners = [t for t, (_, names) in targets.items() if key in names]
+    if not owners:
+        valid = "; ".join(
+            f"{t}{f' {scheme}' if t == 'scheme' else ''}: {', '.join(names) or '(no settings)'}"
+            for t, (_, names) in targets.items()
+        )  # fmt: skip
+        raise IpbenchError(
+            f"unknown setting {key!r}{f' for scheme {scheme}' if scheme else ''}; valid "
+            f"settings ({valid}); SCHEME.FIELD=VALUE sets a field for one scheme's runs"
+        )
+    if len(owners) > 1:
+        both = " and ".join(f"{t}.{key}" for t in owners)
+        raise IpbenchError(f"setting {key!r} is ambiguous: it is {both}; add the prefix")
+    return owners[0]
+
+
 def _route_overrides(
     overrides: dict[str, str], scheme_cfg: Any, train: TrainConfig, preset: Preset, ev: EvalConfig,
     scheme: str = "",
@@ -238,6 +256,7 @@ def _route_overrides(
         "eval": (ev, [f.name for f in dataclasses.fields(ev)]),
     }
     buckets: dict[str, dict[str, str]] = {k: {} for k in targets}
+    spelled: dict[tuple[str, str], str] = {}  # (target, field) -> the key that set it
     for key, value in overrides.items():
         prefix, dot, rest = key.partition(".")
         if dot and prefix in targets:
@@ -247,22 +266,16 @@ def _route_overrides(
                     f"unknown {whose} field {rest!r}; valid: "
                     f"{', '.join(targets[prefix][1]) or '(it has no settings)'}"
                 )
-            buckets[prefix][rest] = value
-            continue
-        owners = [t for t, (_, names) in targets.items() if key in names]
-        if not owners:
-            valid = "; ".join(
-                f"{t}{f' {scheme}' if t == 'scheme' else ''}: {', '.join(names) or '(no settings)'}"
-                for t, (_, names) in targets.items()
-            )  # fmt: skip
+            target, name = prefix, rest
+        else:
+            target, name = _owner(key, targets, scheme), key
+        if first := spelled.get((target, name)):  # epochs and train.epochs: never the last
             raise IpbenchError(
-                f"unknown setting {key!r}{f' for scheme {scheme}' if scheme else ''}; valid "
-                f"settings ({valid}); SCHEME.FIELD=VALUE sets a field for one scheme's runs"
+                f"setting {target}.{name} is given twice ({first}={overrides[first]} and "
+                f"{key}={value}); give each setting once"
             )
-        if len(owners) > 1:
-            both = " and ".join(f"{t}.{key}" for t in owners)
-            raise IpbenchError(f"setting {key!r} is ambiguous: it is {both}; add the prefix")
-        buckets[owners[0]][key] = value
+        spelled[target, name] = key
+        buckets[target][name] = value
     scheme_cfg = override(scheme_cfg, buckets["scheme"], "scheme")
     train = override(train, buckets["train"], "train")
     ev = override(ev, buckets["eval"], "eval")

@@ -6,53 +6,58 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 import torch
-from annotated_types import Ge, Gt, Interval
+from annotated_types import Ge, Interval
 
 from ipbench.core.registry import presets
+
+# Upper bounds far above any recipe: a value beyond them is a typo (lr=1e300 overflows,
+# epochs=10**9 never ends), refused before anything runs.
+MAX_EPOCHS = 10_000
+MAX_BATCH = 2**20
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything the shared trainer needs; every scheme trains with one of these."""
 
-    epochs: Annotated[int, Ge(1)] = 120
-    batch_size: Annotated[int, Ge(1)] = 256
-    lr: Annotated[float, Gt(0)] = 0.1
+    epochs: Annotated[int, Interval(ge=1, le=MAX_EPOCHS)] = 120
+    batch_size: Annotated[int, Interval(ge=1, le=MAX_BATCH)] = 256
+    lr: Annotated[float, Interval(gt=0, le=100)] = 0.1
     momentum: Annotated[float, Interval(ge=0, lt=1)] = 0.9
     nesterov: bool = False
-    weight_decay: Annotated[float, Ge(0)] = 5e-4
+    weight_decay: Annotated[float, Interval(ge=0, le=1)] = 5e-4
     schedule: Literal["multistep", "cosine", "onecycle", "constant", "triangle"] = "multistep"
     milestones: tuple[Annotated[float, Interval(gt=0, lt=1)], ...] = (
         0.5,
         0.75,
     )  # fractions of the epochs
-    lr_gamma: Annotated[float, Gt(0)] = 0.1
-    warmup_epochs: Annotated[float, Ge(0)] = 0.0
+    lr_gamma: Annotated[float, Interval(gt=0, le=1)] = 0.1  # a decay
+    warmup_epochs: Annotated[float, Interval(ge=0, le=MAX_EPOCHS)] = 0.0
     # schedule "triangle" (airbench): lr x lr_start_frac at step 0, linear up to lr at
     # lr_peak_frac of the steps, linear down to lr x lr_end_frac at the last step
-    lr_start_frac: Annotated[float, Ge(0)] = 0.2
+    lr_start_frac: Annotated[float, Interval(ge=0, le=1)] = 0.2
     lr_peak_frac: Annotated[float, Interval(gt=0, lt=1)] = 0.23
-    lr_end_frac: Annotated[float, Ge(0)] = 0.07
+    lr_end_frac: Annotated[float, Interval(ge=0, le=1)] = 0.07
     label_smoothing: Annotated[float, Interval(ge=0, lt=1)] = 0.0
-    crop_padding: Annotated[int, Ge(0)] = 4  # random pad-and-crop; 0 turns it off
+    crop_padding: Annotated[int, Interval(ge=0, le=256)] = 4  # random pad-and-crop; 0: off
     crop_pad_mode: Literal["zeros", "reflect"] = "zeros"  # what the crop's border holds
     flip: bool = True
     # "random": each image flipped with p=0.5 each epoch; "alternate" (airbench): a random half
     # flipped in even epochs, the other half in odd ones, so each image is seen both ways
     flip_mode: Literal["random", "alternate"] = "random"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    eval_batch_size: Annotated[int, Ge(1)] = 1000
+    eval_batch_size: Annotated[int, Interval(ge=1, le=MAX_BATCH)] = 1000
     # learning-rate multiplier for BatchNorm biases (their weight decay divided by the same, so
     # the decay per step stays); airbench's 64 with BN scales frozen
-    norm_bias_lr_scale: Annotated[float, Gt(0)] = 1.0
+    norm_bias_lr_scale: Annotated[float, Interval(gt=0, le=1000)] = 1.0
     # Lookahead (Zhang et al. 2019) as airbench runs it: every k steps the slow weights move
     # towards the fast ones by 1 - lookahead_decay * (t / T)^3 and the fast ones restart from
     # them; at the end the model holds the slow weights. 0 turns it off.
-    lookahead_every: Annotated[int, Ge(0)] = 0
+    lookahead_every: Annotated[int, Interval(ge=0, le=10**6)] = 0
     lookahead_decay: Annotated[float, Interval(ge=0, le=1)] = 0.95**5
     # training images (the first ones passed to fit) from which data-initialised layers
     # (``init_from_data``, e.g. whitenet's whitening stem) are set before the first step
-    data_init_images: Annotated[int, Ge(1)] = 5000
+    data_init_images: Annotated[int, Interval(ge=1, le=10**7)] = 5000
 
 
 @dataclass(frozen=True)

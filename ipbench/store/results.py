@@ -21,6 +21,7 @@ from typing import Any
 
 from ipbench.core.errors import IpbenchError
 from ipbench.metrics.spec import At, Metric, describe
+from ipbench.store.connect import connect, workdir_path
 from ipbench.store.transfer import StoreTransfer
 
 SCHEMA = """
@@ -109,12 +110,14 @@ class Store(StoreTransfer):
         explicit step (``ipbench migrate``, ``ipbench.engine.migrate.migrate_store``)."""
         from ipbench.store.cache import require_folder
 
-        self.workdir = Path(workdir)
+        self.workdir = workdir_path(workdir)
         self.path = self.workdir / STORE_FILE
         if create:
             require_folder(self.workdir, "work directory")
             if not self.path.exists():
                 _create(self.path)
+        if self.path.is_dir():
+            raise IpbenchError(f"{self.path} is a folder, not a result store; move it away")
         if not self.path.is_file():
             raise IpbenchError(f"no result store at {self.path}; run `ipbench run` first")
         if self.path.stat().st_size == 0:
@@ -123,9 +126,8 @@ class Store(StoreTransfer):
                 "is: move it away to start a new store, or restore it from a backup"
             )
         try:
-            self.db = sqlite3.connect(self.path, timeout=60)
+            self.db = connect(self.path, writer=create or upgrade_rows is not None)
             self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")
             problems = [r[0] for r in self.db.execute("PRAGMA quick_check")]
             if problems != ["ok"]:
                 raise sqlite3.DatabaseError("; ".join(problems[:3]))

@@ -20,9 +20,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ipbench.core.errors import IpbenchError
+from ipbench.core.owner import owner_key
 from ipbench.engine.executors.outcome import Outcome, failures, summary_table
 from ipbench.engine.executors.progress import ProgressCallback, ProgressEvent
 from ipbench.engine.request import RunRequest
+from ipbench.store.cache import require_folder
 from ipbench.store.results import Store
 
 __all__ = ["EXECUTORS", "Outcome", "ProgressEvent", "execute", "failures", "summary_table"]
@@ -51,6 +53,7 @@ def execute(
         raise IpbenchError(f"a grid writes one store; its runs name several: {sorted(workdirs)}")
     store = Store(requests[0].workdir)
     try:
+        _check_workdir(Path(requests[0].workdir))
         if executor == "local":
             from ipbench.engine.executors.local import execute_local
 
@@ -60,3 +63,16 @@ def execute(
         return execute_ray(requests, store, ray_address, on_progress, max_retries)
     finally:
         store.close()
+
+
+def _check_workdir(workdir: Path) -> None:
+    """What every run writes beside the store, checked before any run is recorded (not a
+    failed run per request): the artefact folder, and the owner key (made on first use; a
+    missing, replaced or damaged one is its own clear error)."""
+    artifacts = workdir / "artifacts"
+    if artifacts.exists() and not artifacts.is_dir():
+        raise IpbenchError(
+            f"{artifacts} is a file, not the folder of cached artefacts; move it away"
+        )
+    require_folder(artifacts, "artifact folder")
+    owner_key(workdir)

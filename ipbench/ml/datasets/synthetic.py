@@ -19,6 +19,7 @@ from ipbench.core.registry import datasets
 from ipbench.ml.datasets.base import Dataset, ImageSet, make_dataset
 
 NUM_CLASSES = 10
+MAX_IMAGES = 50_000  # synthetic:N, as many as CIFAR-10; generating takes ~75 kB per image
 PATTERNS = ("hstripes", "vstripes", "plaid", "rings", "checker")
 CLASS_NAMES = tuple(
     f"{PATTERNS[k % 5]}_{'fine' if k < 5 else 'coarse'}" for k in range(NUM_CLASSES)
@@ -68,7 +69,8 @@ def generate(n: int, seed: int, size: int = 32, noise: float = 0.08) -> ImageSet
 
 @datasets.register("synthetic")
 def load_synthetic(root: str | None = None, arg: str | None = None) -> Dataset:
-    """``synthetic`` or ``synthetic:N`` (N training images, default 5000; test is N/5).
+    """``synthetic`` or ``synthetic:N`` (N training images, default 5000, at most
+    ``MAX_IMAGES``; test is N/5).
 
     The data seed is fixed (not the run seed) so every run of every scheme sees the same task.
     """
@@ -78,8 +80,8 @@ def load_synthetic(root: str | None = None, arg: str | None = None) -> Dataset:
             n = int(arg)
         except ValueError:
             raise IpbenchError(f"synthetic:N needs an integer N, got {arg!r}") from None
-        if n < NUM_CLASSES:
-            raise IpbenchError(f"synthetic:N needs N >= {NUM_CLASSES}, got {n}")
+        if not NUM_CLASSES <= n <= MAX_IMAGES:
+            raise IpbenchError(f"synthetic:N needs N from {NUM_CLASSES} to {MAX_IMAGES:,}, got {n}")
     train = generate(n, seed=1234)
     test = generate(max(NUM_CLASSES, n // 5), seed=4321)
     return make_dataset("synthetic" if arg is None else f"synthetic:{n}", train, test, CLASS_NAMES)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ipbench.core.errors import CorruptArtifactError, DatasetNotFoundError
+from ipbench.core.errors import CorruptArtifactError, DatasetNotFoundError, IpbenchError
 from ipbench.core.registry import datasets
 from ipbench.ml.datasets.base import Dataset, ImageSet, make_dataset
 from ipbench.ml.datasets.locate import resolve_root, try_download
@@ -87,14 +87,23 @@ def load_gtsrb(root: str | None = None, arg: str | None = None, download: bool =
 
 
 def _open(path: Path):
-    """One decoded image; an unreadable one (zero bytes, truncated, not an image) is an
-    error naming the file."""
+    """One decoded image; an unreadable one (zero bytes, truncated, not an image) or one over
+    Pillow's decompression-bomb limit (a few bytes that decode to gigabytes; its warning zone
+    included) is an error naming the file."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                return im
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise IpbenchError(
+            f"{path}: refused, too many pixels to decode safely ({exc}); shrink the image"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CorruptArtifactError(f"{path}: not a readable image ({reason})") from None
