@@ -55,9 +55,15 @@ def _pass(v: torch.Tensor, m: torch.Tensor, dim: int) -> torch.Tensor:
     return out.movedim(-1, dim).float()
 
 
+CHUNK = 256  # images resampled at once: a 224-px float64 batch of 256 is 0.3 GB
+
+
 def resize_uint8(x: torch.Tensor, size: int, filt: str) -> torch.Tensor:
     """Images ``x`` (N, C, H, W) of 8-bit levels (uint8, or floats 0..255) resized to
-    ``size`` x ``size`` with Pillow's ``filt``, width first; 8-bit levels as floats."""
+    ``size`` x ``size`` with Pillow's ``filt``, width first; 8-bit levels as floats. Works
+    through the batch ``CHUNK`` images at a time (a training set at 224 px would not fit)."""
+    if len(x) > CHUNK:
+        return torch.cat([resize_uint8(part, size, filt) for part in x.split(CHUNK)])
     v = x.float()
     h, w = v.shape[-2:]
     if w != size:
