@@ -41,7 +41,7 @@ from ipbench.schemes._poisoning.tokens.generator import (
 )
 from ipbench.schemes._poisoning.tokens.noise import NoiseConfig
 from ipbench.schemes._poisoning.tokens.trajectory import trajectory_config
-from ipbench.schemes._resample import resize_uint8
+from ipbench.schemes._resample import CHUNK, resize_uint8
 
 IDENTITY_CHARS = string.ascii_letters + string.digits
 
@@ -281,6 +281,11 @@ class ActiveDaemon(TokenScheme, CredentialForging, SharedStage):
         r = self.config.token_resolution
         if not r or r == x.shape[-1]:
             return quantize(gen.authorize(x, bits))
+        if len(x) > CHUNK:  # the set at the token's size never exists whole
+            return torch.cat([
+                self.authorized(gen, x[i : i + CHUNK], bits[i : i + CHUNK] if bits.dim() > 1 else bits, at_token_size)
+                for i in range(0, len(x), CHUNK)
+            ])  # fmt: skip
         big = quantize(gen.authorize(upsample(x, r), bits))
         if at_token_size:
             return big
