@@ -32,7 +32,7 @@ from ipbench.schemes._poisoning.poisoning import PoisonConfig
 from ipbench.schemes._poisoning.token_scheme import Prepared, TokenScheme
 from ipbench.schemes._poisoning.tokens.bch import IdentityCodec
 from ipbench.schemes._poisoning.tokens.forgeries import KINDS as FORGERY_KINDS
-from ipbench.schemes._poisoning.tokens.forgeries import POOL, REFERENCE_SIZE, down, forgery
+from ipbench.schemes._poisoning.tokens.forgeries import POOL, REFERENCE_SIZE, forgery
 from ipbench.schemes._poisoning.tokens.generator import (
     TokenConfig,
     TokenGenerator,
@@ -41,7 +41,7 @@ from ipbench.schemes._poisoning.tokens.generator import (
 )
 from ipbench.schemes._poisoning.tokens.noise import NoiseConfig
 from ipbench.schemes._poisoning.tokens.trajectory import trajectory_config
-from ipbench.schemes._resample import CHUNK, resize_uint8
+from ipbench.schemes._resample import CHUNK, reference_resampling, resize_uint8
 
 IDENTITY_CHARS = string.ascii_letters + string.digits
 
@@ -340,7 +340,8 @@ class ActiveDaemon(TokenScheme, CredentialForging, SharedStage):
         if not self.config.resample_clean:
             return None
         r = self.config.token_resolution or REFERENCE_SIZE
-        return to_uint8(down(upsample(x.float() / 255, r), x.shape[-1]))
+        # the round trip a chunk at a time: the clean set at 224 px would be 13.5 GB
+        return to_uint8(reference_resampling(x.float() / 255, r))
 
     def identify(self, protected: Protected, x: torch.Tensor) -> list[str | None]:
         r = self.config.token_resolution
