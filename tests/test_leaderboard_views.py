@@ -141,7 +141,7 @@ def test_token_gallery_is_drawn_from_the_examples_a_run_stored(tmp_path):
     import torch
 
     from ipbench.core.tensorio import write_tensors
-    from ipbench.plugin.evaluate import TOKEN_EXAMPLES
+    from ipbench.store.bundle import TOKEN_EXAMPLES
 
     workdir, ref = tmp_path / "runs", tmp_path / "reference.csv"
     ref.write_text(REFERENCE)

@@ -137,35 +137,14 @@ def run(
 ) -> None:
     """Protect, evaluate and attack: one run per scheme x dataset x preset x model x seed
     (each cached and resumable), then the comparison table."""
-    from ipbench.core.owner import KEY_ENV, demo_key_hex
-
-    previous_key = os.environ.get(KEY_ENV)
-    if demo_key:  # for this command (and the runs it starts) only; restored below
-        os.environ[KEY_ENV] = demo_key_hex()
-    try:
-        _run(scheme, dataset, model, preset, seeds, config, set_, data_root, workdir, device,
-             attacks_, download, recompute, as_json, executor, ray_address)  # fmt: skip
-    finally:
-        if demo_key and previous_key is None:
-            os.environ.pop(KEY_ENV, None)
-        elif demo_key:
-            os.environ[KEY_ENV] = previous_key or ""
-
-
-def _run(
-    scheme: str | None, dataset: str | None, model: str | None, preset: str | None, seeds: str,
-    config: str | None, set_: list[str] | None, data_root: str | None, workdir: str,
-    device: str, attacks_: str, download: bool, recompute: list[str] | None, as_json: bool,
-    executor: str, ray_address: str | None,
-) -> None:  # fmt: skip
-    """``ipbench run``'s body (the command itself sets the key environment around it)."""
     from ipbench.api import Results, records
+    from ipbench.core.owner import demo_key_environment
     from ipbench.core.progress import console
     from ipbench.engine.executors import execute, failures
     from ipbench.engine.expfile import load_grid
     from ipbench.engine.grid import expand, grid_from_options
 
-    with user_errors():
+    with user_errors(), demo_key_environment(demo_key):
         if config:
             given = [n for n, v in (("--scheme", scheme), ("--dataset", dataset),
                      ("--model", model), ("--preset", preset), ("--set", set_)) if v]  # fmt: skip

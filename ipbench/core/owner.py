@@ -15,12 +15,14 @@ under ``owner/`` (``owner/runs/RUN.json``), never to the run record or the leade
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import os
 import secrets
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from ipbench.core.errors import IpbenchError
@@ -57,6 +59,24 @@ def _new_key() -> str:
 
 
 FINGERPRINT_FILE = "owner-key.fingerprint"  # beside owner/: public, one-way
+
+
+@contextlib.contextmanager
+def demo_key_environment(enabled: bool) -> Iterator[None]:
+    """``$IPBENCH_OWNER_KEY`` set to the public demo key inside the block (``enabled``), as
+    it was after it: a command's ``--demo-key`` never leaks into an in-process caller."""
+    if not enabled:
+        yield
+        return
+    previous = os.environ.get(KEY_ENV)
+    os.environ[KEY_ENV] = demo_key_hex()
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(KEY_ENV, None)
+        else:
+            os.environ[KEY_ENV] = previous
 
 
 def demo_key_hex() -> str:

@@ -45,12 +45,12 @@ from ipbench.plugin.context import RunContext, ThiefView
 from ipbench.plugin.contract import Protected
 from ipbench.plugin.evaluate import (
     EVAL_VERSION,
-    TOKEN_EXAMPLES,
     eval_users,
     evaluate,
     overhead,
     token_examples,
 )
+from ipbench.store.bundle import TOKEN_EXAMPLES
 from ipbench.store.cache import StageCache
 from ipbench.store.results import Store
 from ipbench.store.stage_record import RunOutcome, Task, flatten, stage_line, unflatten

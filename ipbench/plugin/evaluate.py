@@ -138,7 +138,6 @@ def overhead(
     return out
 
 
-TOKEN_EXAMPLES = "token_examples.safetensors"  # in the evaluate stage's folder
 GALLERY_IMAGES = 4
 
 

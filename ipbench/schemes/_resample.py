@@ -73,6 +73,24 @@ def resize_uint8(x: torch.Tensor, size: int, filt: str) -> torch.Tensor:
     return v
 
 
+def _resize01(x: torch.Tensor, size: int, filt: str) -> torch.Tensor:
+    if x.shape[-1] == size:
+        return x
+    return resize_uint8((x.clamp(0, 1) * 255).round(), size, filt) / 255
+
+
+def upsample(x: torch.Tensor, size: int, filt: str = "bicubic") -> torch.Tensor:
+    """Images in [0, 1] at ``size``, 8-bit, Pillow BICUBIC by default (the reference's
+    ``ImageOps.fit(img, (224, 224))``); unchanged at their own size."""
+    return _resize01(x, size, filt)
+
+
+def downsample(x: torch.Tensor, size: int, filt: str = "bilinear") -> torch.Tensor:
+    """Images in [0, 1] at ``size``, 8-bit, Pillow BILINEAR antialiased by default (the
+    classifier's ``Resize([32, 32])``); unchanged at their own size."""
+    return _resize01(x, size, filt)
+
+
 def reference_resampling(
     x: torch.Tensor, up: int = 224, up_filter: str = "bicubic", down_filter: str = "bilinear"
 ) -> torch.Tensor:
@@ -83,9 +101,7 @@ def reference_resampling(
     if len(x) > CHUNK:
         parts = [reference_resampling(p, up, up_filter, down_filter) for p in x.split(CHUNK)]
         return torch.cat(parts)
-    levels = (x.clamp(0, 1) * 255).round()
-    big = resize_uint8(levels, up, up_filter)
-    return resize_uint8(big, x.shape[-1], down_filter) / 255
+    return downsample(upsample(x, up, up_filter), x.shape[-1], down_filter)
 
 
 def blur3x3(x: torch.Tensor) -> torch.Tensor:

@@ -37,11 +37,10 @@ from ipbench.schemes._poisoning.tokens.generator import (
     TokenConfig,
     TokenGenerator,
     train_token_generator,
-    upsample,
 )
 from ipbench.schemes._poisoning.tokens.noise import NoiseConfig
 from ipbench.schemes._poisoning.tokens.trajectory import trajectory_config
-from ipbench.schemes._resample import CHUNK, reference_resampling, resize_uint8
+from ipbench.schemes._resample import CHUNK, downsample, reference_resampling, upsample
 
 IDENTITY_CHARS = string.ascii_letters + string.digits
 
@@ -289,7 +288,7 @@ class ActiveDaemon(TokenScheme, CredentialForging, SharedStage):
         big = quantize(gen.authorize(upsample(x, r), bits))
         if at_token_size:
             return big
-        return resize_uint8(big * 255, x.shape[-1], "bilinear") / 255
+        return downsample(big, x.shape[-1])
 
     def _generator_from_secrets(
         self, secrets: dict[str, torch.Tensor], x: torch.Tensor

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ipbench.core.errors import IpbenchError
+from ipbench.core.owner import FINGERPRINT_FILE
 from ipbench.core.version import __version__
 from ipbench.store.results import SCHEMA_VERSION, Store
 
@@ -34,7 +35,7 @@ FORMAT = "ipbench-bundle"
 FORMAT_VERSION = 1
 MAX_BYTES = 256 * 2**20  # a board's rows are a few MB; anything larger is not a bundle
 MAX_DEPTH = 32
-TOKEN_EXAMPLES = "token_examples.safetensors"  # as ipbench.plugin.evaluate stores them
+TOKEN_EXAMPLES = "token_examples.safetensors"  # in the evaluate stage's folder
 IMPORTED_DIR = "imported"  # WORKDIR/imported/RUN/token_examples.safetensors
 
 
@@ -65,7 +66,7 @@ def loads_limited(text: str, where: str) -> Any:
 
 
 def owner_fingerprint(workdir: Path) -> str | None:
-    path = workdir / "owner-key.fingerprint"
+    path = workdir / FINGERPRINT_FILE
     return path.read_text().strip() if path.is_file() else None
 
 
@@ -99,8 +100,9 @@ def export_bundle(
                 keys.add((parts[-2], parts[-1]) if len(parts) >= 2 else ("", ""))
         for metric in rows["metrics"]:
             lines.append(_dump({"table": "metrics", **metric}))
-        examples = _token_examples(store, rec.run_id)
-        if examples is not None:
+        found = token_examples_file(store, rec.run_id)
+        if found is not None:
+            examples = found.read_bytes()
             lines.append(_dump({"table": "files", "run_id": rec.run_id, "name": TOKEN_EXAMPLES,
                                 "sha256": hashlib.sha256(examples).hexdigest(),
                                 "base64": base64.b64encode(examples).decode()}))  # fmt: skip
@@ -112,17 +114,18 @@ def export_bundle(
     return len(runs)
 
 
-def _token_examples(store: Store, run_id: str) -> bytes | None:
-    """The stored token examples of a run's evaluation (its stage folder, or an earlier
-    import's copy), as bytes; None when it has none."""
+def imported_examples(workdir: Path, run_id: str) -> Path:
+    """Where an import puts a run's token examples (it has no stage folder of its own)."""
+    return workdir / IMPORTED_DIR / run_id / TOKEN_EXAMPLES
+
+
+def token_examples_file(store: Store, run_id: str) -> Path | None:
+    """A run's stored token examples: its evaluation's, or an import's copy; None: none."""
     st = store.stage(run_id, "evaluate")
-    candidates = [store.workdir / IMPORTED_DIR / run_id / TOKEN_EXAMPLES]
+    candidates = [imported_examples(store.workdir, run_id)]
     if st and st.get("artifact"):
         candidates.insert(0, Path(st["artifact"]) / TOKEN_EXAMPLES)
-    for path in candidates:
-        if path.is_file():
-            return path.read_bytes()
-    return None
+    return next((p for p in candidates if p.is_file()), None)
 
 
 def read_bundle(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -163,6 +166,11 @@ def read_bundle(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]
     return header, rows
 
 
+def _fields(row: dict[str, Any]) -> dict[str, Any]:
+    """A bundle row as its table's columns (the ``table`` tag dropped; the row is not changed)."""
+    return {k: v for k, v in row.items() if k != "table"}
+
+
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     """What must agree between two runs of one board: the preset's budget."""
     return {k: config.get(k) for k in ("preset", "train", "data", "eval", "model")}
@@ -179,15 +187,21 @@ def import_bundle(store: Store, path: str | Path, allow_mixed: bool = False) -> 
     problems: list[str] = []
     by_run: dict[str, dict[str, Any]] = {}
     for row in rows:
-        table = row.pop("table")
-        if table == "runs":
-            by_run[row["run_id"]] = {"run": row, "stages": [], "metrics": [], "files": []}
+        if row["table"] == "runs":
+            by_run[row["run_id"]] = {"run": _fields(row), "stages": [], "metrics": [], "files": []}
     for row in rows:
-        rid = row.get("run_id")
-        if rid is None:
-            continue
-        if rid not in by_run:
-            raise IpbenchError(f"{path}: a row names run {rid}, which the bundle does not hold")
+        if row["table"] in ("stages", "metrics", "files"):
+            rid = row.get("run_id")
+            if rid not in by_run:
+                raise IpbenchError(f"{path}: a row names run {rid}, which the bundle does not hold")
+            by_run[rid][row["table"]].append(_fields(row))
+    for parts in by_run.values():  # every file checked before anything is written
+        for f in parts["files"]:
+            f["data"] = base64.b64decode(f["base64"])
+            if hashlib.sha256(f["data"]).hexdigest() != f["sha256"]:
+                raise IpbenchError(
+                    f"{path}: run {parts['run']['run_id']}'s {f['name']} does not match its sha256"
+                )
     for rid, parts in by_run.items():
         run = parts["run"]
         config = loads_limited(run["config"], f"{path}: run {rid} config")
@@ -218,14 +232,6 @@ def import_bundle(store: Store, path: str | Path, allow_mixed: bool = False) -> 
             f"{path}: refused, it would mix with this store's runs: {shown}. Import it into a "
             "new --workdir, or pass --allow-mixed to import it labelled"
         )
-    for row in rows:
-        rid = row.get("run_id")
-        if "name" in row and "base64" in row and rid in by_run:
-            by_run[rid]["files"].append(row)
-        elif "stage" in row and "value" in row and rid in by_run:
-            by_run[rid]["metrics"].append(row)
-        elif "cache_key" in row and rid in by_run:
-            by_run[rid]["stages"].append(row)
     imported: dict[str, Any] = {"bundle": name, "owner_fingerprint": theirs}
     if mine and theirs and mine != theirs:  # another owner's secrets: comparable, but labelled
         imported["foreign_owner"] = True
@@ -244,13 +250,10 @@ def import_bundle(store: Store, path: str | Path, allow_mixed: bool = False) -> 
             new_attempt=False,
         )
         for f in parts["files"]:
-            data = base64.b64decode(f["base64"])
-            if hashlib.sha256(data).hexdigest() != f["sha256"]:
-                raise IpbenchError(f"{path}: run {rid}'s {f['name']} does not match its sha256")
-            target = store.workdir / IMPORTED_DIR / rid / TOKEN_EXAMPLES
+            target = imported_examples(store.workdir, rid)
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-    store.import_artifacts([r for r in rows if "marker_sha256" in r])
+            target.write_bytes(f["data"])
+    store.import_artifacts([_fields(r) for r in rows if r["table"] == "artifacts"])
     return list(by_run)
 
 

@@ -15,8 +15,7 @@ import pandas as pd
 import torch
 
 from ipbench.core.tensorio import read_tensors
-from ipbench.plugin.evaluate import TOKEN_EXAMPLES
-from ipbench.store.bundle import IMPORTED_DIR
+from ipbench.store.bundle import TOKEN_EXAMPLES, token_examples_file
 from ipbench.store.results import Store
 
 AMPLIFY = 10.0  # |x_a - x| x10, clipped, as in the papers' token figures
@@ -73,11 +72,8 @@ def gallery(
     an old run. ``data_root`` is accepted for compatibility and unused."""
 
     def examples_folder(run_id: str) -> str | None:
-        imported = store.workdir / IMPORTED_DIR / run_id
-        if (imported / TOKEN_EXAMPLES).is_file():
-            return str(imported)
-        st = store.stage(run_id, "evaluate")
-        return st.get("artifact") if st else None
+        found = token_examples_file(store, run_id)
+        return str(found.parent) if found else None
 
     rows, _served = stored_rows(runs, {r: examples_folder(r) for r in runs["run_id"]})
     if not rows:

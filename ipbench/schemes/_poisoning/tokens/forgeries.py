@@ -24,19 +24,12 @@ from collections.abc import Callable
 import torch
 
 from ipbench.ml.images import quantize
-from ipbench.schemes._poisoning.tokens.generator import TokenGenerator, upsample
-from ipbench.schemes._resample import resize_uint8
+from ipbench.schemes._poisoning.tokens.generator import TokenGenerator
+from ipbench.schemes._resample import downsample, reference_resampling, upsample
 
 KINDS = ("resampled", "other_token_raw", "other_token_at_size", "gaussian_at_size")
 REFERENCE_SIZE = 224
 POOL = 64  # thief images whose tokens are reused
-
-
-def down(big: torch.Tensor, size: int) -> torch.Tensor:
-    """8-bit images at ``size`` from 8-bit images in [0, 1] (Pillow BILINEAR, antialiased)."""
-    if big.shape[-1] == size:
-        return big
-    return resize_uint8((big.clamp(0, 1) * 255).round(), size, "bilinear") / 255
 
 
 def forgery(
@@ -53,7 +46,7 @@ def forgery(
     with torch.no_grad():
         tokened = quantize(gen.authorize(big_pool, bits[None].expand(len(pool), -1)))
     residual_big = tokened - big_pool  # r' at the token's size
-    residual_raw = down(tokened, size) - down(big_pool, size)
+    residual_raw = downsample(tokened, size) - downsample(big_pool, size)
     sigma = float(residual_big.std())
     g = torch.Generator().manual_seed(seed)
 
@@ -63,13 +56,13 @@ def forgery(
     def apply(x: torch.Tensor) -> torch.Tensor:
         n, dev = len(x), x.device
         if kind == "resampled":
-            return down(upsample(x, r_resample), x.shape[-1])
+            return reference_resampling(x, r_resample)
         if kind == "other_token_raw":
             return quantize(x + residual_raw[other(n)].to(dev))
         big = upsample(x, r)
         if kind == "other_token_at_size":
-            return down(quantize(big + residual_big[other(n)].to(dev)), x.shape[-1])
+            return downsample(quantize(big + residual_big[other(n)].to(dev)), x.shape[-1])
         noise = torch.randn(big.shape, generator=g).to(dev) * sigma
-        return down(quantize(big + noise), x.shape[-1])
+        return downsample(quantize(big + noise), x.shape[-1])
 
     return apply

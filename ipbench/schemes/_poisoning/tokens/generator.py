@@ -32,6 +32,7 @@ from ipbench.schemes._poisoning.tokens.trajectory import (
     stops,
     usable_checkpoint,
 )
+from ipbench.schemes._resample import upsample
 
 log = logging.getLogger(__name__)
 YUV = torch.tensor(
@@ -272,16 +273,6 @@ def _ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     from pytorch_msssim import ssim
 
     return ssim(a.float(), b.float(), data_range=1.0, size_average=True)
-
-
-def upsample(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Images in [0, 1] upsampled to ``size`` with Pillow's BICUBIC, 8-bit (the reference's
-    ``ImageOps.fit(img, (224, 224))``); unchanged at their own size."""
-    if x.shape[-1] == size:
-        return x
-    from ipbench.schemes._resample import resize_uint8
-
-    return resize_uint8((x.clamp(0, 1) * 255).round(), size, "bicubic") / 255
 
 
 def scaled_noise(noise: NoiseConfig, resolution: int, image_size: int) -> NoiseConfig:
