@@ -193,6 +193,45 @@ def test_a_token_made_at_64_px_goes_down_to_the_classifier_and_decodes_at_64(tmp
     plain = reference_resampling(x, up=64)
     assert float((sent - plain).abs().mean()) < float((sent - x).abs().mean())
 
+    # the stealthiness views: "token" compares at 64 px against up(x); "reference" crops both
+    from ipbench.plugin.contract import Credential, Protected
+    from ipbench.plugin.evaluate import EvalConfig, stealthiness
+    from ipbench.schemes._resample import upsample
+
+    protected = Protected(scheme.name, torch.nn.Identity(), ctx.model_spec, secrets)
+    views = scheme.view_pairs(protected, Credential("user0", "token"), x)
+    assert torch.equal(views["token"][0], upsample(x, 64)) and views["token"][1].shape[-1] == 64
+    assert views["reference"][0].shape[-1] == 32 and views["reference"][1].shape == x.shape
+    cfg = EvalConfig(quality_images=8, batch_size=5)  # two chunks: the views are joined
+    quality = stealthiness(scheme, protected, ctx.test, "user0", cfg)
+    assert {"PSNR", "PSNR@token", "PSNR@reference", "SSIM@token", "LPIPS@reference"} <= set(quality)
+    # the token view is user0's token at 64 px against up(x); another user's is another image
+    from ipbench.metrics.image_quality import psnr
+
+    own = scheme.authorized(gen, x, scheme.codec.encode("user0"), at_token_size=True)
+    assert quality["PSNR@token"] == pytest.approx(psnr(upsample(x, 64), own), abs=1e-4)
+    assert torch.equal(own, views["token"][1])
+
+
+def test_the_reference_view_is_torchvisions_resize_36_and_center_crop_32():
+    """``_reference_crop`` is the reference's stealthiness transform, within 1 grey level."""
+    import numpy as np
+    from PIL import Image
+    from torchvision import transforms
+
+    from ipbench.schemes.activedaemon import _reference_crop
+
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(3, 3, 224, 224, generator=gen) * 255).round() / 255
+    x = torch.nn.functional.avg_pool2d(x, 5, 1, 2)  # smooth, like a photo, not pure noise
+    x = (x * 255).round() / 255
+    ours = _reference_crop(x)
+    pipe = transforms.Compose([transforms.Resize(36), transforms.CenterCrop(32)])
+    for img, mine in zip(x, ours, strict=True):
+        pil = Image.fromarray((img * 255).round().byte().permute(1, 2, 0).numpy())
+        theirs = torch.from_numpy(np.asarray(pipe(pil)).copy()).permute(2, 0, 1).float()
+        assert float((mine * 255 - theirs).abs().max()) <= 1
+
 
 @pytest.mark.slow
 def test_the_forgeries_keep_either_the_token_or_the_resampling(tmp_path):

@@ -40,6 +40,7 @@ from ipbench.plugin.capabilities import (
     InputSpaceToken,
     PassportLayers,
     SharedStage,
+    StealthViews,
     WrappedDeployment,
     capabilities_of,
     capability,
@@ -51,7 +52,7 @@ from ipbench.plugin.evaluate import eval_users, query_logits
 __all__ = [
     "At", "Attack", "Credential", "CredentialForging", "FingerprintAuthentication",
     "InputSpaceToken", "IpbenchError", "Metric", "ModelSpec", "PassportLayers", "Protected",
-    "Results", "RunContext", "Scheme", "SharedStage", "Target", "WrappedDeployment", "answers", "attacks",
+    "Results", "RunContext", "Scheme", "SharedStage", "StealthViews", "Target", "WrappedDeployment", "answers", "attacks",
     "bare_network", "build_model", "capabilities_of", "capability", "eval_users", "first",
     "pct", "quantize", "query_logits", "redeploy", "schemes", "score", "seeded",
     "served_accuracy", "steal", "test_slice", "thief_data", "thief_train", "to_float_images",

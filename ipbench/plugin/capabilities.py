@@ -34,6 +34,23 @@ class InputSpaceToken(ABC):
         """The images (floats in [0, 1], same shape as ``x``) a holder of ``credential`` sends."""
 
 
+class StealthViews(ABC):
+    """The token is made at another size than the image the classifier reads (ActiveDaemon's
+    reference pipeline: 32 -> 224 px, token, back to 32), so "how visible is it" has more than
+    one honest answer. ``PSNR`` etc. stay the classifier's view (what the network reads
+    against the user's own image); each view named here adds ``PSNR@VIEW`` etc."""
+
+    stealth_views: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def view_pairs(
+        self, protected: Protected, credential: Credential, x: torch.Tensor
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per view: (reference image, what the holder of ``credential`` sends) for clean
+        images ``x`` in [0, 1], both in [0, 1] and the same shape; views not defined for these
+        settings are left out."""
+
+
 class CredentialForging(ABC):
     """The scheme can make fake credentials of the kinds in ``forge_kinds`` without the
     owner's secret (a random passport, a wrong key), for the fake-credential attack."""
@@ -130,6 +147,7 @@ class FingerprintAuthentication(ABC):
 
 CAPABILITIES: tuple[type, ...] = (
     InputSpaceToken,
+    StealthViews,
     CredentialForging,
     WrappedDeployment,
     PassportLayers,

@@ -12,9 +12,10 @@ from annotated_types import Interval
 from ipbench.metrics.accuracy import accuracy, derived
 from ipbench.metrics.image_quality import image_quality
 from ipbench.metrics.overhead import compare, credential_cost, flops_per_image, measure
+from ipbench.metrics.spec import At
 from ipbench.ml.datasets import ImageSet
 from ipbench.ml.training import to_float_images
-from ipbench.plugin.capabilities import InputSpaceToken
+from ipbench.plugin.capabilities import InputSpaceToken, StealthViews
 from ipbench.plugin.contract import Credential, Protected, Scheme
 
 ALPHABET = string.ascii_letters + string.digits
@@ -159,14 +160,18 @@ def token_examples(
 def stealthiness(
     scheme: InputSpaceToken, protected: Protected, test: ImageSet, user: str, cfg: EvalConfig
 ) -> dict[str, float | str]:
-    """PSNR, SSIM, ERGAS, LPIPS between clean test images and what an authorized user sends."""
+    """PSNR, SSIM, ERGAS, LPIPS between clean test images and what an authorized user sends
+    (the classifier's view), and ``PSNR@VIEW`` etc. for each of a scheme's ``StealthViews``."""
     x = to_float_images(test.x[: cfg.quality_images])
     assert isinstance(scheme, Scheme)
     cred = scheme.authorize(protected, user)
-    xa = torch.cat(
-        [
-            scheme.apply(cred, x[i : i + cfg.batch_size]).cpu()
-            for i in range(0, len(x), cfg.batch_size)
-        ]
-    )
-    return image_quality(x, xa)
+    parts = range(0, len(x), cfg.batch_size)
+    xa = torch.cat([scheme.apply(cred, x[i : i + cfg.batch_size]).cpu() for i in parts])
+    out = image_quality(x, xa)
+    if isinstance(scheme, StealthViews):
+        pairs = [scheme.view_pairs(protected, cred, x[i : i + cfg.batch_size]) for i in parts]
+        for view in pairs[0] if pairs else ():
+            ref = torch.cat([p[view][0].cpu() for p in pairs])
+            sent = torch.cat([p[view][1].cpu() for p in pairs])
+            out |= {str(At(k, label=view)): v for k, v in image_quality(ref, sent).items()}
+    return out

@@ -24,7 +24,7 @@ from ipbench.core.errors import IpbenchError
 from ipbench.core.registry import schemes
 from ipbench.ml.images import quantize, to_uint8
 from ipbench.ml.models import ModelSpec
-from ipbench.plugin.capabilities import CredentialForging, SharedStage
+from ipbench.plugin.capabilities import CredentialForging, SharedStage, StealthViews
 from ipbench.plugin.context import RunContext
 from ipbench.plugin.contract import Credential, Protected
 from ipbench.plugin.evaluate import eval_users
@@ -127,11 +127,15 @@ def random_identities(n: int, seed: int) -> list[str]:
 
 
 @schemes.register("activedaemon")
-class ActiveDaemon(TokenScheme, CredentialForging, SharedStage):
+class ActiveDaemon(TokenScheme, CredentialForging, SharedStage, StealthViews):
     """Invisible per-user tokens from a StegaStamp encoder, trained in by poisoning."""
 
     Config = ActiveDaemonConfig
     forge_kinds = FORGERY_KINDS  # token vs resampling (tokens/forgeries.py)
+    # "token": the image at the token's size against the one the token was added to (up(x);
+    # the paper's 224-px view); "reference": both through Resize(36) + CenterCrop(32), as the
+    # reference's tests/stealthiness_test.py reads its PNG pairs (paper Table III)
+    stealth_views = ("token", "reference")
     summary = "invisible per-user tokens (StegaStamp encoder + BCH identities), poisoning (NDSS'24)"
     preset_defaults = {
         # Smoke exercises the mechanism, not the token's quality: 60 secret-only steps leave
@@ -342,6 +346,18 @@ class ActiveDaemon(TokenScheme, CredentialForging, SharedStage):
         # the round trip a chunk at a time: the clean set at 224 px would be 13.5 GB
         return to_uint8(reference_resampling(x.float() / 255, r))
 
+    def view_pairs(
+        self, protected: Protected, credential: Credential, x: torch.Tensor
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        r = self.config.token_resolution
+        bits = self.codec.encode(credential.user)
+        before = upsample(x, r) if r else quantize(x)
+        after = self.authorized(self._generator(protected), x, bits, at_token_size=True)
+        return {
+            "token": (before, after),
+            "reference": (_reference_crop(before), _reference_crop(after)),
+        }
+
     def identify(self, protected: Protected, x: torch.Tensor) -> list[str | None]:
         r = self.config.token_resolution
         probs = self._generator(protected).decode_bits(upsample(x, r) if r else x)
@@ -375,6 +391,16 @@ class ActiveDaemon(TokenScheme, CredentialForging, SharedStage):
         if stats.get("perceptual") == "yuv_l2":
             out["token_loss"] = "LPIPS unavailable: token trained with SSIM + YUV-weighted L2"
         return out
+
+
+REFERENCE_RESIZE, REFERENCE_CROP = 36, 32  # the reference's stealthiness_test.py transforms
+
+
+def _reference_crop(x: torch.Tensor) -> torch.Tensor:
+    """torchvision's Resize(36) (Pillow BILINEAR) then CenterCrop(32), 8-bit."""
+    small = downsample(x, REFERENCE_RESIZE)
+    top = round((REFERENCE_RESIZE - REFERENCE_CROP) / 2)
+    return small[..., top : top + REFERENCE_CROP, top : top + REFERENCE_CROP]
 
 
 def _generator_state(gen: TokenGenerator) -> dict[str, torch.Tensor]:

@@ -27,6 +27,15 @@ ACCURACY = ("A_or", "A_ad", "A_ud", "A_od", "A_pd")
 # attack headlines that count what the thief gets, for the control check
 THIEF_GAINS = ("A_ud", "A_sub", "A_re")
 STEALTH = ("PSNR", "SSIM", "ERGAS", "LPIPS")
+# the views a scheme's StealthViews add (ipbench.plugin.capabilities); plain names are the
+# classifier's view
+VIEWS = {
+    "token": "at the token's own size, against the image the token was added to (up(x) for "
+    "a token made at 224 px: the paper's view)",
+    "reference": "both images of the token view through Resize(36) + CenterCrop(32), as the "
+    "reference code's tests/stealthiness_test.py (the convention of the paper's Table III)",
+}
+STEALTH_VIEWS = STEALTH + tuple(f"{m}@{v}" for v in VIEWS for m in STEALTH)
 TRACING = ("A_dec_raw", "A_dec", "id_rate", "bch_failures")
 CAPACITY = ("capacity", "capacity_published", "capacity_used", "users_evaluated")
 OVERHEAD = (
@@ -183,21 +192,28 @@ def other_models(page: Page) -> Table | None:
 
 
 def sweeps(col: Collected, agg_all: pd.DataFrame) -> Table | None:
-    """Runs that differ from the default configuration, grouped by the fields they change."""
+    """Runs that differ from the default configuration, grouped by the fields they change:
+    accuracy and, where any variant has it, PSNR in each stealthiness view."""
     var = col.runs[~col.runs["default"]]
     if var.empty:
         return None
+    wanted = ("A_ad", "A_ud", "A_od", "A_pd", *(f"PSNR@{v}" if v else "PSNR" for v in ("", *VIEWS)))
+    groups = list(var.groupby(["scheme", "variant"], sort=True))
+    ev = agg_all[agg_all.stage == "evaluate"]
+    keys = {k for k, _ in groups}
+    found: dict[tuple[str, str, str], pd.Series] = {}
+    for _, r in ev[ev["name"].isin(wanted)].iterrows():  # r.name would be the row's index
+        if (r["scheme"], r["variant"]) in keys:
+            found.setdefault((r["scheme"], r["variant"], r["name"]), r)
+    metrics = [m for m in wanted if m.startswith("A_") or any(k[2] == m for k in found)]
     rows = []
-    metrics = ("A_ad", "A_ud", "A_od", "A_pd")
-    for (scheme, v), _ in var.groupby(["scheme", "variant"], sort=True):
+    for (scheme, v), _ in groups:
         cells = [label(scheme), label(settings_text(json.loads(v)))]
         for m in metrics:
-            hit = agg_all[(agg_all.scheme == scheme) & (agg_all.variant == v)
-                          & (agg_all.stage == "evaluate") & (agg_all.name == m)]  # fmt: skip
-            if not len(hit):
+            r = found.get((scheme, v, m))
+            if r is None:
                 cells.append(Cell("–"))
                 continue
-            r = hit.iloc[0]
             value = float(r["mean"]) if r["n"] else None
             text = cell(m, r["mean"], r["std"], int(r["n"]), r["spec"])
             cells.append(Cell(text, value, tuple(r["runs"]), "evaluate"))
@@ -294,9 +310,18 @@ def render(
             + "; ".join(f"`{s}`: {', '.join(w)}" for s, w in page.flags.items())
             + ". Their rows are not results about the scheme until this is explained."
         )
-    stealth = _block(page, "stealthiness", input_space, STEALTH)
+    stealth = _block(page, "stealthiness", input_space, STEALTH_VIEWS)
+    titles = [c.title for c in stealth.columns] if stealth else []
+    shown = {t.split("@")[1].split(" ")[0] for t in titles if "@" in t}
+    views = [
+        "Plain columns are the classifier's view: what the network reads for an authorized "
+        "query against the user's own image. "
+        + " ".join(f"`@{v}`: {VIEWS[v]}." for v in VIEWS if v in shown)
+        + " `(paper)` columns stand beside the classifier's view; ActiveDaemon's published "
+        "numbers were measured in the reference view."
+    ] if shown else []  # fmt: skip
     sections.append(Section("Stealthiness (Table III)", table=stealth,
-                            before=[] if stealth else ["No input-space scheme ran."]))  # fmt: skip
+                            before=views if stealth else ["No input-space scheme ran."]))  # fmt: skip
     tracing = [s for s in schemes if page.value(s, "evaluate", "id_rate") is not None]
     if tracing:
         sections.append(Section(
@@ -336,7 +361,8 @@ def render(
             ["Runs that differ from the current default in the settings named (a run stored "
              "before a setting existed counts with its class default, e.g. "
              "`protect_epochs=None`: the preset's epochs); they feed the plots, not the tables "
-             "above."],
+             "above. PSNR columns are the views of the stealthiness section (plain: the "
+             "classifier's)."],
             sweep,
         ))  # fmt: skip
     sections.append(Section("Runs", table=runs_table(col)))
