@@ -29,8 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ipbench.core.authenticity import results_key
 from ipbench.core.config import content_hash, override
-from ipbench.core.owner import key_seed
+from ipbench.core.owner import key_seed, owner_key
 from ipbench.core.registry import attacks, presets, schemes
 from ipbench.engine.request import model_spec_for, preset_config
 from ipbench.metrics.spec import At
@@ -83,7 +84,8 @@ def task_context(
     return RunContext(
         spec, budget, seed, torch.device("cpu"), trainer, ThiefView(splits.attacker, splits.test),
         owner_split=splits.owner, data_key=key, baseline=baseline,
-        cache=StageCache(Path(workdir) / "artifacts"), key_seed=key_seed(workdir, seed),
+        cache=StageCache(Path(workdir) / "artifacts", mac_key=results_key(owner_key(workdir))),
+        key_seed=key_seed(workdir, seed),
     )  # fmt: skip
 
 

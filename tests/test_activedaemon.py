@@ -219,13 +219,13 @@ def test_the_reference_view_is_torchvisions_resize_36_and_center_crop_32():
     from PIL import Image
     from torchvision import transforms
 
-    from ipbench.schemes.activedaemon import _reference_crop
+    from ipbench.schemes._resample import reference_crop
 
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(3, 3, 224, 224, generator=gen) * 255).round() / 255
     x = torch.nn.functional.avg_pool2d(x, 5, 1, 2)  # smooth, like a photo, not pure noise
     x = (x * 255).round() / 255
-    ours = _reference_crop(x)
+    ours = reference_crop(x)
     pipe = transforms.Compose([transforms.Resize(36), transforms.CenterCrop(32)])
     for img, mine in zip(x, ours, strict=True):
         pil = Image.fromarray((img * 255).round().byte().permute(1, 2, 0).numpy())

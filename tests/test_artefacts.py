@@ -184,27 +184,30 @@ def _age(wd: Path, old_root: Path) -> None:
     db.close()
     for marker in (wd / "artifacts").glob("*/*/stage.json"):
         data = json.loads(marker.read_text())
-        data.pop("files"), data.pop("compute")
+        data.pop("files"), data.pop("compute"), data.pop("mac", None)
         marker.write_text(json.dumps(data, indent=2))
 
 
-def test_an_old_store_is_upgraded_in_place_and_its_stages_reused(tmp_path, finished):
+def test_an_old_store_is_upgraded_in_place_and_its_stages_reused(tmp_path, finished, capsys):
     src, reference = finished
     wd = tmp_path / "wd"
     shutil.copytree(src, wd)
     _age(wd, Path("/somewhere/else/wd"))
     with pytest.raises(IpbenchError, match="ipbench migrate"):  # never upgraded as a side effect
         Runner(tiny_request(wd)).run()
-    assert migrate_store(wd) == (0, 2)
-    assert migrate_store(wd) == (2, 2)  # a current store is left as it is
+    assert migrate_store(wd) == (0, 3)
+    # baseline, protect, evaluate: digested and authenticated once, by the migration
+    assert (
+        "3 stage marker(s) authenticated under the owner key, 3 of them given file digests"
+        in capsys.readouterr().out
+    )
+    assert migrate_store(wd) == (3, 3)  # a current store is left as it is
     logged: list[str] = []
     out = Runner(tiny_request(wd), log=logged.append).run()
     assert values(out) == reference
     assert all(s["cached"] for s in out.stages)
-    notices = [m for m in logged if "predates integrity records; digests recorded now" in m]
-    assert len(notices) == 3  # baseline, protect, evaluate: one line each, once
     db = sqlite3.connect(wd / "ipbench.sqlite")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
     assert {r[0] for r in db.execute("SELECT artifact FROM stages")} <= {
         f"artifacts/{s}/{p.name}" for s, p in _folders(wd).items()
     }

@@ -147,10 +147,16 @@ def test_token_gallery_is_drawn_from_the_examples_a_run_stored(tmp_path):
     ref.write_text(REFERENCE)
     store = Store(workdir)
     add_run(store, "gone-0", "retired-scheme", 0, {})
-    folder = tmp_path / "evaluate-artefact"
-    folder.mkdir()
+    from ipbench.store.cache import StageCache
+
     x = torch.rand(4, 3, 32, 32)
-    write_tensors({"clean": x, "authorized": (x + 0.1).clamp(0, 1)}, folder / TOKEN_EXAMPLES)
+    cache = StageCache(workdir / "artifacts", store, mac_key=store.signing_key())
+    folder, _ = cache.compute(  # a stage folder as a run leaves it: digests, authenticated
+        "evaluate", "key",
+        lambda work: write_tensors(
+            {"clean": x, "authorized": (x + 0.1).clamp(0, 1)}, work / TOKEN_EXAMPLES
+        ),
+    )  # fmt: skip
     store.begin_stage("gone-0", "evaluate", "key")
     store.put_metrics("gone-0", "evaluate", {"A_ad": 80.0, "A_ud": 10.0})
     store.finish_stage("gone-0", "evaluate", artifact=str(folder))

@@ -42,6 +42,13 @@ def print_error(message: str) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+def print_problems(problems: list[str]) -> None:
+    """One yellow ``warning:`` line on stderr per row a reader left out (or per reason it
+    could not check any): what was printed is what verified, and this names the rest."""
+    for problem in dict.fromkeys(problems):
+        err.print(f"[bold yellow]warning:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Input errors become one red line and exit code 2, never a traceback."""

@@ -24,6 +24,7 @@ from ipbench.cli.common import (
     out,
     print_error,
     print_json,
+    print_problems,
     user_errors,
 )
 from ipbench.core.config import parse_assignments
@@ -279,9 +280,12 @@ def leaderboard(
             finally:
                 store.close()
         open_store(workdir).close()  # a missing store is an error, never created
-        o = out()
-        for path in build(workdir, out_dir, dataset, preset, reference, data_root, tokens):
+        o, problems = out(), []
+        for path in build(
+            workdir, out_dir, dataset, preset, reference, data_root, tokens, problems
+        ):
             o.print(f"wrote {path}, {path.with_suffix('.csv')} and {path.with_suffix('.html')}")
+        print_problems(problems)
         o.print(f"open {os.path.join(out_dir, 'index.html')} in a browser")
 
 

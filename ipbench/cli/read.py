@@ -16,6 +16,7 @@ from ipbench.cli.common import (
     WORKDIR_HELP,
     out,
     print_json,
+    print_problems,
     record_json,
     user_errors,
 )
@@ -121,6 +122,7 @@ def show(
         rec = store.require_run(run_ref)
         stages, metrics = store.stages(rec.run_id), store.metrics(rec.run_id)
         store.close()
+        print_problems(store.problems)
         if stage:
             stages = _chosen(stages, "name", stage, "--stage", _stage_is)
             metrics = [m for m in metrics if m["stage"] in {s["name"] for s in stages}]
@@ -191,6 +193,7 @@ def runs(
             rows.append((rec, {k: ev.get(k) for k in ("A_or", "A_ad", "A_ud", "A_pd")}))
         path = store.path
         store.close()
+        print_problems(store.problems)
         if as_json:
             print_json([json_row(record_json(rec) | head) for rec, head in rows])
             return

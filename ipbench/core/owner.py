@@ -162,6 +162,19 @@ def owner_key(workdir: str | Path) -> bytes:
     return key
 
 
+def existing_owner_key(workdir: str | Path) -> bytes | None:
+    """The store's owner key where its file exists (guarded as ``owner_key``); None where it
+    does not or this user may not read it (another user reading the owner's store): such a
+    reader reads it unverified and is told so. Never makes a key."""
+    path = Path(workdir) / OWNER_DIR / KEY_FILE
+    try:
+        if not path.exists() or not os.access(path, os.R_OK):
+            return None
+    except OSError:  # the owner/ folder itself is closed to this user
+        return None
+    return owner_key(workdir)
+
+
 def _create_key(path: Path) -> None:
     tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

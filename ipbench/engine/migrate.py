@@ -61,7 +61,20 @@ def _plain(value: Any) -> Any:
 
 
 def upgrade_rows(db: sqlite3.Connection, workdir: Path) -> None:
-    """The version-0 rows of ``db`` (a transaction is open) in version 2's layout."""
+    """The older rows of ``db`` (a transaction is open) in the current layout: paths and
+    attack names as version 2 writes them, markers authenticated (version 3)."""
+    _rename_rows(db, workdir)
+    sealed = seal_markers(db, workdir)
+    digested = sum("predates" in line for line in sealed)
+    if sealed:
+        print(
+            f"{len(sealed)} stage marker(s) authenticated under the owner key"
+            + (f", {digested} of them given file digests first" if digested else "")
+        )
+
+
+def _rename_rows(db: sqlite3.Connection, workdir: Path) -> None:
+    """Version 0's rows in version 2's layout (relative paths, attack stages by setting)."""
     from ipbench.engine.request import attack_stage_name
 
     rows = db.execute("SELECT run_id, name, artifact FROM stages").fetchall()
@@ -111,6 +124,53 @@ def upgrade_rows(db: sqlite3.Connection, workdir: Path) -> None:
             db.execute(
                 "UPDATE metrics SET stage=? WHERE run_id=? AND stage=?", (renamed, run_id, name)
             )
+
+
+def seal_markers(db: sqlite3.Connection, workdir: Path) -> list[str]:
+    """Vouch, once and under the owner key, for the stage markers of a store from before
+    markers were authenticated; returns a line per marker sealed. A marker without file
+    digests gets them now; one whose bytes differ from the digest the store recorded for it
+    is left unsealed (it changed after it was written) and is refused when read."""
+    from ipbench.core.authenticity import TAG, results_key
+    from ipbench.core.integrity import manifest, sha256_bytes, write_atomic
+    from ipbench.core.owner import owner_key
+    from ipbench.store.cache import DONE_MARKER, seal_marker
+
+    key = results_key(owner_key(workdir))
+    recorded = {
+        (s, k): d for s, k, d in db.execute("SELECT stage, key, marker_sha256 FROM artifacts")
+    }
+    done = []
+    for path in sorted((workdir / "artifacts").glob(f"*/*/{DONE_MARKER}")):
+        folder = path.parent
+        stage, stage_key = folder.parent.name, folder.name
+        if "." in stage_key:  # a partial or discarded folder, never read as a stage
+            continue
+        raw = path.read_bytes()
+        try:
+            marker = json.loads(raw)
+        except ValueError:
+            continue  # unreadable: refused when read, as before
+        if not isinstance(marker, dict) or TAG in marker:
+            continue
+        if "files" not in marker:
+            marker = {**marker, "files": manifest(folder, skip=(DONE_MARKER,))}
+            done.append(
+                f"stage {stage} {stage_key} predates integrity records; digests recorded now"
+            )
+        elif recorded.get((stage, stage_key), sha256_bytes(raw)) != sha256_bytes(raw):
+            continue
+        else:
+            done.append(f"stage {stage} {stage_key}: marker authenticated")
+        sealed = seal_marker(marker, key)
+        blob = json.dumps(sealed, indent=2, default=str).encode()
+        write_atomic(path, blob)
+        db.execute(
+            "INSERT OR REPLACE INTO artifacts (stage, key, marker_sha256, files, recorded) "
+            "VALUES (?,?,?,?,strftime('%s','now'))",
+            (stage, stage_key, sha256_bytes(blob), json.dumps(sealed["files"], sort_keys=True)),
+        )
+    return done
 
 
 def migrate_store(workdir: str | Path) -> tuple[int, int]:

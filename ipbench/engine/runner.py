@@ -71,7 +71,9 @@ class Runner:
         self.workdir = Path(request.workdir)
         self.store = store if store is not None else Store(self.workdir)
         recompute = check_recompute(request.recompute, self.res, self.workdir / "artifacts")
-        self.cache = StageCache(self.workdir / "artifacts", self.store, recompute, self.log)
+        self.cache = StageCache(
+            self.workdir / "artifacts", self.store, recompute, self.log, self.store.signing_key()
+        )
         self.trainer = Trainer(self.res.device)
         self.failed_attacks: list[BaseException] = []
 

@@ -102,6 +102,11 @@ def _load_lpips() -> tuple[torch.nn.Module | None, str]:
     )
 
 
+def lpips_ready() -> bool:
+    """Whether LPIPS with its ImageNet backbone can be computed here (loads it once)."""
+    return _load_lpips()[0] is not None
+
+
 def lpips_distance(x: torch.Tensor, y: torch.Tensor) -> float | str:
     """Mean LPIPS-alex distance, or a string saying why it is missing."""
     _check(x, y)

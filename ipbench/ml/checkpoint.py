@@ -10,12 +10,15 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from ipbench.core.authenticity import check_record, sign_record
 from ipbench.core.errors import CorruptArtifactError
 from ipbench.core.integrity import sha256_file, write_atomic
 from ipbench.core.tensorio import read_tensors, write_tensors
 
 if TYPE_CHECKING:
     from ipbench.ml.training import Lookahead
+
+PURPOSE = "training-checkpoint"  # its tag's purpose (ipbench.core.authenticity)
 
 
 def save_checkpoint(
@@ -38,7 +41,7 @@ def save_checkpoint(
         tensors.update({f"slow.{k}": v for k, v in look.slow.items()})
     write_tensors(tensors, folder / "checkpoint.safetensors")
     digest = sha256_file(folder / "checkpoint.safetensors")
-    meta = {"epoch": epoch, "of": epochs, "sha256": digest}
+    meta = sign_record({"epoch": epoch, "of": epochs, "sha256": digest}, PURPOSE)
     write_atomic(folder / "checkpoint.json", json.dumps(meta).encode())
 
 
@@ -61,6 +64,7 @@ def load_checkpoint(
         epoch = int(info["epoch"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CorruptArtifactError(f"{meta}: unreadable ({exc}); {restart}") from None
+    check_record(info, PURPOSE, str(meta), restart)  # the owner's, when a store is signing
     total = info.get("of", epochs)
     if epochs is not None and (total != epochs or not 0 <= epoch <= epochs):
         raise CorruptArtifactError(

@@ -18,7 +18,7 @@ from torch import nn
 
 from ipbench.core.config import content_hash
 from ipbench.core.errors import IpbenchError
-from ipbench.core.owner import derive, key_digest
+from ipbench.core.owner import derive, key_digest, owner_dir
 from ipbench.ml.models import ModelSpec, build_model
 
 if TYPE_CHECKING:
@@ -106,6 +106,17 @@ class RunContext:
         if self.baseline is None:
             raise IpbenchError("this context has no unprotected baseline model")
         return self.baseline()
+
+    def secret_folder(self, name: str) -> Path:
+        """``WORKDIR/owner/NAME``, readable by the owner only: for a plugin's secret working
+        files outside a stage folder (e.g. a token generator's resumable checkpoints)."""
+        if self.cache is None or self.key_seed is None:
+            raise IpbenchError(
+                f"secret folder {name!r}: not part of a thief's view or a bare context"
+            )
+        folder = owner_dir(self.cache.root.parent) / name
+        folder.mkdir(mode=0o700, exist_ok=True)
+        return folder
 
     def stage(
         self, name: str, material: Any, compute: Callable[[Path], dict[str, Any]]

@@ -104,6 +104,17 @@ def reference_resampling(
     return downsample(upsample(x, up, up_filter), x.shape[-1], down_filter)
 
 
+REFERENCE_RESIZE, REFERENCE_CROP = 36, 32  # the reference's stealthiness_test.py transforms
+
+
+def reference_crop(x: torch.Tensor) -> torch.Tensor:
+    """torchvision's Resize(36) (Pillow BILINEAR, either way) then CenterCrop(32), 8-bit:
+    how the reference code's stealthiness test reads both images of a pair."""
+    small = _resize01(x, REFERENCE_RESIZE, "bilinear")
+    top = round((REFERENCE_RESIZE - REFERENCE_CROP) / 2)
+    return small[..., top : top + REFERENCE_CROP, top : top + REFERENCE_CROP]
+
+
 def blur3x3(x: torch.Tensor) -> torch.Tensor:
     """A 3x3 binomial blur ([1, 2, 1] / 4 per axis, edges replicated), 8-bit: a resampling-like
     softening of about the same strength, made with no knowledge of the owner's filters."""

@@ -10,8 +10,6 @@ new string works without retraining, and the service can decode who sent a query
 from __future__ import annotations
 
 import json
-import random
-import string
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,6 +20,7 @@ from annotated_types import Ge, Gt, Interval
 from ipbench.core.config import content_hash
 from ipbench.core.errors import IpbenchError
 from ipbench.core.registry import schemes
+from ipbench.metrics.image_quality import lpips_ready
 from ipbench.ml.images import quantize, to_uint8
 from ipbench.ml.models import ModelSpec
 from ipbench.plugin.capabilities import CredentialForging, SharedStage, StealthViews
@@ -30,7 +29,7 @@ from ipbench.plugin.contract import Credential, Protected
 from ipbench.plugin.evaluate import eval_users
 from ipbench.schemes._poisoning.poisoning import PoisonConfig
 from ipbench.schemes._poisoning.token_scheme import Prepared, TokenScheme
-from ipbench.schemes._poisoning.tokens.bch import IdentityCodec
+from ipbench.schemes._poisoning.tokens.bch import IdentityCodec, random_identities
 from ipbench.schemes._poisoning.tokens.forgeries import KINDS as FORGERY_KINDS
 from ipbench.schemes._poisoning.tokens.forgeries import POOL, REFERENCE_SIZE, forgery
 from ipbench.schemes._poisoning.tokens.generator import (
@@ -40,9 +39,13 @@ from ipbench.schemes._poisoning.tokens.generator import (
 )
 from ipbench.schemes._poisoning.tokens.noise import NoiseConfig
 from ipbench.schemes._poisoning.tokens.trajectory import trajectory_config
-from ipbench.schemes._resample import CHUNK, downsample, reference_resampling, upsample
-
-IDENTITY_CHARS = string.ascii_letters + string.digits
+from ipbench.schemes._resample import (
+    CHUNK,
+    downsample,
+    reference_crop,
+    reference_resampling,
+    upsample,
+)
 
 
 @dataclass(frozen=True)
@@ -68,25 +71,20 @@ class ActiveDaemonConfig(PoisonConfig):
     # the cap (0: the reference's fixed token_steps); see TokenConfig.
     token_converge_bit_acc: float = 0.0
     token_min_full_steps: int = 0
-    token_lpips_images: Annotated[int, Ge(0)] = (
-        0  # LPIPS on this many images of each batch (0: all)
-    )
+    token_lpips_images: Annotated[int, Ge(0)] = 0  # LPIPS on this many of each batch (0: all)
     token_image_loss: Literal["paper", "reference"] = "paper"  # see TokenConfig.image_loss
     # The generator's JPEG noise layer (0: off, as StegaStamp before its JPEG ramp). Poisoning's
     # own JPEG noise in D_u is PoisonConfig.jpeg_quality: two fields, two jobs.
     token_jpeg_quality: Annotated[int, Interval(ge=0, le=100)] = 0
     token_noise_level: float = 1.0  # see TokenConfig.noise_level
     strength: Annotated[float, Gt(0)] = 1.0  # l_t, the token's strength at authorization time
-    # The side the token is made at. 0 (ipbench's default): the dataset's own, so the token is
-    # the only thing an authorized input has that a clean one lacks. The reference pipeline
-    # (SCHEMES.md, "Resolution") upsamples CIFAR to 224 with Pillow BICUBIC, makes the token
-    # there and sends the 8-bit image back down through Pillow BILINEAR: every authorized input
-    # then also carries a resampling no clean input has (the resample-lock control measures
-    # what that alone does), and the generator costs ~(R/32)^2 times more. Set R to run it.
+    # The side the token is made at. 0 (default): the dataset's own, so the token is all an
+    # authorized input has that a clean one lacks. R: the reference pipeline (SCHEMES.md,
+    # "Resolution"): up to R (Pillow BICUBIC), token, 8-bit, down (Pillow BILINEAR), so every
+    # authorized input also carries a resampling (see resample-lock); ~(R/32)^2 the cost.
     token_resolution: Annotated[int, Ge(0)] = 0
-    # The control model: D_u's clean images resampled as the authorized ones are (down(up(x)),
-    # at token_resolution or the reference's 224), so both sides carry the blur and only the
-    # token separates them.
+    # The control model: D_u's clean images resampled as the authorized ones (down(up(x)), at
+    # token_resolution or 224), so both sides carry the blur and only the token separates them.
     resample_clean: bool = False
     # Ordinary noise in the unauthorized set (paper Sec. IV-B: Gaussian and S&P images mixed into
     # D_u "to distinguish noise from tokens"; the paper gives no fraction). Half of D_u, a third
@@ -120,22 +118,13 @@ def _token_config(cfg: ActiveDaemonConfig) -> TokenConfig:
 MAX_TOKEN_RESOLUTION = 512
 
 
-def random_identities(n: int, seed: int) -> list[str]:
-    """``n`` random 8-character identity strings (the strings poisoned training uses)."""
-    rng = random.Random(seed)
-    return ["".join(rng.choice(IDENTITY_CHARS) for _ in range(8)) for _ in range(n)]
-
-
 @schemes.register("activedaemon")
 class ActiveDaemon(TokenScheme, CredentialForging, SharedStage, StealthViews):
     """Invisible per-user tokens from a StegaStamp encoder, trained in by poisoning."""
 
     Config = ActiveDaemonConfig
     forge_kinds = FORGERY_KINDS  # token vs resampling (tokens/forgeries.py)
-    # "token": the image at the token's size against the one the token was added to (up(x);
-    # the paper's 224-px view); "reference": both through Resize(36) + CenterCrop(32), as the
-    # reference's tests/stealthiness_test.py reads its PNG pairs (paper Table III)
-    stealth_views = ("token", "reference")
+    stealth_views = ("token", "reference")  # see view_pairs
     summary = "invisible per-user tokens (StegaStamp encoder + BCH identities), poisoning (NDSS'24)"
     preset_defaults = {
         # Smoke exercises the mechanism, not the token's quality: 60 secret-only steps leave
@@ -196,7 +185,10 @@ class ActiveDaemon(TokenScheme, CredentialForging, SharedStage, StealthViews):
         it, so a grid trains it once before them (ipbench.engine.executors). None with token_from."""
         if self.config.token_from:
             return None
-        return "tokens", {"token_config": _token_config(self.config), "n_bits": self.codec.n_bits}
+        # the perceptual loss it trains with: LPIPS where its weights are installed, else the
+        # reference's YUV-weighted L2 (installing them later trains a new generator)
+        material = {"token_config": _token_config(self.config), "n_bits": self.codec.n_bits}
+        return "tokens", {**material, "perceptual": "lpips" if lpips_ready() else "yuv_l2"}
 
     def compute_shared(self, ctx: RunContext) -> None:
         self.prepare(ctx)  # trains (or finds cached) the generator stage, nothing else
@@ -214,7 +206,7 @@ class ActiveDaemon(TokenScheme, CredentialForging, SharedStage, StealthViews):
         gen_seed = ctx.secret_seed(self.name, "token-generator")
         trajectory = None
         if ctx.cache is not None:
-            trajectory = ctx.cache.root / "token-trajectory" / content_hash(
+            trajectory = ctx.secret_folder("token-trajectory") / content_hash(
                 "token-trajectory", trajectory_config(tcfg), n_bits, ctx.data_key, gen_seed,
                 ctx.code,
             )  # fmt: skip
@@ -228,9 +220,9 @@ class ActiveDaemon(TokenScheme, CredentialForging, SharedStage, StealthViews):
 
         if self.config.token_from:
             folder = Path(self.config.token_from).expanduser()
-            if not (folder / "token_generator.safetensors").exists():
+            if not (folder / TokenGenerator.FILE).exists():
                 raise IpbenchError(
-                    f"token_from={str(folder)!r} holds no token_generator.safetensors (a tokens artefact folder)"
+                    f"token_from={str(folder)!r} holds no {TokenGenerator.FILE} (a tokens artefact folder)"
                 )
         else:
             # Its own cached stage, keyed by the settings, the owner's data, seed and code.
@@ -349,13 +341,15 @@ class ActiveDaemon(TokenScheme, CredentialForging, SharedStage, StealthViews):
     def view_pairs(
         self, protected: Protected, credential: Credential, x: torch.Tensor
     ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        r = self.config.token_resolution
-        bits = self.codec.encode(credential.user)
+        """ "token": at the token's size against the image it was added to (up(x) at 224: the
+        paper's view); "reference": both through Resize(36) + CenterCrop(32), as the reference's
+        tests/stealthiness_test.py reads its PNG pairs (paper Table III)."""
+        r, bits = self.config.token_resolution, self.codec.encode(credential.user)
         before = upsample(x, r) if r else quantize(x)
         after = self.authorized(self._generator(protected), x, bits, at_token_size=True)
         return {
             "token": (before, after),
-            "reference": (_reference_crop(before), _reference_crop(after)),
+            "reference": (reference_crop(before), reference_crop(after)),
         }
 
     def identify(self, protected: Protected, x: torch.Tensor) -> list[str | None]:
@@ -391,16 +385,6 @@ class ActiveDaemon(TokenScheme, CredentialForging, SharedStage, StealthViews):
         if stats.get("perceptual") == "yuv_l2":
             out["token_loss"] = "LPIPS unavailable: token trained with SSIM + YUV-weighted L2"
         return out
-
-
-REFERENCE_RESIZE, REFERENCE_CROP = 36, 32  # the reference's stealthiness_test.py transforms
-
-
-def _reference_crop(x: torch.Tensor) -> torch.Tensor:
-    """torchvision's Resize(36) (Pillow BILINEAR) then CenterCrop(32), 8-bit."""
-    small = downsample(x, REFERENCE_RESIZE)
-    top = round((REFERENCE_RESIZE - REFERENCE_CROP) / 2)
-    return small[..., top : top + REFERENCE_CROP, top : top + REFERENCE_CROP]
 
 
 def _generator_state(gen: TokenGenerator) -> dict[str, torch.Tensor]:

@@ -33,6 +33,9 @@ from ipbench.store.results import SCHEMA_VERSION, Store
 
 FORMAT = "ipbench-bundle"
 FORMAT_VERSION = 1
+# store layouts whose rows a bundle holds alike: layout 3 only adds each row's tag, and tags
+# never leave a store (the importing store tags the rows under its own key)
+ROW_LAYOUTS = (2, 3)
 MAX_BYTES = 256 * 2**20  # a board's rows are a few MB; anything larger is not a bundle
 MAX_DEPTH = 32
 TOKEN_EXAMPLES = "token_examples.safetensors"  # in the evaluate stage's folder
@@ -80,6 +83,14 @@ def export_bundle(
         for r in store.list_runs()
         if r.status == "done" and dataset in (None, r.dataset) and preset in (None, r.preset)
     ]
+    if store.reading_key() is None:
+        raise IpbenchError(
+            f"{store.workdir} has no owner/owner.key: an export publishes rows as the owner's, "
+            "so it needs the key they were written under to check them first"
+        )
+    refused = [p for p in store.problems if "does not verify" in p]
+    if refused:
+        raise IpbenchError(f"not exported: {'; '.join(refused)}")
     if not runs:
         what = " ".join(x for x in (dataset, preset) if x) or "any dataset"
         raise IpbenchError(f"no finished run for {what} in {store.path} to export")
@@ -106,6 +117,9 @@ def export_bundle(
             lines.append(_dump({"table": "files", "run_id": rec.run_id, "name": TOKEN_EXAMPLES,
                                 "sha256": hashlib.sha256(examples).hexdigest(),
                                 "base64": base64.b64encode(examples).decode()}))  # fmt: skip
+    refused = [p for p in store.problems if "does not verify" in p or "left out" in p]
+    if refused:
+        raise IpbenchError(f"not exported: {'; '.join(dict.fromkeys(refused))}")
     for row in sorted(store.export_artifacts(), key=lambda a: (a["stage"], a["key"])):
         if (row["stage"], row["key"]) in keys:
             lines.append(_dump({"table": "artifacts", **row}))
@@ -120,12 +134,44 @@ def imported_examples(workdir: Path, run_id: str) -> Path:
 
 
 def token_examples_file(store: Store, run_id: str) -> Path | None:
-    """A run's stored token examples: its evaluation's, or an import's copy; None: none."""
+    """A run's stored token examples: its evaluation's, or an import's copy; None: none, or
+    a file that does not match the digest its (authenticated) record holds, which is named
+    in ``store.problems``."""
     st = store.stage(run_id, "evaluate")
-    candidates = [imported_examples(store.workdir, run_id)]
-    if st and st.get("artifact"):
-        candidates.insert(0, Path(st["artifact"]) / TOKEN_EXAMPLES)
-    return next((p for p in candidates if p.is_file()), None)
+    want: str | None = None
+    path = imported_examples(store.workdir, run_id)
+    if st and st.get("artifact") and (Path(st["artifact"]) / TOKEN_EXAMPLES).is_file():
+        path = Path(st["artifact"]) / TOKEN_EXAMPLES
+        want = _marker_digest(store, Path(st["artifact"]), TOKEN_EXAMPLES)
+    elif path.is_file():
+        run = store.get_run(run_id, exact=True)
+        imported = (run.provenance.get("imported") or {}) if run else {}
+        want = (imported.get("files") or {}).get(TOKEN_EXAMPLES)
+    else:
+        return None
+    if store.reading_key() is None:
+        return path  # read unverified; the store's problems say so
+    if want is None or hashlib.sha256(path.read_bytes()).hexdigest() != want:
+        store.problems.append(
+            f"{path}: not the token examples its run recorded (edited or swapped): left out"
+        )
+        return None
+    return path
+
+
+def _marker_digest(store: Store, folder: Path, name: str) -> str | None:
+    """The sha256 a stage's authenticated marker records for file ``name``; None where the
+    marker is missing or does not verify (named in ``store.problems``)."""
+    from ipbench.store.cache import DONE_MARKER, check_marker
+
+    key = store.reading_key()
+    try:
+        marker = loads_limited((folder / DONE_MARKER).read_text(), str(folder / DONE_MARKER))
+        check_marker(marker, key, folder / DONE_MARKER, "its numbers are left out")
+    except (OSError, IpbenchError) as exc:
+        store.problems.append(str(exc))
+        return None
+    return ((marker.get("files") or {}).get(name) or {}).get("sha256")
 
 
 def read_bundle(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -152,10 +198,10 @@ def read_bundle(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]
             f"{path}: bundle format {header.get('format_version')}; this ipbench reads "
             f"{FORMAT_VERSION}"
         )
-    if header.get("schema") != SCHEMA_VERSION:
+    if header.get("schema") not in ROW_LAYOUTS:
         raise IpbenchError(
-            f"{path}: rows of store layout {header.get('schema')}; this ipbench writes "
-            f"{SCHEMA_VERSION}: import it with the ipbench that exported it, then "
+            f"{path}: rows of store layout {header.get('schema')}; this ipbench reads "
+            f"{', '.join(map(str, ROW_LAYOUTS))}: import it with the ipbench that exported it, then "
             "`ipbench migrate` that store and export again"
         )
     rows = parsed[1:]
@@ -244,7 +290,8 @@ def import_bundle(store: Store, path: str | Path, allow_mixed: bool = False) -> 
     for rid, parts in by_run.items():
         run = parts["run"]
         prov = json.loads(run["provenance"])
-        run["provenance"] = json.dumps({**prov, "imported": imported})
+        own_files = {f["name"]: f["sha256"] for f in parts["files"]}
+        run["provenance"] = json.dumps({**prov, "imported": {**imported, "files": own_files}})
         store.import_run(
             {"run": run, "stages": parts["stages"], "metrics": parts["metrics"]},
             new_attempt=False,

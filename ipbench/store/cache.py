@@ -8,10 +8,13 @@ itself (``KEY.partial-HOST-PID-RANDOM``); a partial folder left by a killed writ
 the next one (its epoch checkpoints let training resume), and the folder is renamed to ``KEY/``
 only when complete, so a folder without a suffix is always a finished stage.
 
-Integrity: the marker ``stage.json`` lists the sha256 and size of every file the stage wrote,
-and the store records the marker's own digest (``ledger``), so reading a stage checks that its
-files are the ones written and that the marker itself (its metrics) is unchanged, and that the
-folder holds the stage and key it is filed under. A mismatch is one error naming the file and
+Integrity: the marker ``stage.json`` lists the sha256 and size of every file the stage wrote
+and carries an HMAC under the store's owner key (``mac``, ``ipbench.core.authenticity``), and
+the store records the marker's own digest (``ledger``), so reading a stage checks that its
+files are the ones written, that the marker itself (its metrics) was written by the owner and is
+unchanged (with or without its ledger row), and that the folder holds the stage and key it is
+filed under. While a stage computes, the key is the active one, so the checkpoints it resumes
+from are tagged and checked too. A mismatch is one error naming the file and
 the way out (``--recompute STAGE`` or removing the folder); nothing is silently recomputed or
 used. See docs/store.md.
 """
@@ -32,6 +35,7 @@ from typing import Any, Protocol
 
 from filelock import FileLock, Timeout
 
+from ipbench.core.authenticity import TAG, matches, signing, tag
 from ipbench.core.config import to_jsonable
 from ipbench.core.errors import CorruptArtifactError, IpbenchError
 from ipbench.core.faults import crash_point
@@ -57,9 +61,10 @@ class Ledger(Protocol):
 class StageCache:
     def __init__(
         self, root: str | Path, ledger: Ledger | None = None, recompute: Collection[str] = (),
-        log: Callable[[str], None] | None = None,
+        log: Callable[[str], None] | None = None, mac_key: bytes | None = None,
     ) -> None:  # fmt: skip
         self.root = Path(root)
+        self.mac_key = mac_key  # None: markers neither tagged nor checked (no store)
         self.ledger = ledger
         self.recompute = set(recompute)  # stage folder names to recompute once in this process
         self.log = log or (lambda _m: None)
@@ -130,10 +135,16 @@ class StageCache:
                 f"{marker_path} was modified after the stage wrote it (its sha256 differs from "
                 f"the store's record); {way_out}"
             )
-        if "files" not in marker:  # written before stages recorded digests
+        if "files" not in marker and self.mac_key is not None:
+            raise CorruptArtifactError(
+                f"{marker_path} predates integrity records (no file digests): run `ipbench "
+                f"migrate --workdir WORKDIR` once to vouch for the store's stages; {way_out}"
+            )
+        if "files" not in marker:  # written before stages recorded digests, read without a key
             with self.lock(stage, key):
                 marker, digest = self._adopt_legacy(stage, key, marker)
         else:
+            check_marker(marker, self.mac_key, marker_path, way_out)
             verify_manifest(folder, marker["files"], way_out)
             if record is None and self.ledger is not None:
                 self.ledger.record_artifact(stage, key, digest, marker["files"])
@@ -149,7 +160,9 @@ class StageCache:
         if "files" in current:  # another process upgraded it while we waited for the lock
             marker = current
         else:
-            marker = {**current, "files": manifest(folder, skip=(DONE_MARKER,))}
+            marker = seal_marker(
+                {**current, "files": manifest(folder, skip=(DONE_MARKER,))}, self.mac_key
+            )
             write_atomic(folder / DONE_MARKER, _dump(marker))
             self.log(
                 f"[yellow]notice:[/] stage {stage} {key} predates integrity records; "
@@ -253,7 +266,8 @@ class StageCache:
         beat = threading.Thread(target=heartbeat, daemon=True)
         beat.start()
         try:
-            info = fn(work) or {}
+            with signing(self.mac_key):  # the checkpoints the stage writes and resumes from
+                info = fn(work) or {}
         finally:
             stop.set()
             beat.join()
@@ -265,6 +279,7 @@ class StageCache:
             "compute": {"attempts": len(seconds), "seconds": seconds, "total_s": sum(seconds)},
             "files": manifest(work, skip=(DONE_MARKER,)),
         }  # fmt: skip
+        marker = seal_marker(marker, self.mac_key)
         blob = _dump(marker)
         write_atomic(work / DONE_MARKER, blob)
         crash_point(f"marker:{stage}")
@@ -282,6 +297,34 @@ class StageCache:
             self.ledger.record_artifact(stage, key, sha256_bytes(blob), marker["files"])
         self._verified[(stage, key)] = marker
         return final
+
+
+MARKER_PURPOSE = "stage-marker"
+
+
+def seal_marker(marker: dict[str, Any], key: bytes | None) -> dict[str, Any]:
+    """The marker with its tag under ``key`` (as it is, where there is no key)."""
+    body = json.loads(_dump({k: v for k, v in marker.items() if k != TAG}))  # as read back
+    return body if key is None else {**body, TAG: tag(key, MARKER_PURPOSE, body)}
+
+
+def check_marker(marker: dict[str, Any], key: bytes | None, where: Path, way_out: str) -> None:
+    """A marker that ``key`` did not tag is one ``CorruptArtifactError``; no key: nothing to
+    check. Its tag covers its metrics and the digests of every file beside it."""
+    if key is None:
+        return
+    if TAG not in marker:
+        raise CorruptArtifactError(
+            f"{where} carries no authentication tag (written before stage records were "
+            "authenticated: run `ipbench migrate --workdir WORKDIR` once to vouch for them; "
+            f"or not written by this store); {way_out}"
+        )
+    body = {k: v for k, v in marker.items() if k != TAG}
+    if not matches(key, MARKER_PURPOSE, body, marker[TAG]):
+        raise CorruptArtifactError(
+            f"{where} does not verify under this store's owner key (edited, forged, or copied "
+            f"from another store); {way_out}"
+        )
 
 
 def _dump(marker: dict[str, Any]) -> bytes:

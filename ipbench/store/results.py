@@ -5,13 +5,17 @@ Every write commits at once, so a run killed mid-way keeps every result it had f
 file is in WAL mode, checked (``PRAGMA quick_check``) when opened, created atomically (never
 over an existing file, however damaged), and upgraded in place from older layouts
 (``SCHEMA_VERSION``; see docs/store.md).
+
+Every run, stage and metric row carries an HMAC under the owner key (``mac``,
+``ipbench.core.authenticity``), written with the row and checked when it is read: a row edited
+in SQLite, or written by anyone without ``owner/owner.key``, is left out of what a reader gets
+and named in ``problems``. A store read without its owner key is read unverified, and
+``problems`` says so.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
@@ -22,61 +26,11 @@ from typing import Any
 from ipbench.core.errors import IpbenchError
 from ipbench.metrics.spec import At, Metric, describe
 from ipbench.store.connect import connect, workdir_path
+from ipbench.store.schema import SCHEMA, SCHEMA_VERSION, add_columns
+from ipbench.store.schema import create as create_store
+from ipbench.store.sealing import row_body
 from ipbench.store.transfer import StoreTransfer
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    created REAL NOT NULL,
-    updated REAL NOT NULL,
-    status TEXT NOT NULL,
-    scheme TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    model TEXT NOT NULL,
-    preset TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    reduced INTEGER NOT NULL,
-    config TEXT NOT NULL,
-    provenance TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 1
-);
-CREATE TABLE IF NOT EXISTS stages (
-    run_id TEXT NOT NULL REFERENCES runs(run_id),
-    name TEXT NOT NULL,
-    cache_key TEXT NOT NULL,
-    status TEXT NOT NULL,
-    cached INTEGER NOT NULL DEFAULT 0,
-    wall_s REAL,
-    started REAL,
-    finished REAL,
-    artifact TEXT,
-    info TEXT,
-    PRIMARY KEY (run_id, name)
-);
-CREATE TABLE IF NOT EXISTS artifacts (
-    stage TEXT NOT NULL,
-    key TEXT NOT NULL,
-    marker_sha256 TEXT NOT NULL,
-    files TEXT NOT NULL,
-    recorded REAL NOT NULL,
-    PRIMARY KEY (stage, key)
-);
-CREATE TABLE IF NOT EXISTS metrics (
-    run_id TEXT NOT NULL REFERENCES runs(run_id),
-    stage TEXT NOT NULL,
-    name TEXT NOT NULL,
-    value REAL,
-    note TEXT,
-    PRIMARY KEY (run_id, stage, name)
-);
-"""
-# Added later (a store written before has NULL there): what each number means and, for a curve
-# point, its curve (ipbench.metrics.spec.At) as data.
-METRIC_COLUMNS = {"metric": "TEXT", "param": "TEXT", "x": "TEXT", "label": "TEXT", "spec": "TEXT"}
-# PRAGMA user_version of the layout this code writes. 0: before versions (artefact paths as the
-# run's command line gave them, attack stages named by the attack alone); 2: artefact paths
-# relative to the work directory, attack stages named by their settings, artefact digests.
-SCHEMA_VERSION = 2
 STORE_FILE = "ipbench.sqlite"
 
 
@@ -112,10 +66,11 @@ class Store(StoreTransfer):
 
         self.workdir = workdir_path(workdir)
         self.path = self.workdir / STORE_FILE
+        self.problems: list[str] = []  # rows left out of what was read, and why
         if create:
             require_folder(self.workdir, "work directory")
             if not self.path.exists():
-                _create(self.path)
+                create_store(self.path)
         if self.path.is_dir():
             raise IpbenchError(f"{self.path} is a folder, not a result store; move it away")
         if not self.path.is_file():
@@ -159,12 +114,10 @@ class Store(StoreTransfer):
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     self.db.execute(statement)
-            have = {row[1] for row in self.db.execute("PRAGMA table_info(metrics)")}
-            for col, typ in METRIC_COLUMNS.items():
-                if col not in have:
-                    self.db.execute(f"ALTER TABLE metrics ADD COLUMN {col} {typ}")
+            add_columns(self.db)
             if upgrade_rows is not None:
                 upgrade_rows(self.db, self.workdir)
+            self.reseal()
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self.db.execute("COMMIT")
         except BaseException:
@@ -186,7 +139,9 @@ class Store(StoreTransfer):
         now = time.time()
         with self.db:  # one transaction: concurrent starts of one run never collide
             cur = self.db.execute(
-                "INSERT OR IGNORE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,1)",
+                "INSERT OR IGNORE INTO runs (run_id, created, updated, status, scheme, dataset, "
+                "model, preset, seed, reduced, config, provenance, attempts) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,1)",
                 (
                     run_id, now, now, "running", fields["scheme"], fields["dataset"],
                     fields["model"], fields["preset"], fields["seed"], int(fields["reduced"]),
@@ -200,60 +155,72 @@ class Store(StoreTransfer):
                     "END, updated=?, attempts=attempts+1, provenance=? WHERE run_id=?",
                     (now, json.dumps(fields["provenance"]), run_id),
                 )
-        return self.get_run(run_id, exact=True), existed  # type: ignore[return-value]
+            self._seal("runs", run_id)
+        return self.require_run(run_id, exact=True), existed
 
     def set_run_status(self, run_id: str, status: str) -> None:
         with self.db:
             self.db.execute(
                 "UPDATE runs SET status=?, updated=? WHERE run_id=?", (status, time.time(), run_id)
             )
+            self._seal("runs", run_id)
 
     def get_run(self, ref: str, exact: bool = False) -> RunRecord | None:
-        """By id, unique id prefix, or ``last``."""
+        """By id, unique id prefix, or ``last``; a row that does not verify counts as absent
+        (and is named in ``problems``)."""
         if ref == "last" and not exact:
-            row = self.db.execute("SELECT * FROM runs ORDER BY updated DESC LIMIT 1").fetchone()
+            found = self.db.execute("SELECT * FROM runs ORDER BY updated DESC").fetchall()
+            rows = self._checked("runs", found)[:1]
         elif exact:
-            row = self.db.execute("SELECT * FROM runs WHERE run_id=?", (ref,)).fetchone()
+            found = self.db.execute("SELECT * FROM runs WHERE run_id=?", (ref,)).fetchall()
+            rows = self._checked("runs", found)
         else:
-            rows = self.db.execute(
+            found = self.db.execute(
                 "SELECT * FROM runs WHERE run_id LIKE ?", (ref + "%",)
             ).fetchall()
+            rows = self._checked("runs", found)
             if len(rows) > 1:
                 ids = ", ".join(r["run_id"] for r in rows[:5])
                 raise IpbenchError(f"run {ref!r} is ambiguous: {ids}")
-            row = rows[0] if rows else None
-        return _run(row) if row else None
+        return _run(rows[0]) if rows else None
 
-    def require_run(self, ref: str) -> RunRecord:
-        run = self.get_run(ref)
+    def require_run(self, ref: str, exact: bool = False) -> RunRecord:
+        run = self.get_run(ref, exact)
         if run is None:
+            refused = [p for p in self.problems if "does not verify" in p]
+            if refused:
+                raise IpbenchError(f"run {ref!r} in {self.path}: {refused[0]}")
             known = [r.run_id for r in self.list_runs()[:10]]
             hint = f"; stored runs: {', '.join(known)}" if known else "; the store is empty"
             raise IpbenchError(f"no run {ref!r} in {self.path}{hint}")
         return run
 
     def list_runs(self) -> list[RunRecord]:
-        return [_run(r) for r in self.db.execute("SELECT * FROM runs ORDER BY updated DESC")]
+        found = self.db.execute("SELECT * FROM runs ORDER BY updated DESC").fetchall()
+        return [_run(r) for r in self._checked("runs", found)]
 
     # stages -------------------------------------------------------------------------------
     def _stage_row(self, row: sqlite3.Row) -> dict[str, Any]:
         """A stage row with its info parsed and its artefact folder resolved against this
         work directory (stored relative to it, so a copied work directory reads its own)."""
-        out = dict(row)
+        out = row_body(row)
         out["info"] = json.loads(out["info"]) if out["info"] else {}
         if out.get("artifact"):
             out["artifact"] = str(self.workdir / out["artifact"])
         return out
 
     def stage(self, run_id: str, name: str) -> dict[str, Any] | None:
-        row = self.db.execute(
+        found = self.db.execute(
             "SELECT * FROM stages WHERE run_id=? AND name=?", (run_id, name)
-        ).fetchone()
-        return None if row is None else self._stage_row(row)
+        ).fetchall()
+        rows = self._checked("stages", found)
+        return self._stage_row(rows[0]) if rows else None
 
     def stages(self, run_id: str) -> list[dict[str, Any]]:
-        rows = self.db.execute("SELECT * FROM stages WHERE run_id=? ORDER BY started", (run_id,))
-        return [self._stage_row(r) for r in rows]
+        found = self.db.execute(
+            "SELECT * FROM stages WHERE run_id=? ORDER BY started", (run_id,)
+        ).fetchall()
+        return [self._stage_row(r) for r in self._checked("stages", found)]
 
     def begin_stage(self, run_id: str, name: str, cache_key: str) -> None:
         with self.db:
@@ -261,6 +228,7 @@ class Store(StoreTransfer):
                 "INSERT OR REPLACE INTO stages (run_id, name, cache_key, status, started) VALUES (?,?,?,?,?)",
                 (run_id, name, cache_key, "running", time.time()),
             )
+            self._seal("stages", run_id, name)
 
     def finish_stage(
         self, run_id: str, name: str, *, status: str = "done", cached: bool = False,
@@ -281,6 +249,7 @@ class Store(StoreTransfer):
                     name,
                 ),
             )
+            self._seal("stages", run_id, name)
 
     # artefact digests (the cache's ledger) ---------------------------------------------
     def artifact_record(self, stage: str, key: str) -> dict[str, Any] | None:
@@ -294,7 +263,8 @@ class Store(StoreTransfer):
     ) -> None:
         with self.db:
             self.db.execute(
-                "INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?,?)",
+                "INSERT OR REPLACE INTO artifacts (stage, key, marker_sha256, files, recorded) "
+                "VALUES (?,?,?,?,?)",
                 (stage, key, marker_sha256, json.dumps(files, sort_keys=True), time.time()),
             )
 
@@ -334,20 +304,21 @@ class Store(StoreTransfer):
                         point.label, json.dumps(spec),
                     ),
                 )  # fmt: skip
+            self._seal("metrics", run_id, stage)
 
     def metrics(self, run_id: str) -> list[dict[str, Any]]:
         """A run's numbers in stage order: stage, name, value, note, and what each means
         (``spec``) and which curve point it is (``metric``, ``param``, ``x``, ``label``); for
         rows written before those columns existed, read back from the name."""
-        rows = self.db.execute(
-            "SELECT m.stage, m.name, m.value, m.note, m.metric, m.param, m.x, m.label, m.spec "
-            "FROM metrics m LEFT JOIN stages s ON s.run_id=m.run_id AND s.name=m.stage "
-            "WHERE m.run_id=? ORDER BY s.started, m.rowid",
+        found = self.db.execute(
+            "SELECT m.* FROM metrics m LEFT JOIN stages s ON s.run_id=m.run_id AND "
+            "s.name=m.stage WHERE m.run_id=? ORDER BY s.started, m.rowid",
             (run_id,),
-        )
+        ).fetchall()
+        keep = ("stage", "name", "value", "note", "metric", "param", "x", "label", "spec")
         out = []
-        for r in rows:
-            row = dict(r)
+        for r in self._checked("metrics", found):
+            row = {k: r[k] for k in keep}
             if row["metric"] is None:  # an older store: the name is all there is
                 point = At.parse(row["name"])
                 row.update(metric=point.metric, param=point.param, x=point.x, label=point.label)
@@ -365,24 +336,3 @@ def _run(row: sqlite3.Row) -> RunRecord:
         config=json.loads(row["config"]), provenance=json.loads(row["provenance"]),
         created=row["created"], updated=row["updated"], attempts=row["attempts"],
     )  # fmt: skip
-
-
-def _create(path: Path) -> None:
-    """A new, empty store at ``path``, made under a private name and linked into place, so a
-    concurrent creator or an existing file (however damaged) is never overwritten."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.new")
-    try:
-        db = sqlite3.connect(tmp)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(SCHEMA)
-        for col, typ in METRIC_COLUMNS.items():
-            db.execute(f"ALTER TABLE metrics ADD COLUMN {col} {typ}")
-        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        db.commit()
-        db.execute("PRAGMA journal_mode=DELETE")  # one file to link; WAL is set again on open
-        db.close()
-        with contextlib.suppress(FileExistsError):  # another process created it first
-            os.link(tmp, path)
-    finally:
-        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
-            leftover.unlink(missing_ok=True)

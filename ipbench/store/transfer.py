@@ -9,8 +9,11 @@ import sqlite3
 from collections.abc import Collection
 from typing import Any
 
+from ipbench.core.errors import IpbenchError
+from ipbench.store.sealing import StoreSealing
 
-class StoreTransfer:
+
+class StoreTransfer(StoreSealing):
     """``Store``'s export and import of a run's rows and of artefact digests."""
 
     db: sqlite3.Connection
@@ -34,13 +37,23 @@ class StoreTransfer:
     # rows moved between stores (ipbench.engine.executors) ----------------------------------------
     def export_run(self, run_id: str) -> dict[str, Any]:
         """A run's rows as plain data (run, stages, metrics columns as stored), for a worker
-        with a private store to send to the driver, whose ``import_run`` writes them."""
+        with a private store to send to the driver, whose ``import_run`` writes them. Only
+        rows that verify leave the store: a row that does not is an error, never passed on
+        to be tagged by the receiving store."""
 
         def rows(table: str) -> list[dict[str, Any]]:
             found = self.db.execute(
                 f"SELECT * FROM {table} WHERE run_id=? ORDER BY rowid", (run_id,)
-            )
-            return [dict(r) for r in found]
+            ).fetchall()
+            kept = self._checked(table, found)
+            if len(kept) != len(found):
+                raise IpbenchError(
+                    f"run {run_id}: {len(found) - len(kept)} {table} row(s) do not verify "
+                    "under the store's owner key; not exported"
+                )
+            return [
+                {k: v for k, v in zip(r.keys(), tuple(r), strict=True) if k != "mac"} for r in kept
+            ]
 
         (run,) = rows("runs")
         return {"run": run, "stages": rows("stages"), "metrics": rows("metrics")}
@@ -83,6 +96,10 @@ class StoreTransfer:
                     self._insert("stages", stage)
             for metric in rows["metrics"]:
                 self._insert("metrics", metric)
+            # the rows are this store's now: tagged under its key (the exporting store's tags,
+            # if any, are another key's)
+            for table in ("runs", "stages", "metrics"):
+                self._seal(table, run_id)
         return [s["name"] for s in rows["stages"] if s["status"] == "done" and not s["cached"]]
 
     def _insert(self, table: str, row: dict[str, Any]) -> None:

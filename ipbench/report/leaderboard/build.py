@@ -20,10 +20,12 @@ from ipbench.store.results import Store
 def build(
     workdir: str | Path, out: str | Path = "leaderboard", dataset: str | None = None,
     preset: str | None = None, reference: str | Path | None = None, data_root: str | None = None,
-    tokens: bool = True,
+    tokens: bool = True, problems: list[str] | None = None,
 ) -> list[Path]:  # fmt: skip
     """Write one markdown, CSV and HTML page per (dataset, preset) and the site's index;
-    returns the markdown paths (each with its ``.csv`` and ``.html`` beside it)."""
+    returns the markdown paths (each with its ``.csv`` and ``.html`` beside it). Rows that do
+    not verify under the store's owner key are left out, named on each page and appended to
+    ``problems``."""
     from ipbench.report.leaderboard.gallery import gallery
 
     store_file = Path(workdir) / "ipbench.sqlite"
@@ -63,6 +65,7 @@ def build(
                 )
         rel = [(t, p.relative_to(out).as_posix()) for t, p in figures]
         page = render(col, agg, ref, ds, pr, rel)
+        notes += [f"**Left out:** {p}" for p in dict.fromkeys(store.problems)]
         md = page.markdown()
         if notes:
             md += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
@@ -77,6 +80,8 @@ def build(
         written.append(out / f"{stem}.md")
     write_index(out, summaries)
     store.close()
+    if problems is not None:
+        problems.extend(dict.fromkeys(store.problems))
     return written
 
 

@@ -317,8 +317,8 @@ def render(
         "Plain columns are the classifier's view: what the network reads for an authorized "
         "query against the user's own image. "
         + " ".join(f"`@{v}`: {VIEWS[v]}." for v in VIEWS if v in shown)
-        + " `(paper)` columns stand beside the classifier's view; ActiveDaemon's published "
-        "numbers were measured in the reference view."
+        + " `(paper)` columns stand beside the classifier's view whatever view the paper "
+        "measured in; a paper whose tokens are made at 224 px measured in the reference view."
     ] if shown else []  # fmt: skip
     sections.append(Section("Stealthiness (Table III)", table=stealth,
                             before=views if stealth else ["No input-space scheme ran."]))  # fmt: skip

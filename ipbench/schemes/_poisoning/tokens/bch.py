@@ -7,6 +7,8 @@ failure, never a wrong identity silently, when there are more than it can locate
 
 from __future__ import annotations
 
+import random
+import string
 from dataclasses import dataclass
 
 import bchlib
@@ -85,3 +87,12 @@ class IdentityCodec:
 
     def decode_many(self, bits: torch.Tensor) -> list[Decoded]:
         return [self.decode(row) for row in bits]
+
+
+IDENTITY_CHARS = string.ascii_letters + string.digits
+
+
+def random_identities(n: int, seed: int) -> list[str]:
+    """``n`` random 8-character identity strings (the strings poisoned training uses)."""
+    rng = random.Random(seed)
+    return ["".join(rng.choice(IDENTITY_CHARS) for _ in range(8)) for _ in range(n)]

@@ -123,18 +123,24 @@ class TokenGenerator:
                 ]
             )
 
+    FILE = "owner/token_generator.safetensors"  # the owner's part of a stage folder, 0700
+
     def save(self, folder: Path) -> None:
+        """Into the folder's ``owner/`` part (readable by the owner only): the generator mints
+        tokens, so it is a secret like a protected model's ``owner/secrets.safetensors``."""
+        (folder / self.FILE).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_tensors(
             {f"enc.{k}": v for k, v in self.encoder.state_dict().items()}
             | {f"dec.{k}": v for k, v in self.decoder.state_dict().items()},
-            folder / "token_generator.safetensors",
+            folder / self.FILE,
+            private=True,
         )
 
     @classmethod
     def load(
         cls, folder: Path, n_bits: int, image_size: int, channels: int, cfg: TokenConfig
     ) -> TokenGenerator:
-        tensors = read_tensors(folder / "token_generator.safetensors", "token generator")
+        tensors = read_tensors(folder / cls.FILE, "token generator")
         enc, dec = (
             TokenEncoder(n_bits, image_size, channels),
             TokenDecoder(n_bits, image_size, channels, cfg.stn),

@@ -15,12 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ipbench.core.authenticity import check_record, sign_record
+from ipbench.core.errors import CorruptArtifactError
+from ipbench.core.integrity import sha256_file
 from ipbench.core.tensorio import read_tensors, write_tensors
 
 if TYPE_CHECKING:
     from ipbench.schemes._poisoning.tokens.generator import GeneratorTraining, TokenConfig
 
 
+PURPOSE = "token-trajectory"  # its checkpoints' tag purpose (ipbench.core.authenticity)
 TRAJECTORY_FIELDS = ("steps", "converge_bit_acc", "min_full_steps", "snapshot_steps")
 
 
@@ -64,6 +68,9 @@ def save_checkpoint(folder: Path, name: str, t: GeneratorTraining, st: LoopState
     folder.mkdir(parents=True, exist_ok=True)
     write_tensors(tensors, folder / f"{name}.safetensors")
     meta = {"step": st.step, "gate": st.gate, "recent": st.recent, "history": st.history}
+    # tagged under the store's key with the tensors' digest: a changed step or tensor is
+    # refused, never resumed from under the same stage keys
+    meta = sign_record({**meta, "sha256": sha256_file(folder / f"{name}.safetensors")}, PURPOSE)
     tmp = folder / f"{name}.json.tmp"
     tmp.write_text(json.dumps(meta))
     tmp.replace(folder / f"{name}.json")
@@ -78,6 +85,7 @@ def usable_checkpoint(folder: Path, cfg: TokenConfig) -> tuple[str, dict[str, An
             meta = json.loads(meta_file.read_text())
         except (OSError, ValueError):
             continue  # a torn write of the rolling checkpoint: ignore it, use another
+        check_record(meta, PURPOSE, str(meta_file), f"delete {folder} to retrain the generator")
         if not (meta_file.with_suffix(".safetensors")).exists() or meta["step"] > cfg.steps:
             continue
         hist = meta["history"]
@@ -91,7 +99,14 @@ def usable_checkpoint(folder: Path, cfg: TokenConfig) -> tuple[str, dict[str, An
 
 
 def load_checkpoint(folder: Path, name: str, t: GeneratorTraining) -> None:
-    tensors = read_tensors(folder / f"{name}.safetensors", "token-generator checkpoint")
+    weights = folder / f"{name}.safetensors"
+    want = json.loads((folder / f"{name}.json").read_text()).get("sha256")
+    if want is not None and sha256_file(weights) != want:
+        raise CorruptArtifactError(
+            f"{weights}: sha256 differs from the one its checkpoint recorded; delete {folder} "
+            "to retrain the generator"
+        )
+    tensors = read_tensors(weights, "token-generator checkpoint")
     t.enc.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("enc.")})
     t.dec.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("dec.")})
     _load_optimizer(t.opt, tensors, "opt.")
