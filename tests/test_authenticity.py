@@ -190,3 +190,13 @@ def test_a_token_trajectory_checkpoint_edited_is_never_resumed(tmp_path):
         with pytest.raises(CorruptArtifactError, match="does not verify"):
             usable_checkpoint(tmp_path, cfg)
     assert hashlib.sha256(original).hexdigest() == meta["sha256"]
+
+
+def test_a_marker_nested_200000_deep_is_one_clear_error(tmp_path, finished):
+    from tiny_runs import run_tiny
+
+    wd = _copy(tmp_path, finished)
+    marker = _evaluate_folder(wd) / "stage.json"
+    marker.write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(CorruptArtifactError, match="nested deeper than 32 levels"):
+        run_tiny(wd)

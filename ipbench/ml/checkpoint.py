@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from ipbench.core.authenticity import check_record, sign_record
-from ipbench.core.errors import CorruptArtifactError
+from ipbench.core.errors import CorruptArtifactError, IpbenchError
 from ipbench.core.integrity import sha256_file, write_atomic
+from ipbench.core.jsonsafe import loads_limited
 from ipbench.core.tensorio import read_tensors, write_tensors
 
 if TYPE_CHECKING:
@@ -60,9 +61,9 @@ def load_checkpoint(
         return 0
     restart = f"delete {folder} to restart the stage"
     try:
-        info = json.loads(meta.read_text())
+        info = loads_limited(meta.read_text(), str(meta))
         epoch = int(info["epoch"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, IpbenchError) as exc:
         raise CorruptArtifactError(f"{meta}: unreadable ({exc}); {restart}") from None
     check_record(info, PURPOSE, str(meta), restart)  # the owner's, when a store is signing
     total = info.get("of", epochs)

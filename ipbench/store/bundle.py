@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ipbench.core.errors import IpbenchError
+from ipbench.core.jsonsafe import loads_limited
 from ipbench.core.owner import FINGERPRINT_FILE
 from ipbench.core.version import __version__
 from ipbench.store.results import SCHEMA_VERSION, Store
@@ -37,35 +38,12 @@ FORMAT_VERSION = 1
 # never leave a store (the importing store tags the rows under its own key)
 ROW_LAYOUTS = (2, 3)
 MAX_BYTES = 256 * 2**20  # a board's rows are a few MB; anything larger is not a bundle
-MAX_DEPTH = 32
 TOKEN_EXAMPLES = "token_examples.safetensors"  # in the evaluate stage's folder
 IMPORTED_DIR = "imported"  # WORKDIR/imported/RUN/token_examples.safetensors
 
 
 def _dump(row: dict[str, Any]) -> str:
     return json.dumps(row, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
-def loads_limited(text: str, where: str) -> Any:
-    """JSON with a nesting limit checked before Python's recursive parser sees it."""
-    depth = level = 0
-    in_string = escaped = False
-    for ch in text:  # brackets outside strings only
-        if in_string:
-            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            level += 1
-            depth = max(depth, level)
-            if depth > MAX_DEPTH:
-                raise IpbenchError(f"{where}: JSON nested deeper than {MAX_DEPTH} levels")
-        elif ch in "]}":
-            level -= 1
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise IpbenchError(f"{where}: not valid JSON ({exc})") from None
 
 
 def owner_fingerprint(workdir: Path) -> str | None:

@@ -40,6 +40,7 @@ from ipbench.core.config import to_jsonable
 from ipbench.core.errors import CorruptArtifactError, IpbenchError
 from ipbench.core.faults import crash_point
 from ipbench.core.integrity import manifest, sha256_bytes, verify_manifest, write_atomic
+from ipbench.core.jsonsafe import loads_limited
 
 DONE_MARKER = "stage.json"
 ATTEMPTS = "attempts.json"  # compute seconds of this stage's earlier, interrupted attempts
@@ -117,10 +118,10 @@ class StageCache:
             )
         raw = marker_path.read_bytes()
         try:
-            marker = json.loads(raw)
+            marker = loads_limited(raw.decode("utf-8", "replace"), str(marker_path))
             if not isinstance(marker, dict):
                 raise ValueError("not a JSON object")
-        except ValueError as exc:
+        except (ValueError, IpbenchError) as exc:
             raise CorruptArtifactError(f"{marker_path}: unreadable ({exc}); {way_out}") from None
         if marker.get("stage") != stage or marker.get("key") != key:
             raise CorruptArtifactError(
