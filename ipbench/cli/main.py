@@ -280,7 +280,8 @@ def leaderboard(
             finally:
                 store.close()
         open_store(workdir).close()  # a missing store is an error, never created
-        o, problems = out(), []
+        o = out()
+        problems: list[str] = []
         for path in build(
             workdir, out_dir, dataset, preset, reference, data_root, tokens, problems
         ):
