@@ -188,3 +188,19 @@ def test_settings_are_checked_against_the_task_before_any_training(
     with pytest.raises(IpbenchError, match=message):
         Runner(req).run()
     assert trained == [] and not (tmp_path / "w" / "artifacts").exists()
+
+
+@pytest.mark.slow
+def test_attacks_all_on_a_stored_run_leaves_out_attacks_it_has_not_met(tmp_path):
+    """An attack installed after a run was made never silently joins ``--attacks all`` on it:
+    it is named and left out, and runs with ``new_attacks`` (issue 33)."""
+    from tiny_runs import run_tiny, tiny_request
+
+    run_tiny(tmp_path, attacks="prune")  # the run as stored: one attack known to it
+    logged: list[str] = []
+    out = Runner(tiny_request(tmp_path, attacks="all"), log=logged.append).run()
+    said = " ".join(logged)
+    assert "not run on stored run" in said and "fake-token" in said and "--new-attacks" in said
+    assert {s["name"] for s in out.stages if s["name"].startswith("attack")} == {"attack:prune"}
+    out = Runner(tiny_request(tmp_path, attacks="all", new_attacks=True), log=logged.append).run()
+    assert "attack:fake-token" in {s["name"] for s in out.stages}

@@ -126,6 +126,9 @@ def run(
         True, "--download/--no-download", help="download missing datasets through torchvision"
     ),
     recompute: list[str] = typer.Option(None, "--recompute", help=RECOMPUTE_HELP),
+    new_attacks: bool = typer.Option(
+        False, "--new-attacks", help="with --attacks all: also run attacks a stored run has not met"
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     executor: str = executor_option(),
     ray_address: str = ray_address_option(),
@@ -166,6 +169,7 @@ def run(
         requests = expand(grid, workdir, data_root, device, download)
         for r in requests:  # the way out of a failed integrity check, for every run
             r.recompute = tuple(recompute or ())
+            r.new_attacks = new_attacks
         if len(requests) > 1:
             console.print(f"[bold]{len(requests)} runs[/] ({grid.size()} combinations)")
         started = time.perf_counter()

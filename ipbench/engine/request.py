@@ -135,6 +135,9 @@ class RunRequest:
     # stages to recompute although cached (their folders are removed first): baseline,
     # protect, evaluate, attack:NAME, attacks (all of this run's), or a sub-stage's folder name
     recompute: tuple[str, ...] = ()
+    # ``--attacks all`` on a stored run: also run attacks installed since it was made (without
+    # this they are named and left out, so a new plugin never silently joins old runs)
+    new_attacks: bool = False
 
     def stored(self) -> dict[str, Any]:
         """What ``ipbench attack`` needs to rebuild this run (attack settings excluded)."""

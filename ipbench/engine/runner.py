@@ -183,6 +183,22 @@ class Runner:
         base_key = content_hash("baseline", base_material)
         return Task(splits, spec, data_key, base_key, base_material, ds.name, fingerprint)
 
+    def _hold_new_attacks(self) -> None:
+        """``--attacks all`` on a stored run leaves out the attacks its earlier attempts did not
+        know (a plugin installed since), naming them, unless ``new_attacks`` asks for them."""
+        stored = self.store.get_run(self.run_id, exact=True)
+        if self.req.attacks != "all" or self.req.new_attacks or stored is None:
+            return
+        known = stored.provenance.get("plugin_code", {})
+        new = [a for a in self.res.attacks if f"attack:{a.name}" not in known]
+        if new:
+            self.res.attacks = [a for a in self.res.attacks if a not in new]
+            names = ", ".join(a.name for a in new)
+            self.log(
+                f"[yellow]not run on stored run {self.run_id}:[/] {escape(names)} (attacks it "
+                "has not met before); add --new-attacks to run them on it, or name them in --attacks"
+            )
+
     def _context(self, task: Task, baseline: Callable[[], torch.nn.Module] | None) -> RunContext:
         res = self.res
         return RunContext(
@@ -234,6 +250,7 @@ class Runner:
                 f"run {req.expect_run} does not rebuild from its stored request (got run "
                 f"{self.run_id}; ipbench {__version__} or the data changed); rerun it with `ipbench run`"
             )
+        self._hold_new_attacks()
         code = {f"scheme:{scheme.name}": protect_material["code"]} | {
             f"attack:{a.name}": code_identity(type(a)) for a in res.attacks
         }
