@@ -146,11 +146,17 @@ def test_the_page_in_headless_chromium(site, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=browser_path, headless=True)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
         page.goto((site / "index.html").as_uri())
         page.click('a[href="synthetic-smoke.html"] >> nth=0')
         page.wait_for_load_state("load")
         assert page.title() == "ipbench leaderboard: synthetic, preset smoke"
+        # a 1,440-px screen holds the page; so does a 600-px one, where wide tables wrap or
+        # scroll inside their own box instead of widening the page
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1440
+        page.set_viewport_size({"width": 600, "height": 900})
+        assert page.evaluate("document.documentElement.scrollWidth") <= 600
+        page.set_viewport_size({"width": 1440, "height": 900})
         for name in ("accuracy-table-i", "robustness", "runs"):
             assert page.locator(f'table[data-table="{name}"] tbody tr').count() >= 3
         images = page.locator("figure img")

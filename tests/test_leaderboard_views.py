@@ -205,3 +205,13 @@ def test_processing_and_budget_curves_and_token_sweeps_are_plotted(tmp_path):
     made = {p.name for _, p in make_plots(col.runs, agg, tmp_path / "fig", "synthetic", "smoke")}
     assert {"processing.png", "finetune-budget-fraction.png", "sweep-token-steps.png"} <= made
     assert "finetune-budget-shots.png" not in made and "sweep-noise-fraction.png" not in made
+
+
+def test_twenty_schemes_get_twenty_distinct_styles_and_the_first_ten_distinct_colours():
+    """A 10-colour cycle once drew ActiveDaemon and passport in the same blue."""
+    from ipbench.report.leaderboard.plots import series_style
+
+    style = series_style([f"scheme{i:02d}" for i in range(20)])
+    assert len(set(style.values())) == 20
+    assert len({colour for colour, _ in list(style.values())[:10]}) == 10
+    assert len({marker for _, marker in list(style.values())[:10]}) == 10

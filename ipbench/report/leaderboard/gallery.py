@@ -42,8 +42,9 @@ def draw(rows: list[tuple[str, torch.Tensor, torch.Tensor]], path: Path, where: 
     """One row per scheme and image: clean | authorized | amplified token; the title names
     ``where`` (dataset and preset)."""
     n_img = len(rows[0][1])
-    fig, axes = plt.subplots(len(rows) * n_img, 3, figsize=(4.5, 1.6 * len(rows) * n_img + 0.4),
-                             squeeze=False)  # fmt: skip
+    # constrained layout keeps the figure's title above the first row's panel titles
+    fig, axes = plt.subplots(len(rows) * n_img, 3, figsize=(4.5, 1.6 * len(rows) * n_img + 0.6),
+                             squeeze=False, layout="constrained")  # fmt: skip
     if where:
         fig.suptitle(f"tokens: {where}", fontsize=8)
     for i, (scheme, x, xa) in enumerate(rows):
@@ -57,7 +58,6 @@ def draw(rows: list[tuple[str, torch.Tensor, torch.Tensor]], path: Path, where: 
                 ax.set_axis_off()
                 if j == 0:
                     ax.set_title(title, fontsize=7)
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(fig)

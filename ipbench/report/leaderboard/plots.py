@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -62,23 +63,45 @@ def _lines(
     (dataset and preset), so a PNG seen on its own still says what it shows."""
     rows = -(-len(metrics) // per_row)
     cols = min(len(metrics), per_row)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(5 * cols + 2, 3.9 * rows), squeeze=False, layout="constrained"
+    )
     fig.suptitle(f"{title}: {where}", fontsize=10)
     flat = list(axes.flat)
     for ax in flat[len(metrics) :]:
         ax.set_visible(False)
+    style = series_style(sorted(set(points.scheme)))
     for ax, metric in zip(flat, metrics, strict=False):
         for scheme, g in points[points.metric == metric].groupby("scheme", sort=True):
-            ax.errorbar(g.x, g["mean"], yerr=g["std"], marker="o", capsize=2, label=scheme)
+            color, marker = style[scheme]
+            ax.errorbar(g.x, g["mean"], yerr=g["std"], marker=marker, color=color, capsize=2,
+                        label=scheme)  # fmt: skip
         unit = UNITS.get(metric.split("@")[0], "%")
         ylabel = f"{metric} ({unit})" if unit else metric
-        ax.set(xlabel=xlabel, ylabel=ylabel, title=f"{title}: {metric}")
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=metric)
         if logx:
             ax.set_xscale("log")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+    handles, labels = [], []
+    for ax in flat:  # one legend for the figure, outside every panel, each series once
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    if handles:
+        fig.legend(handles, labels, loc="outside right upper", fontsize=8)
     _save(fig, path)
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+
+
+def series_style(names: list[str]) -> dict[str, tuple[Any, str]]:
+    """A colour and marker per series: tab20's 20 colours, each pair of colour and marker
+    distinct for up to 20 series (a 10-colour cycle once gave two schemes the same blue)."""
+    cmap = plt.get_cmap("tab20")
+    order = [*range(0, 20, 2), *range(1, 20, 2)]  # the 10 strong colours first, then the pale
+    return {n: (cmap(order[i % 20]), MARKERS[i % len(MARKERS)]) for i, n in enumerate(names)}
 
 
 def _label(scheme: str, fields: dict[str, str]) -> str:
