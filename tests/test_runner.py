@@ -204,3 +204,19 @@ def test_attacks_all_on_a_stored_run_leaves_out_attacks_it_has_not_met(tmp_path)
     assert {s["name"] for s in out.stages if s["name"].startswith("attack")} == {"attack:prune"}
     out = Runner(tiny_request(tmp_path, attacks="all", new_attacks=True), log=logged.append).run()
     assert "attack:fake-token" in {s["name"] for s in out.stages}
+
+
+def test_lpips_becoming_available_recomputes_the_evaluations_that_lacked_it(tmp_path, monkeypatch):
+    """Installing LPIPS's weights after a run re-keys its evaluate stage (issue 33): a cached
+    evaluation that recorded LPIPS as missing is not served once it can be computed."""
+    from tiny_runs import run_tiny
+
+    first = run_tiny(tmp_path)
+    ready = runner_mod.lpips_ready()
+    again = run_tiny(tmp_path)
+    assert all(s["cached"] for s in again.stages)
+    monkeypatch.setattr(runner_mod, "lpips_ready", lambda: not ready)
+    changed = run_tiny(tmp_path)
+    cached = {s["name"]: s["cached"] for s in changed.stages}
+    assert cached["protect"] and not cached["evaluate"]
+    assert first.run_id == changed.run_id

@@ -35,6 +35,7 @@ from ipbench.engine.request import (  # noqa: F401  (re-exported: the runner is 
     resolve_device,
 )
 from ipbench.metrics.health import run_warnings
+from ipbench.metrics.image_quality import lpips_ready
 from ipbench.metrics.spec import Metric
 from ipbench.ml.datasets import load_dataset, make_splits
 from ipbench.ml.models import build_model
@@ -71,6 +72,13 @@ class Runner:
         self.workdir = Path(request.workdir)
         self.store = store if store is not None else Store(self.workdir)
         recompute = check_recompute(request.recompute, self.res, self.workdir / "artifacts")
+        if "protect" in recompute and isinstance(self.res.scheme, SharedStage):
+            sub = self.res.scheme.shared_stage()
+            if sub is not None and sub[0] not in recompute:
+                self.log(
+                    f"[yellow]note:[/] --recompute protect keeps {self.res.scheme.name}'s "
+                    f"{sub[0]} sub-stage; add --recompute {sub[0]} to recompute it too"
+                )
         self.cache = StageCache(
             self.workdir / "artifacts", self.store, recompute, self.log, self.store.signing_key()
         )
@@ -335,7 +343,11 @@ class Runner:
         protected = res.scheme.load_protected(prot_dir)
         protected.model.to(res.device)
 
-        eval_key = content_hash("evaluate", protect_key, res.eval, a_or, EVAL_VERSION)
+        # whether LPIPS can be computed is part of the key: installing its weights later
+        # recomputes the evaluations that recorded it as missing
+        eval_key = content_hash(
+            "evaluate", protect_key, res.eval, a_or, EVAL_VERSION, {"lpips": lpips_ready()}
+        )
 
         def run_eval(work: Path) -> dict[str, Any]:
             found: dict[str, float | str | None] = {}
