@@ -282,3 +282,39 @@ def test_a_resumed_stage_records_the_compute_of_every_attempt(tmp_path):
     spent = cache.compute_record("s", "k")
     assert spent["attempts"] == 3 and spent["total_s"] >= 7.5
     assert not list((tmp_path / "s").glob("k.partial*"))
+
+
+def _slow_writer(root: str, started: str) -> None:
+    import time
+
+    from ipbench.store.cache import StageCache
+
+    def compute(work: Path) -> dict:
+        Path(started).touch()
+        time.sleep(2)
+        (work / "done.txt").write_text("x")
+        return {}
+
+    StageCache(root).compute("protect", "k1", compute)
+
+
+def test_a_reader_waits_for_a_stage_another_process_is_computing(tmp_path):
+    """``ipbench attack`` needs protect from the cache: while another process (re)computes it,
+    the reader waits for the result instead of calling it missing (issue 34 item 5)."""
+    import multiprocessing
+    import time
+
+    from ipbench.store.cache import StageCache
+
+    started = tmp_path / "started"
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_slow_writer, args=(str(tmp_path), str(started))
+    )
+    proc.start()
+    while not started.exists():
+        time.sleep(0.05)
+    cache = StageCache(tmp_path)
+    assert cache.lookup("protect", "k1") is None  # a plain look: not there yet
+    found = cache.lookup("protect", "k1", wait=True)
+    proc.join()
+    assert found is not None and (found / "done.txt").read_text() == "x"

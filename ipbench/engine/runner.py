@@ -95,7 +95,8 @@ class Runner:
         self.store.begin_stage(self.run_id, name, key)
         folder_name = folder_name or name.replace(":", "-")
         try:
-            hit = self.cache.lookup(folder_name, key) is not None
+            # ``ipbench attack`` reads baseline and protect only: wait for a process computing them
+            hit = self.cache.lookup(folder_name, key, wait=self.req.require_cached) is not None
         except BaseException:
             self.store.finish_stage(self.run_id, name, status="failed")
             raise

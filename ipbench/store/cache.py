@@ -80,11 +80,17 @@ class StageCache:
         return f"rerun with --recompute {stage} to recompute it, or remove {self.path(stage, key)}"
 
     # --- reading -----------------------------------------------------------------------------
-    def lookup(self, stage: str, key: str) -> Path | None:
+    def lookup(self, stage: str, key: str, wait: bool = False) -> Path | None:
         """The finished, verified folder of (stage, key), or None when there is none.
 
-        A folder that exists but fails its check raises ``CorruptArtifactError``."""
+        ``wait``: where another process holds the stage's lock (computing it, or recomputing
+        it after ``--recompute``), wait for it first, so a reader gets its result rather than
+        "missing" (writers wait in ``compute`` already). A folder that exists but fails its
+        check raises ``CorruptArtifactError``."""
         path = self.path(stage, key)
+        if wait and not path.exists() and (self.root / stage / f"{key}.lock").exists():
+            with self.lock(stage, key):
+                pass
         if not path.exists() or self._pending_recompute(stage, key):
             return None
         self._marker(stage, key)
