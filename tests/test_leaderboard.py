@@ -194,3 +194,27 @@ def test_leaderboard_cli_writes_files_and_reports_errors(synthetic, tmp_path):
     assert (out / "synthetic-smoke.md").exists() and (out / "synthetic-smoke.csv").exists()
     res = cli.invoke(app, ["leaderboard", "--workdir", str(tmp_path / "nothing")])
     assert res.exit_code == 2 and "no result store" in res.output
+
+
+def test_adjacent_schemes_within_one_std_over_seeds_are_flagged(tmp_path):
+    """Table I marks two schemes whose A_pd differ by less than their spread over seeds: the
+    seeds do not order them (issue 35 item 5); a scheme clearly apart is not marked."""
+    workdir = tmp_path / "runs"
+    store = Store(workdir)
+    for scheme, pds in {
+        "mlock": (69.0, 71.0),
+        "passport": (68.0, 70.5),
+        "adip": (30.0, 31.0),
+    }.items():
+        for seed, pd_ in enumerate(pds):
+            add_run(store, f"{scheme}-{seed}", scheme, seed, {})
+            add_stage(store, f"{scheme}-{seed}", "evaluate",
+                      {"A_or": 85.0, "A_ad": 80.0, "A_ud": 80.0 - pd_, "A_pd": pd_})  # fmt: skip
+    store.close()
+    ref = tmp_path / "reference.csv"
+    ref.write_text(REFERENCE)
+    md = build_board(workdir, ref, tmp_path / "board").read_text()
+    table = md.split("## Accuracy (Table I)")[1].split("##")[0]
+    rows = {ln.split("|")[1].strip(): ln for ln in table.splitlines() if ln.startswith("| ")}
+    assert "≈" in rows["mlock"] and "≈" in rows["passport"] and "≈" not in rows["adip"]
+    assert "`mlock` and `passport`" in table and "do not resolve the order" in table

@@ -4,6 +4,7 @@ rows are ordered and flagged."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -160,6 +161,20 @@ def ranked(page: Page, schemes: list[str]) -> list[str]:
         return (0, -float(row["mean"]), s)
 
     return sorted(schemes, key=key)
+
+
+def seed_ties(page: Page, schemes: list[str], metric: str = "A_pd") -> list[tuple[str, str]]:
+    """Adjacent schemes of ``schemes`` (in table order) whose mean ``metric`` differ by no more
+    than the larger of their standard deviations over seeds: the seeds do not resolve their
+    order. Only schemes with two seeds or more can tie."""
+    rows = [(s, page.value(s, "evaluate", metric)) for s in schemes]
+    ties = []
+    for (a, ra), (b, rb) in itertools.pairwise(rows):
+        if ra is None or rb is None or min(int(ra["n"]), int(rb["n"])) < 2:
+            continue
+        if abs(float(ra["mean"]) - float(rb["mean"])) <= max(float(ra["std"]), float(rb["std"])):
+            ties.append((a, b))
+    return ties
 
 
 def flagged(page: Page, schemes: list[str]) -> dict[str, list[str]]:

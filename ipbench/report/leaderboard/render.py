@@ -9,6 +9,7 @@ protection or identity tracing did not take (``ipbench.metrics.health``) is flag
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 
@@ -17,7 +18,7 @@ import pandas as pd
 from ipbench.report.compare import protects
 from ipbench.report.leaderboard.aggregate import cell, fmt
 from ipbench.report.leaderboard.collect import Collected, attack_of, attack_stage, settings_text
-from ipbench.report.leaderboard.page import Page, column, flagged, headline, ranked
+from ipbench.report.leaderboard.page import Page, column, flagged, headline, ranked, seed_ties
 from ipbench.report.leaderboard.runs import provenance, runs_table
 from ipbench.report.leaderboard.table import Cell, Column, Table, label
 
@@ -303,7 +304,19 @@ def render(
     ]
     labels = sorted(set(col.runs.get("import_label", [])) - {""})
     intro += [f"**Imported rows, labelled:** {label}." for label in labels]
-    sections = [Section("Accuracy (Table I)", table=_block(page, "accuracy", schemes, ACCURACY))]
+    accuracy = _block(page, "accuracy", schemes, ACCURACY)
+    sections = [Section("Accuracy (Table I)", table=accuracy)]
+    ties = seed_ties(page, schemes)
+    if accuracy is not None and ties:
+        at = next(i for i, c in enumerate(accuracy.columns) if c.title.startswith("A_pd"))
+        for tied in {s for pair in ties for s in pair}:
+            row = accuracy.rows[schemes.index(tied)]
+            row[at] = dataclasses.replace(row[at], text=f"{row[at].text} ≈")
+        sections[0].after.append(
+            "≈: `A_pd` within one standard deviation (over seeds) of an adjacent row's ("
+            + "; ".join(f"`{a}` and `{b}`" for a, b in ties)
+            + "): these seeds do not resolve the order of those rows."
+        )
     if page.flags:
         sections[0].after.append(
             "**Warning:** "
