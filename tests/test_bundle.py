@@ -145,3 +145,24 @@ def test_a_damaged_bundle_is_one_clear_error(tmp_path, content, message):
     path.write_text(content)
     with pytest.raises(IpbenchError, match=message):
         read_bundle(path)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_every_committed_board_regenerates_from_its_committed_bundle(tmp_path):
+    """Every board in leaderboard/ has a bundle of its name in leaderboard/bundles/, and its
+    Markdown, CSV and HTML regenerate byte for byte from that bundle alone (issue 35): the
+    committed numbers are checkable by anyone, with no store and no GPU."""
+    boards = sorted((REPO / "leaderboard").glob("*.md"))
+    assert boards, "no committed board"
+    for board in boards:
+        stem = board.stem
+        bundle = REPO / "leaderboard" / "bundles" / f"{stem}.jsonl"
+        assert bundle.is_file(), f"{board.name} has no bundle {bundle.name}"
+        out = tmp_path / stem
+        cli("leaderboard", "--from", str(bundle), "--out", str(out))
+        for ext in ("md", "csv", "html"):
+            made = (out / f"{stem}.{ext}").read_bytes()
+            assert made == board.with_suffix(f".{ext}").read_bytes(), f"{stem}.{ext} differs"
