@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
+from rich.markup import escape
 
 from ipbench.core.config import override, to_jsonable
 from ipbench.core.errors import IpbenchError
 from ipbench.core.registry import attacks, datasets, models, presets, schemes
-from ipbench.ml.datasets import Dataset, split_spec
+from ipbench.ml.datasets import Dataset, Splits, split_spec
 from ipbench.ml.models import ModelSpec, model_factory
 from ipbench.ml.presets import Preset, TrainConfig, default_preset_name
 from ipbench.plugin.attack import Attack
@@ -317,24 +317,23 @@ def resolve(req: RunRequest) -> Resolved:
 CORE_STAGES = ("baseline", "protect", "evaluate")
 
 
-def check_recompute(names: tuple[str, ...], res: Resolved, artifacts: Path) -> set[str]:
-    """``--recompute`` names as stage folder names; an unknown one is an error listing the
-    valid ones (the run's stages and the sub-stage folders the work directory holds)."""
-    subs = sorted(p.name for p in artifacts.iterdir() if p.is_dir()) if artifacts.is_dir() else []
-    mine = [f"attack:{a.name}" for a in res.attacks]
-    valid = [*CORE_STAGES, "attacks", *mine, *(s for s in subs if s not in CORE_STAGES)]
-    valid = [v for v in dict.fromkeys(valid) if not v.startswith("attack-")]
-    out: set[str] = set()
-    for name in names:
-        if name == "attacks":
-            out |= {f"attack-{a.name}" for a in res.attacks}
-        elif name in valid:
-            out.add(name.replace(":", "-"))
-        else:
-            raise IpbenchError(
-                f"--recompute {name!r} is not a stage of this run; valid: {', '.join(valid)}"
-            )
-    return out
+def task_lines(res: Resolved, ds: Dataset, splits: Splits) -> list[str]:
+    """What a run is about to do, as the lines it prints first (rich markup; user text, i.e.
+    names, paths and values, escaped)."""
+    label = "reduced setting" if res.preset.reduced else "full recipe"
+    why = ""
+    if res.preset_defaulted:
+        why = " (default: CUDA present)" if res.device.type == "cuda" else " (default: no CUDA)"
+    lines = [f"preset [bold]{res.preset.name}[/]{why}: {res.preset.description} \\[{label}]"]
+    if tuned := type(res.scheme).preset_defaults.get(res.preset.name):
+        sets = ", ".join(f"{k}={getattr(res.scheme.config, k)}" for k in tuned)
+        lines.append(f"{res.scheme.name} sets for {res.preset.name}: {escape(sets)}")
+    lines.append(
+        f"data {escape(ds.name)}: owner {len(splits.owner)}, attacker {len(splits.attacker)}, "
+        f"test {len(splits.test)} images, {ds.num_classes} classes; model {escape(res.model)}; "
+        f"device {res.device}"
+    )
+    return lines
 
 
 def model_spec_for(name: str, ds: Dataset) -> ModelSpec:

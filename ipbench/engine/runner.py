@@ -28,12 +28,13 @@ from ipbench.engine.request import (  # noqa: F401  (re-exported: the runner is 
     RunRequest,
     attack_request,
     attack_stage_name,
-    check_recompute,
     default_config,
     model_spec_for,
     resolve,
     resolve_device,
+    task_lines,
 )
+from ipbench.engine.reruns import check_recompute, held_note, recompute_notes, unmet_attacks
 from ipbench.metrics.health import run_warnings
 from ipbench.metrics.image_quality import lpips_ready
 from ipbench.metrics.spec import Metric
@@ -72,13 +73,8 @@ class Runner:
         self.workdir = Path(request.workdir)
         self.store = store if store is not None else Store(self.workdir)
         recompute = check_recompute(request.recompute, self.res, self.workdir / "artifacts")
-        if "protect" in recompute and isinstance(self.res.scheme, SharedStage):
-            sub = self.res.scheme.shared_stage()
-            if sub is not None and sub[0] not in recompute:
-                self.log(
-                    f"[yellow]note:[/] --recompute protect keeps {self.res.scheme.name}'s "
-                    f"{sub[0]} sub-stage; add --recompute {sub[0]} to recompute it too"
-                )
+        for note in recompute_notes(self.res, recompute):
+            self.log(f"[yellow]note:[/] {note}")
         self.cache = StageCache(
             self.workdir / "artifacts", self.store, recompute, self.log, self.store.signing_key()
         )
@@ -159,20 +155,8 @@ class Runner:
             attack.validate(spec)
         # Nothing is printed before the request and its data passed every check: bad input
         # is the one line of its error.
-        label = "reduced setting" if res.preset.reduced else "full recipe"
-        why = ""
-        if res.preset_defaulted:
-            why = " (default: CUDA present)" if res.device.type == "cuda" else " (default: no CUDA)"
-        # user text (names, paths, values) is escaped: the log is rich markup
-        self.log(f"preset [bold]{res.preset.name}[/]{why}: {res.preset.description} \\[{label}]")
-        if tuned := type(res.scheme).preset_defaults.get(res.preset.name):
-            sets = ", ".join(f"{k}={getattr(res.scheme.config, k)}" for k in tuned)
-            self.log(f"{res.scheme.name} sets for {res.preset.name}: {escape(sets)}")
-        self.log(
-            f"data {escape(ds.name)}: owner {len(splits.owner)}, attacker {len(splits.attacker)}, "
-            f"test {len(splits.test)} images, {ds.num_classes} classes; model {escape(res.model)}; "
-            f"device {res.device}"
-        )
+        for line in task_lines(res, ds, splits):
+            self.log(line)
         fingerprint = ds.fingerprint()
         data_key = content_hash(
             fingerprint,
@@ -191,22 +175,6 @@ class Runner:
         }
         base_key = content_hash("baseline", base_material)
         return Task(splits, spec, data_key, base_key, base_material, ds.name, fingerprint)
-
-    def _hold_new_attacks(self) -> None:
-        """``--attacks all`` on a stored run leaves out the attacks its earlier attempts did not
-        know (a plugin installed since), naming them, unless ``new_attacks`` asks for them."""
-        stored = self.store.get_run(self.run_id, exact=True)
-        if self.req.attacks != "all" or self.req.new_attacks or stored is None:
-            return
-        known = stored.provenance.get("plugin_code", {})
-        new = [a for a in self.res.attacks if f"attack:{a.name}" not in known]
-        if new:
-            self.res.attacks = [a for a in self.res.attacks if a not in new]
-            names = ", ".join(a.name for a in new)
-            self.log(
-                f"[yellow]not run on stored run {self.run_id}:[/] {escape(names)} (attacks it "
-                "has not met before); add --new-attacks to run them on it, or name them in --attacks"
-            )
 
     def _context(self, task: Task, baseline: Callable[[], torch.nn.Module] | None) -> RunContext:
         res = self.res
@@ -259,7 +227,10 @@ class Runner:
                 f"run {req.expect_run} does not rebuild from its stored request (got run "
                 f"{self.run_id}; ipbench {__version__} or the data changed); rerun it with `ipbench run`"
             )
-        self._hold_new_attacks()
+        held = unmet_attacks(req, res, self.store.get_run(self.run_id, exact=True))
+        if held:  # --attacks all never silently adds an attack to an old run
+            res.attacks = [a for a in res.attacks if a not in held]
+            self.log(held_note(self.run_id, held))
         code = {f"scheme:{scheme.name}": protect_material["code"]} | {
             f"attack:{a.name}": code_identity(type(a)) for a in res.attacks
         }
