@@ -66,27 +66,37 @@ def active_key() -> bytes | None:
     return _ACTIVE.get()
 
 
-def sign_record(record: dict[str, Any], purpose: str) -> dict[str, Any]:
-    """``record`` with its tag under the active key (unchanged where no key is active)."""
-    key = active_key()
+def sign(record: dict[str, Any], key: bytes | None, purpose: str) -> dict[str, Any]:
+    """``record`` with its tag under ``key`` (as it is, without its old tag, where no key)."""
     body = {k: v for k, v in record.items() if k != TAG}
     return body if key is None else {**body, TAG: tag(key, purpose, body)}
 
 
-def check_record(record: dict[str, Any], purpose: str, where: str, way_out: str) -> None:
-    """Refuse a record that the active key did not sign: a missing or wrong tag is one
+def check(
+    record: dict[str, Any], key: bytes | None, purpose: str, where: str, way_out: str
+) -> None:
+    """Refuse a record that ``key`` did not tag: a missing or wrong tag is one
     ``CorruptArtifactError`` naming ``where`` and ``way_out``. Nothing to check without a key."""
-    key = active_key()
     if key is None:
         return
-    body = {k: v for k, v in record.items() if k != TAG}
     if TAG not in record:
         raise CorruptArtifactError(
             f"{where} carries no authentication tag (written before records were "
             f"authenticated, or not by this store); {way_out}"
         )
+    body = {k: v for k, v in record.items() if k != TAG}
     if not matches(key, purpose, body, record[TAG]):
         raise CorruptArtifactError(
             f"{where} does not verify under this store's owner key (edited, forged, or from "
             f"another store); {way_out}"
         )
+
+
+def sign_record(record: dict[str, Any], purpose: str) -> dict[str, Any]:
+    """``sign`` under the active key: a checkpoint written while a stage computes."""
+    return sign(record, active_key(), purpose)
+
+
+def check_record(record: dict[str, Any], purpose: str, where: str, way_out: str) -> None:
+    """``check`` under the active key: a checkpoint read back while a stage computes."""
+    check(record, active_key(), purpose, where, way_out)

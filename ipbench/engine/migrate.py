@@ -134,7 +134,7 @@ def seal_markers(db: sqlite3.Connection, workdir: Path) -> list[str]:
     from ipbench.core.authenticity import TAG, results_key
     from ipbench.core.integrity import manifest, sha256_bytes, write_atomic
     from ipbench.core.owner import owner_key
-    from ipbench.store.cache import DONE_MARKER, seal_marker
+    from ipbench.store.cache import DONE_MARKER, dump_marker, seal_marker
 
     key = results_key(owner_key(workdir))
     recorded = {
@@ -163,7 +163,7 @@ def seal_markers(db: sqlite3.Connection, workdir: Path) -> list[str]:
         else:
             done.append(f"stage {stage} {stage_key}: marker authenticated")
         sealed = seal_marker(marker, key)
-        blob = json.dumps(sealed, indent=2, default=str).encode()
+        blob = dump_marker(sealed)
         write_atomic(path, blob)
         db.execute(
             "INSERT OR REPLACE INTO artifacts (stage, key, marker_sha256, files, recorded) "

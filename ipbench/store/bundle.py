@@ -66,9 +66,6 @@ def export_bundle(
             f"{store.workdir} has no owner/owner.key: an export publishes rows as the owner's, "
             "so it needs the key they were written under to check them first"
         )
-    refused = [p for p in store.problems if "does not verify" in p]
-    if refused:
-        raise IpbenchError(f"not exported: {'; '.join(refused)}")
     if not runs:
         what = " ".join(x for x in (dataset, preset) if x) or "any dataset"
         raise IpbenchError(f"no finished run for {what} in {store.path} to export")
@@ -95,9 +92,8 @@ def export_bundle(
             lines.append(_dump({"table": "files", "run_id": rec.run_id, "name": TOKEN_EXAMPLES,
                                 "sha256": hashlib.sha256(examples).hexdigest(),
                                 "base64": base64.b64encode(examples).decode()}))  # fmt: skip
-    refused = [p for p in store.problems if "does not verify" in p or "left out" in p]
-    if refused:
-        raise IpbenchError(f"not exported: {'; '.join(dict.fromkeys(refused))}")
+    if store.refused:  # every run listed and every row and file read: nothing left out
+        raise IpbenchError(f"not exported: {'; '.join(store.refused)}")
     for row in sorted(store.export_artifacts(), key=lambda a: (a["stage"], a["key"])):
         if (row["stage"], row["key"]) in keys:
             lines.append(_dump({"table": "artifacts", **row}))
@@ -114,7 +110,7 @@ def imported_examples(workdir: Path, run_id: str) -> Path:
 def token_examples_file(store: Store, run_id: str) -> Path | None:
     """A run's stored token examples: its evaluation's, or an import's copy; None: none, or
     a file that does not match the digest its (authenticated) record holds, which is named
-    in ``store.problems``."""
+    in ``store.refused``."""
     st = store.stage(run_id, "evaluate")
     want: str | None = None
     path = imported_examples(store.workdir, run_id)
@@ -130,7 +126,7 @@ def token_examples_file(store: Store, run_id: str) -> Path | None:
     if store.reading_key() is None:
         return path  # read unverified; the store's problems say so
     if want is None or hashlib.sha256(path.read_bytes()).hexdigest() != want:
-        store.problems.append(
+        store.refuse(
             f"{path}: not the token examples its run recorded (edited or swapped): left out"
         )
         return None
@@ -139,7 +135,7 @@ def token_examples_file(store: Store, run_id: str) -> Path | None:
 
 def _marker_digest(store: Store, folder: Path, name: str) -> str | None:
     """The sha256 a stage's authenticated marker records for file ``name``; None where the
-    marker is missing or does not verify (named in ``store.problems``)."""
+    marker is missing or does not verify (named in ``store.refused``)."""
     from ipbench.store.cache import DONE_MARKER, check_marker
 
     key = store.reading_key()
@@ -147,7 +143,7 @@ def _marker_digest(store: Store, folder: Path, name: str) -> str | None:
         marker = loads_limited((folder / DONE_MARKER).read_text(), str(folder / DONE_MARKER))
         check_marker(marker, key, folder / DONE_MARKER, "its numbers are left out")
     except (OSError, IpbenchError) as exc:
-        store.problems.append(str(exc))
+        store.refuse(str(exc))
         return None
     return ((marker.get("files") or {}).get(name) or {}).get("sha256")
 

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from filelock import FileLock, Timeout
 
-from ipbench.core.authenticity import TAG, matches, signing, tag
+from ipbench.core.authenticity import TAG, check, sign, signing
 from ipbench.core.config import to_jsonable
 from ipbench.core.errors import CorruptArtifactError, IpbenchError
 from ipbench.core.faults import crash_point
@@ -170,7 +170,7 @@ class StageCache:
             marker = seal_marker(
                 {**current, "files": manifest(folder, skip=(DONE_MARKER,))}, self.mac_key
             )
-            write_atomic(folder / DONE_MARKER, _dump(marker))
+            write_atomic(folder / DONE_MARKER, dump_marker(marker))
             self.log(
                 f"[yellow]notice:[/] stage {stage} {key} predates integrity records; "
                 "digests recorded now"
@@ -287,7 +287,7 @@ class StageCache:
             "files": manifest(work, skip=(DONE_MARKER,)),
         }  # fmt: skip
         marker = seal_marker(marker, self.mac_key)
-        blob = _dump(marker)
+        blob = dump_marker(marker)
         write_atomic(work / DONE_MARKER, blob)
         crash_point(f"marker:{stage}")
         final = self.path(stage, key)
@@ -310,31 +310,21 @@ MARKER_PURPOSE = "stage-marker"
 
 
 def seal_marker(marker: dict[str, Any], key: bytes | None) -> dict[str, Any]:
-    """The marker with its tag under ``key`` (as it is, where there is no key)."""
-    body = json.loads(_dump({k: v for k, v in marker.items() if k != TAG}))  # as read back
-    return body if key is None else {**body, TAG: tag(key, MARKER_PURPOSE, body)}
+    """The marker with its tag under ``key``, over the marker as it reads back from its file."""
+    return sign(
+        json.loads(dump_marker({k: v for k, v in marker.items() if k != TAG})), key, MARKER_PURPOSE
+    )
 
 
 def check_marker(marker: dict[str, Any], key: bytes | None, where: Path, way_out: str) -> None:
     """A marker that ``key`` did not tag is one ``CorruptArtifactError``; no key: nothing to
     check. Its tag covers its metrics and the digests of every file beside it."""
-    if key is None:
-        return
-    if TAG not in marker:
-        raise CorruptArtifactError(
-            f"{where} carries no authentication tag (written before stage records were "
-            "authenticated: run `ipbench migrate --workdir WORKDIR` once to vouch for them; "
-            f"or not written by this store); {way_out}"
-        )
-    body = {k: v for k, v in marker.items() if k != TAG}
-    if not matches(key, MARKER_PURPOSE, body, marker[TAG]):
-        raise CorruptArtifactError(
-            f"{where} does not verify under this store's owner key (edited, forged, or copied "
-            f"from another store); {way_out}"
-        )
+    migrate = "if the store predates authenticated records, run `ipbench migrate --workdir WORKDIR` once; else "
+    check(marker, key, MARKER_PURPOSE, str(where), migrate + way_out)
 
 
-def _dump(marker: dict[str, Any]) -> bytes:
+def dump_marker(marker: dict[str, Any]) -> bytes:
+    """A marker's bytes as written to ``stage.json``."""
     return json.dumps(marker, indent=2, default=str).encode()
 
 

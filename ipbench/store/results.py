@@ -67,6 +67,7 @@ class Store(StoreTransfer):
         self.workdir = workdir_path(workdir)
         self.path = self.workdir / STORE_FILE
         self.problems: list[str] = []  # rows left out of what was read, and why
+        self.refused: list[str] = []
         if create:
             require_folder(self.workdir, "work directory")
             if not self.path.exists():
@@ -168,9 +169,9 @@ class Store(StoreTransfer):
     def get_run(self, ref: str, exact: bool = False) -> RunRecord | None:
         """By id, unique id prefix, or ``last``; a row that does not verify counts as absent
         (and is named in ``problems``)."""
-        if ref == "last" and not exact:
-            found = self.db.execute("SELECT * FROM runs ORDER BY updated DESC").fetchall()
-            rows = self._checked("runs", found)[:1]
+        if ref == "last" and not exact:  # the newest run that verifies
+            newest = self.db.execute("SELECT * FROM runs ORDER BY updated DESC")
+            rows = next(([r] for r in newest if self._checked("runs", [r])), [])
         elif exact:
             found = self.db.execute("SELECT * FROM runs WHERE run_id=?", (ref,)).fetchall()
             rows = self._checked("runs", found)
@@ -187,9 +188,8 @@ class Store(StoreTransfer):
     def require_run(self, ref: str, exact: bool = False) -> RunRecord:
         run = self.get_run(ref, exact)
         if run is None:
-            refused = [p for p in self.problems if "does not verify" in p]
-            if refused:
-                raise IpbenchError(f"run {ref!r} in {self.path}: {refused[0]}")
+            if self.refused:
+                raise IpbenchError(f"run {ref!r} in {self.path}: {self.refused[0]}")
             known = [r.run_id for r in self.list_runs()[:10]]
             hint = f"; stored runs: {', '.join(known)}" if known else "; the store is empty"
             raise IpbenchError(f"no run {ref!r} in {self.path}{hint}")

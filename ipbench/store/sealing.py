@@ -28,7 +28,8 @@ class StoreSealing:
 
     db: sqlite3.Connection
     workdir: Path
-    problems: list[str]
+    problems: list[str]  # what a reader is told: rows left out, or that nothing was checked
+    refused: list[str]  # the part of ``problems`` that left something out
     _read_key: bytes | bool | None = False  # False: not looked up yet
     _write_key: bytes | None = None
 
@@ -81,10 +82,14 @@ class StoreSealing:
                 kept.append(row)
                 continue
             ids = ", ".join(str(row[c]) for c in SEALED[table])
-            problem = (
+            self.refuse(
                 f"{table} row ({ids}) does not verify under this store's owner key (edited in "
                 "the store, or written without the key): left out"
             )
-            if problem not in self.problems:
-                self.problems.append(problem)
         return kept
+
+    def refuse(self, problem: str) -> None:
+        """Record that something read was left out, and why (once)."""
+        for seen in (self.problems, self.refused):
+            if problem not in seen:
+                seen.append(problem)

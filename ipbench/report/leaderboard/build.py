@@ -65,7 +65,10 @@ def build(
                 )
         rel = [(t, p.relative_to(out).as_posix()) for t, p in figures]
         page = render(col, agg, ref, ds, pr, rel)
-        notes += [f"**Left out:** {p}" for p in dict.fromkeys(store.problems)]
+        notes += [
+            f"**{'Left out' if p in store.refused else 'Not verified'}:** {p}"
+            for p in store.problems
+        ]
         md = page.markdown()
         if notes:
             md += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
@@ -81,7 +84,7 @@ def build(
     write_index(out, summaries)
     store.close()
     if problems is not None:
-        problems.extend(dict.fromkeys(store.problems))
+        problems.extend(store.problems)
     return written
 
 
