@@ -56,7 +56,12 @@ def clean_accuracy(model: torch.nn.Module, ctx) -> float:
 
 
 def test_fine_pruning_removes_a_badnets_backdoor(badnets):
-    from ipbench.attacks.fine_pruning import feature_layer, finetune_pruned, prune_dormant
+    from ipbench.attacks.fine_pruning import (
+        dormancy_order,
+        feature_layer,
+        finetune_pruned,
+        prune_dormant,
+    )
 
     model, ctx = badnets
     before = attack_success(model, ctx)
@@ -65,6 +70,8 @@ def test_fine_pruning_removes_a_badnets_backdoor(badnets):
     assert len(high) == round(0.9 * feature_layer(model).weight.shape[0])  # high rates reached
     net = copy.deepcopy(model)
     pruned = prune_dormant(net, ctx.thief.data.x, 0.5)
+    order = dormancy_order(model, ctx.thief.data.x)  # measured once, as the attack does
+    assert torch.equal(prune_dormant(copy.deepcopy(model), ctx.thief.data.x, 0.5, order), pruned)
     layer = feature_layer(net)
     finetune_pruned(net, pruned, ctx.thief.data, ctx, 5, 0.01)
     assert torch.all(layer.weight[pruned] == 0) and torch.all(layer.bias[pruned] == 0)

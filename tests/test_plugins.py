@@ -242,6 +242,40 @@ def test_moving_a_plugins_imports_keeps_its_key_and_a_changed_constant_does_not(
         del sys.modules[name]
 
 
+def test_a_plugins_preset_defaults_do_not_count_but_its_other_class_values_do(
+    tmp_path, monkeypatch
+):
+    """Tuning one preset's budget (``preset_defaults``) must not re-key the stages of another
+    preset: those values reach a run only as resolved config fields, which are keyed."""
+    from ipbench.core.identity import code_identity, forget_loaded_sources
+
+    pkg = tmp_path / "presetpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    source = pkg / "plugin.py"
+    text = (
+        "class Plugin:\n    preset_defaults = {'smoke': {'steps': 10}}\n    scale = 2\n\n"
+        "    def run(self, x):\n        return self.scale * x\n"
+    )
+    source.write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import presetpkg.plugin
+
+    cls = presetpkg.plugin.Plugin
+    key = code_identity(cls)
+    for edited, same in (
+        (text.replace("{'steps': 10}", "{'steps': 400}, 'quick': {}"), True),
+        (text.replace("preset_defaults =", "preset_defaults: dict ="), True),
+        (text.replace("scale = 2", "scale = 3"), False),  # any other class value counts
+        (text.replace("preset_defaults =", "other_defaults ="), False),
+    ):
+        source.write_text(edited)
+        forget_loaded_sources()
+        assert (code_identity(cls) == key) is same, edited
+    for name in [m for m in sys.modules if m.startswith("presetpkg")]:
+        del sys.modules[name]
+
+
 def test_a_file_edited_during_a_run_keeps_the_identity_of_the_code_loaded(tmp_path, monkeypatch):
     """A long run must not store stages computed by the code it loaded under the key of a file
     edited since: the identity is read when the plugin registers, and kept for the process."""

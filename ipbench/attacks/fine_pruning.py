@@ -108,10 +108,18 @@ def channel_activity(
     return torch.stack(total).sum(0) / max(1, len(x))
 
 
-def prune_dormant(model: nn.Module, x: torch.Tensor, rate: float) -> torch.Tensor:
-    """Zero the ``rate`` share of feature channels least active on ``x``; their indices."""
+def dormancy_order(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The feature channels of ``model``, least active on ``x`` first."""
+    return channel_activity(model, feature_layer(model), x).argsort()
+
+
+def prune_dormant(
+    model: nn.Module, x: torch.Tensor, rate: float, order: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Zero the ``rate`` share of feature channels least active on ``x``; their indices.
+    ``order`` (``dormancy_order`` of the same weights on ``x``) saves measuring it again."""
     layer = feature_layer(model)
-    order = channel_activity(model, layer, x).argsort()
+    order = dormancy_order(model, x) if order is None else order
     pruned = order[: round(rate * len(order))]
     with torch.no_grad():
         for p in (layer.weight, getattr(layer, "bias", None)):
@@ -164,12 +172,15 @@ class FinePruning(Attack):
         data, test = thief_data(ctx, c.images), ctx.thief.test
         out: Results = {}
         best: tuple[float, float, float] | None = None  # (A_ud, A_ad, rate)
+        # every copy below starts from the same stolen weights: their channels' activity on the
+        # thief's images is measured once, not once per rate and recipe
+        order = dormancy_order(bare_network(target, steal(target)), data.x)
         for recipe in c.recipes:
             label = recipe_label(recipe)
             for rate in c.rates:
                 stolen = steal(target)
                 net = bare_network(target, stolen)
-                pruned = prune_dormant(net, data.x, rate)
+                pruned = prune_dormant(net, data.x, rate, order)
                 a_ad, a_ud = score(redeploy(target, stolen), test, ctx, c.max_test)
                 out[At("A_ad", "rate", rate, "pruned")] = a_ad
                 out[At("A_ud", "rate", rate, "pruned")] = a_ud

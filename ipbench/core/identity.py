@@ -18,6 +18,11 @@ later, when the identity is first asked for), and kept: a file edited while a lo
 must not give the stages that the process, still running the code it loaded, stores from then
 on the key of code it never ran. A new process reads the files again.
 
+A plugin's ``preset_defaults`` (its values for a preset, e.g. a smaller smoke budget) do not
+count either: they only ever become fields of the plugin's config (``ipbench.core.config.override``
+refuses any other key), and the resolved config is itself part of every stage key. So tuning the
+``smoke`` budget re-keys the smoke runs, whose config changed, and keeps every ``quick`` stage.
+
 Declared valid ranges (``Annotated[T, ...]`` field types and the imports that bring them,
 see ``ipbench.core.validation``) do not count either: they refuse bad settings before a run and
 never change what an accepted setting computes, so adding or tightening one keeps every
@@ -45,6 +50,24 @@ def family(module_name: str) -> str:
     return module_name.split(".", 1)[0]
 
 
+PRESET_DEFAULTS = "preset_defaults"
+
+
+def _assigns(stmt: ast.stmt, name: str) -> bool:
+    """Whether ``stmt`` is ``name = ...`` or ``name: T = ...`` (one plain target)."""
+    if isinstance(stmt, ast.Assign):
+        return (
+            len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)
+            and stmt.targets[0].id == name
+        )
+    return (
+        isinstance(stmt, ast.AnnAssign)
+        and isinstance(stmt.target, ast.Name)
+        and stmt.target.id == name
+    )
+
+
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
@@ -60,8 +83,14 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
 
 
 class _Definitions(ast.NodeTransformer):
-    """The code without what does not decide a result: ``Annotated[T, c...]`` -> ``T``, and
-    every import statement (module level or inside a function) dropped."""
+    """The code without what does not decide a result: ``Annotated[T, c...]`` -> ``T``, every
+    import statement (module level or inside a function) and every class-level
+    ``preset_defaults`` assignment dropped (their values are keyed as the resolved config)."""
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        self.generic_visit(node)
+        node.body = [s for s in node.body if not _assigns(s, PRESET_DEFAULTS)] or [ast.Pass()]
+        return node
 
     def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
         self.generic_visit(node)
