@@ -7,12 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ipbench.core.errors import IpbenchError
+from ipbench.report.leaderboard.across import DatasetPart, across
+from ipbench.report.leaderboard.across import stem as across_stem
 from ipbench.report.leaderboard.aggregate import aggregate
 from ipbench.report.leaderboard.collect import Collected, collect
 from ipbench.report.leaderboard.plots import make_plots
 from ipbench.report.leaderboard.reference import load_reference
-from ipbench.report.leaderboard.render import render
-from ipbench.report.leaderboard.site import Summary, write_index, write_page
+from ipbench.report.leaderboard.render import page_data, render
+from ipbench.report.leaderboard.site import Summary, write_index, write_page, write_summary
 from ipbench.store.cache import require_folder
 from ipbench.store.results import Store
 
@@ -41,6 +43,7 @@ def build(
     out = Path(out)
     written = []
     summaries: list[Summary] = []
+    parts: dict[str, list[DatasetPart]] = {}  # preset -> its datasets' pages
     pairs = (
         everything.runs[["dataset", "preset"]].drop_duplicates().sort_values(["dataset", "preset"])
     )
@@ -63,6 +66,7 @@ def build(
                 figures.append(
                     ("token gallery: clean, authorized, |x_a - x| x10 (paper Figs. 3, 9)", path)
                 )
+        parts.setdefault(pr, []).append(DatasetPart(stem, page_data(col, agg, ref, ds, pr)))
         rel = [(t, p.relative_to(out).as_posix()) for t, p in figures]
         page = render(col, agg, ref, ds, pr, rel)
         notes += [
@@ -81,7 +85,18 @@ def build(
         configs = {r: _config(store, r) for r in runs["run_id"]}
         summaries.append(write_page(out, stem, page, col, configs))
         written.append(out / f"{stem}.md")
-    write_index(out, summaries)
+    # Table I side by side, for every preset with pages on two datasets or more
+    across_pages = []
+    for pr, of_preset in sorted(parts.items()):
+        if len(of_preset) < 2:
+            continue
+        summary, table = across(of_preset, pr)
+        name = across_stem(pr)
+        (out / f"{name}.md").write_text(summary.markdown())
+        table.to_csv(out / f"{name}.csv", index=False, float_format="%.6g", lineterminator="\n")
+        across_pages.append(write_summary(out, name, summary))
+        written.append(out / f"{name}.md")
+    write_index(out, summaries, across_pages)
     store.close()
     if problems is not None:
         problems.extend(store.problems)

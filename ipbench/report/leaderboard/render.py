@@ -278,18 +278,26 @@ ORDER_NOTE = (
 )
 
 
-def render(
-    col: Collected, agg_all: pd.DataFrame, ref: pd.DataFrame, dataset: str, preset: str,
-    figures: list[tuple[str, str]],
-) -> Rendered:  # fmt: skip
-    """The page for one (dataset, preset)."""
-    agg = agg_all[agg_all.variant == "{}"]
+def page_data(
+    col: Collected, agg_all: pd.DataFrame, ref: pd.DataFrame, dataset: str, preset: str
+) -> Page:
+    """What a (dataset, preset) page reads: the default-configuration aggregate and the network
+    each scheme's default runs used (``""`` where they differ)."""
     default_runs = col.runs[col.runs["default"]]
     models = {
         s: (g.iloc[0] if len(set(g)) == 1 else "")
         for s, g in default_runs.groupby("scheme")["model"]
     }
-    page = Page(dataset, preset, agg, ref, models)
+    return Page(dataset, preset, agg_all[agg_all.variant == "{}"], ref, models)
+
+
+def render(
+    col: Collected, agg_all: pd.DataFrame, ref: pd.DataFrame, dataset: str, preset: str,
+    figures: list[tuple[str, str]],
+) -> Rendered:  # fmt: skip
+    """The page for one (dataset, preset)."""
+    page = page_data(col, agg_all, ref, dataset, preset)
+    default_runs = col.runs[col.runs["default"]]
     page.flags = flagged(page, sorted(set(default_runs["scheme"])))
     schemes = ranked(page, sorted(set(default_runs["scheme"])))
     input_space = [

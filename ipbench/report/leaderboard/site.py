@@ -160,8 +160,19 @@ def write_run(
                   warnings=warnings, config=config)  # fmt: skip
 
 
-def write_index(out: Path, pages: list[Summary]) -> Path:
-    """``index.html``: every page of the site."""
+def write_summary(out: Path, stem: str, page: Rendered) -> tuple[str, str]:
+    """``<stem>.html`` for a page across datasets (its cells link to no run: each dataset's
+    page does); (stem, title) for the index."""
+    _write(out / f"{stem}.html", "page.html", title=page.title, root="", page=page, stem=stem,
+           seeds={})  # fmt: skip
+    return stem, page.title
+
+
+def write_index(
+    out: Path, pages: list[Summary], summaries: list[tuple[str, str]] | None = None
+) -> Path:
+    """``index.html``: every page of the site (and the pages across datasets)."""
     write_static(out)
     return _write(out / "index.html", "index.html", title="ipbench leaderboard", root="",
-                  pages=sorted(pages, key=lambda p: (p.dataset, p.preset)))  # fmt: skip
+                  pages=sorted(pages, key=lambda p: (p.dataset, p.preset)),
+                  summaries=summaries or [])  # fmt: skip
