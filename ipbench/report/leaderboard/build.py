@@ -11,9 +11,10 @@ from ipbench.report.leaderboard.across import DatasetPart, across
 from ipbench.report.leaderboard.across import stem as across_stem
 from ipbench.report.leaderboard.aggregate import aggregate
 from ipbench.report.leaderboard.collect import Collected, collect
+from ipbench.report.leaderboard.page import page_data
 from ipbench.report.leaderboard.plots import make_plots
 from ipbench.report.leaderboard.reference import load_reference
-from ipbench.report.leaderboard.render import page_data, render
+from ipbench.report.leaderboard.render import render
 from ipbench.report.leaderboard.site import Summary, write_index, write_page, write_summary
 from ipbench.store.cache import require_folder
 from ipbench.store.results import Store

@@ -14,6 +14,7 @@ import pandas as pd
 from ipbench.metrics.health import run_warnings
 from ipbench.report.compare import protects
 from ipbench.report.leaderboard.aggregate import cell, fmt, meaning
+from ipbench.report.leaderboard.collect import Collected
 from ipbench.report.leaderboard.reference import ANY_MODEL, published
 from ipbench.report.leaderboard.table import Cell, Column, Table
 
@@ -148,6 +149,19 @@ class Page:
         """A table with one row per scheme, its flagged rows marked."""
         flags = {i: self.flags[s] for i, s in enumerate(schemes) if s in self.flags}
         return Table(columns, rows, flags)
+
+
+def page_data(
+    col: Collected, agg_all: pd.DataFrame, ref: pd.DataFrame, dataset: str, preset: str
+) -> Page:
+    """What a (dataset, preset) page reads: the default-configuration aggregate and the network
+    each scheme's default runs used (``""`` where they differ)."""
+    default_runs = col.runs[col.runs["default"]]
+    models = {
+        s: (g.iloc[0] if len(set(g)) == 1 else "")
+        for s, g in default_runs.groupby("scheme")["model"]
+    }
+    return Page(dataset, preset, agg_all[agg_all.variant == "{}"], ref, models)
 
 
 def ranked(page: Page, schemes: list[str]) -> list[str]:

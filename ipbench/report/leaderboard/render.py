@@ -18,7 +18,15 @@ import pandas as pd
 from ipbench.report.compare import protects
 from ipbench.report.leaderboard.aggregate import cell, fmt
 from ipbench.report.leaderboard.collect import Collected, attack_of, attack_stage, settings_text
-from ipbench.report.leaderboard.page import Page, column, flagged, headline, ranked, seed_ties
+from ipbench.report.leaderboard.page import (
+    Page,
+    column,
+    flagged,
+    headline,
+    page_data,
+    ranked,
+    seed_ties,
+)
 from ipbench.report.leaderboard.runs import provenance, runs_table
 from ipbench.report.leaderboard.table import Cell, Column, Table, label
 
@@ -276,19 +284,6 @@ ORDER_NOTE = (
     "to zero is best). A "
     "⚠ marks a scheme whose protection or identity tracing did not take."
 )
-
-
-def page_data(
-    col: Collected, agg_all: pd.DataFrame, ref: pd.DataFrame, dataset: str, preset: str
-) -> Page:
-    """What a (dataset, preset) page reads: the default-configuration aggregate and the network
-    each scheme's default runs used (``""`` where they differ)."""
-    default_runs = col.runs[col.runs["default"]]
-    models = {
-        s: (g.iloc[0] if len(set(g)) == 1 else "")
-        for s, g in default_runs.groupby("scheme")["model"]
-    }
-    return Page(dataset, preset, agg_all[agg_all.variant == "{}"], ref, models)
 
 
 def render(
