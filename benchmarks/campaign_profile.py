@@ -103,7 +103,7 @@ def main() -> None:
     args = ap.parse_args()
     since = None
     if args.since:
-        since = dt.datetime.fromisoformat(args.since).replace(tzinfo=dt.UTC).timestamp()
+        since = dt.datetime.fromisoformat(args.since).replace(tzinfo=dt.timezone.utc).timestamp()
     table, order = profile(args.workdir, args.dataset, args.preset, args.seed, since)
     print(markdown(table, order))
 
