@@ -189,6 +189,14 @@ def test_a_token_trajectory_checkpoint_edited_is_never_resumed(tmp_path):
         (tmp_path / "step_500.json").write_text(json.dumps(meta))
         with pytest.raises(CorruptArtifactError, match="does not verify"):
             usable_checkpoint(tmp_path, cfg)
+        # nested past any parser's depth: one clear error, not a RecursionError or a resume
+        (tmp_path / "step_500.json").write_text("[" * 200_000 + "]" * 200_000)
+        with pytest.raises(IpbenchError, match="nested deeper than 32 levels"):
+            usable_checkpoint(tmp_path, cfg)
+        with pytest.raises(IpbenchError, match="nested deeper than 32 levels"):
+            load_checkpoint(tmp_path, name, t)
+        (tmp_path / "step_500.json").write_text('{"step": 5')  # a torn write is passed over
+        assert usable_checkpoint(tmp_path, cfg) is None
     assert hashlib.sha256(original).hexdigest() == meta["sha256"]
 
 

@@ -18,6 +18,7 @@ import torch
 from ipbench.core.authenticity import check_record, sign_record
 from ipbench.core.errors import CorruptArtifactError
 from ipbench.core.integrity import sha256_file
+from ipbench.core.jsonsafe import loads_limited
 from ipbench.core.tensorio import read_tensors, write_tensors
 
 if TYPE_CHECKING:
@@ -82,9 +83,15 @@ def usable_checkpoint(folder: Path, cfg: TokenConfig) -> tuple[str, dict[str, An
     best: tuple[str, dict[str, Any]] | None = None
     for meta_file in folder.glob("*.json"):
         try:
-            meta = json.loads(meta_file.read_text())
-        except (OSError, ValueError):
+            text = meta_file.read_text()
+        except OSError:
+            continue
+        try:
+            meta = json.loads(text)
+        except ValueError:
             continue  # a torn write of the rolling checkpoint: ignore it, use another
+        except RecursionError:  # never a torn write: nested past what the parser can read
+            meta = loads_limited(text, str(meta_file))  # raises the clear error
         check_record(meta, PURPOSE, str(meta_file), f"delete {folder} to retrain the generator")
         if not (meta_file.with_suffix(".safetensors")).exists() or meta["step"] > cfg.steps:
             continue
@@ -100,7 +107,8 @@ def usable_checkpoint(folder: Path, cfg: TokenConfig) -> tuple[str, dict[str, An
 
 def load_checkpoint(folder: Path, name: str, t: GeneratorTraining) -> None:
     weights = folder / f"{name}.safetensors"
-    want = json.loads((folder / f"{name}.json").read_text()).get("sha256")
+    meta_file = folder / f"{name}.json"
+    want = loads_limited(meta_file.read_text(), str(meta_file)).get("sha256")
     if want is not None and sha256_file(weights) != want:
         raise CorruptArtifactError(
             f"{weights}: sha256 differs from the one its checkpoint recorded; delete {folder} "
