@@ -161,14 +161,19 @@ def test_nad_weighs_attention_by_the_reference_map_area():
     assert got == pytest.approx(float(want), rel=1e-4) and got > 0
 
 
-def test_anp_prunes_perturbation_sensitive_neurons_of_a_badnets_backdoor(badnets):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_anp_prunes_perturbation_sensitive_neurons_of_a_badnets_backdoor(badnets, precision):
+    """In fp32 and in the preset's bf16 (the default mask loop since 2026-12-07) alike."""
     from ipbench.attacks.anp import ANPConfig, NeuronMasks, learn_masks, prune_masked
+    from ipbench.ml.training import bf16_supported
 
+    if precision == "bf16" and not bf16_supported(torch.device("cpu")):
+        pytest.skip("this CPU runs no bf16")
     model, ctx = badnets
     before = attack_success(model, ctx)
     data = ctx.thief.data.subset(torch.arange(20))  # 1% of the 2,000-image training set
     net = copy.deepcopy(model)
-    masks = learn_masks(net, data.x, data.y, ANPConfig(iterations=200), 0)
+    masks = learn_masks(net, data.x, data.y, ANPConfig(iterations=200), 0, precision)
     assert all(0 <= float(m.detach().min()) <= float(m.detach().max()) <= 1 for m in masks.masks)
     assert not any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
     shares, success = [], []
