@@ -15,11 +15,14 @@ thresholds: ``thresholds`` takes several). Our choices: the perturbed channel is
 batch-norm's output as (y - b)(m + delta) + b(1 + xi), which equals the reference's perturbed
 scale and shift; the network runs in eval mode (running statistics) while masks are learned.
 
-Precision: the mask loop runs as the thief's other training does, in the preset's precision
-(bf16 autocast where the CPU or GPU runs it natively, channels-last), ``precision="preset"``;
-``"fp32"`` is the loop as it ran before 2026-12-07. On the quick preset's network bf16 is 3.4x
-faster per iteration on this project's AMX CPU (0.38 against 1.28 s, one thread); its
-strength beside fp32 on the control and two locking schemes is in docs/results.md.
+Precision: the mask loop runs in fp32 (``precision="fp32"``, the default) on a channels-last
+copy of the network, which is the reference's arithmetic in another memory layout (1.5x faster
+per iteration on the quick network, one thread of this project's AMX CPU: 0.86 against 1.28 s).
+``"preset"`` runs its forward passes in the preset's precision (bf16 autocast where the hardware
+runs it natively), 3.4x faster (0.38 s), but measurably another attack: on the unprotected
+quick model it pruned more channels at each threshold and kept 78.25% against fp32's 87.55% at
+the thief's best threshold (mask gradients through bf16 batch-norm outputs are coarse), so it is
+not the default. Figures and commands: docs/results.md.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ class ANPConfig:
         0.2,
     )  # prune channels whose mask is below
     max_test: Annotated[int, Ge(0)] | None = None
-    precision: Literal["preset", "fp32"] = "preset"  # the mask loop's (see the docstring)
+    precision: Literal["preset", "fp32"] = "fp32"  # the mask loop's (see the docstring)
 
     def __post_init__(self) -> None:
         if self.precision not in ("preset", "fp32"):
