@@ -151,6 +151,27 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
+def test_a_stage_still_running_in_a_finished_run_is_not_exported(store_dir, tmp_path):
+    """An attack being added to a finished run, or a recompute cut off by a crash, leaves a
+    `running` stage row: it has no result yet, so neither it nor its old metrics are published."""
+    wd = tmp_path / "wd"
+    shutil.copytree(store_dir, wd)
+    store = Store(wd)
+    run = next(r for r in store.list_runs() if r.scheme == "mlock")
+    assert store.stage(run.run_id, "protect")["status"] == "done"
+    store.begin_stage(run.run_id, "protect", "a-new-key")  # recomputing, then cut off
+    store.close()
+    bundle = tmp_path / "b.jsonl"
+    cli("export", "--workdir", str(wd), "--out", str(bundle))
+    _, rows = read_bundle(bundle)
+    mine = [r for r in rows if r.get("run_id") == run.run_id]
+    assert not any(r["table"] == "stages" and r["status"] == "running" for r in rows)
+    assert not any(
+        r.get("stage") == "attack:prune" or r.get("name") == "attack:prune" for r in mine
+    )
+    assert any(r["table"] == "stages" and r["name"] == "evaluate" for r in mine)
+
+
 def test_every_committed_board_regenerates_from_its_committed_bundle(tmp_path):
     """Every board in leaderboard/ has a bundle of its name in leaderboard/bundles/, and its
     Markdown, CSV and HTML regenerate byte for byte from the bundles alone (issue 35): the

@@ -79,6 +79,11 @@ def export_bundle(
     for rec in sorted(runs, key=lambda r: r.run_id):
         rows = store.export_run(rec.run_id)
         lines.append(_dump({"table": "runs", **rows["run"]}))
+        # a stage still running in a finished run (an attack being added, or a recompute cut
+        # off) has no result yet: its row and whatever metrics it left are not published
+        unfinished = {st["name"] for st in rows["stages"] if st.get("status") == "running"}
+        rows["stages"] = [st for st in rows["stages"] if st["name"] not in unfinished]
+        rows["metrics"] = [m for m in rows["metrics"] if m.get("stage") not in unfinished]
         for stage in rows["stages"]:  # the store's order, which tables and pages follow
             lines.append(_dump({"table": "stages", **stage}))
             if stage.get("artifact"):
