@@ -55,6 +55,7 @@ def clean_accuracy(model: torch.nn.Module, ctx) -> float:
     )
 
 
+@pytest.mark.slow
 def test_fine_pruning_removes_a_badnets_backdoor(badnets):
     from ipbench.attacks.fine_pruning import (
         dormancy_order,
@@ -79,6 +80,7 @@ def test_fine_pruning_removes_a_badnets_backdoor(badnets):
     assert clean_accuracy(net, ctx) > 90  # still a model
 
 
+@pytest.mark.slow
 def test_fine_pruning_holds_pruned_channels_at_zero_with_frozen_batchnorm_scales(badnets):
     """whitenet (the quick preset's network) freezes its BatchNorm scales, as airbench does:
     fine-tuning must run and keep the pruned channels off through the trainable bias alone."""
@@ -97,6 +99,7 @@ def test_fine_pruning_holds_pruned_channels_at_zero_with_frozen_batchnorm_scales
     assert not torch.equal(layer.bias[kept], bias_before[kept])  # the rest did train
 
 
+@pytest.mark.slow
 def test_nad_removes_a_badnets_backdoor(badnets):
     from ipbench.attacks.nad import AttentionDistillation, NADConfig, attention_layers, nad_recipe
 
@@ -118,6 +121,7 @@ def test_nad_removes_a_badnets_backdoor(badnets):
     assert clean_accuracy(student, ctx) > 85  # still a model
 
 
+@pytest.mark.slow
 def test_nad_trains_with_the_reference_optimiser_not_the_presets(badnets):
     """The quick preset's airbench parts (BN biases at 64x the rate, Lookahead, label
     smoothing) wrecked an unprotected CIFAR-10 model under NAD; the reference's SGD does not."""
@@ -161,9 +165,11 @@ def test_nad_weighs_attention_by_the_reference_map_area():
     assert got == pytest.approx(float(want), rel=1e-4) and got > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_anp_prunes_perturbation_sensitive_neurons_of_a_badnets_backdoor(badnets, precision):
-    """In fp32 and in the preset's bf16 (the default mask loop since 2026-12-07) alike."""
+    """In fp32 (the default mask loop) and in bf16 (``precision="preset"``) alike: the masks
+    learned expose the backdoor's neurons, so some threshold cuts it and leaves a model."""
     from ipbench.attacks.anp import ANPConfig, NeuronMasks, learn_masks, prune_masked
     from ipbench.ml.training import bf16_supported
 
@@ -176,19 +182,24 @@ def test_anp_prunes_perturbation_sensitive_neurons_of_a_badnets_backdoor(badnets
     masks = learn_masks(net, data.x, data.y, ANPConfig(iterations=200), 0, precision)
     assert all(0 <= float(m.detach().min()) <= float(m.detach().max()) <= 1 for m in masks.masks)
     assert not any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
-    shares, success = [], []
-    for threshold in (0.2, 0.5):
+    shares, success, clean = [], [], []
+    for threshold in (0.2, 0.5, 0.7):
         pruned = copy.deepcopy(net)
         mine = NeuronMasks(pruned, 0.4)
         mine.close()
         mine.masks = [m.detach().clone() for m in masks.masks]
         shares.append(prune_masked(mine, threshold))
         success.append(attack_success(pruned, ctx))
-    assert 0 < shares[0] <= shares[1] < 0.5  # a higher threshold prunes more, never most
-    # ... and cuts the backdoor. At this budget (200 iterations, 20 images) how far varies with
-    # the thread count's float order: 99.6 -> 40 (1 thread, helper's run), 95 -> 49 and
-    # 92 -> 65 were measured, so the test asserts a clear cut, not a halving.
-    assert success[1] < before - 10
+        clean.append(clean_accuracy(pruned, ctx))
+    assert 0 < shares[0] <= shares[1] <= shares[2] < 0.5  # higher thresholds prune more
+    # ... and the threshold best for the thief cuts the backdoor and leaves a model. At this
+    # budget (200 iterations, 20 images) which threshold does it depends on the float order of
+    # the CPU's kernels and thread count: measured (backdoor success, clean accuracy) at the
+    # best one were fp32 31.5/75.7 and 34.8/80.0, bf16 40.1/88.3, 6.5/91.0 and 2.2/71.0 from
+    # ~95/96 before (2 and 1 threads, AMX and AVX-512 kernels), so the test asks for a 20-point
+    # cut with 60% clean accuracy kept, not a given threshold's figure.
+    best = min(range(3), key=lambda i: success[i] if clean[i] >= 60 else 101.0)
+    assert success[best] < before - 20 and clean[best] >= 60, (shares, success, clean)
 
 
 def test_pruning_defenses_skip_batch_norms_without_a_scale():
@@ -206,6 +217,7 @@ def test_pruning_defenses_skip_batch_norms_without_a_scale():
     assert masks.layers == [scaled]
 
 
+@pytest.mark.slow
 def test_fine_tuning_attacks_try_the_thiefs_plain_sgd_and_the_owners_recipe(badnets, monkeypatch):
     """finetune, finetune-budget and fine-pruning fine-tune with plain SGD at batch 128 (quick's
     lr 1.5 per 1,024 images, label smoothing, 64x batch-norm bias rates and Lookahead made lr

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_context
+from conftest import STICKER_EPOCHS, run_context
 
 from ipbench.attacks.fake_token import FakeToken, keep_positions, other_image
 from ipbench.attacks.forged_fingerprint import (
@@ -31,10 +31,10 @@ CHANCE_PLUS = 25.0  # 10 classes: chance is 10%
 
 
 @pytest.fixture(scope="module")
-def deploy(tmp_path_factory):
-    """Smoke runs sharing one workdir; returns stage metrics, stages, the attacked target and
-    the thief's view of the run."""
-    workdir = tmp_path_factory.mktemp("atk_cred")
+def deploy(sticker_store):
+    """Smoke runs sharing one workdir (the visible-token tests' too); returns stage metrics,
+    stages, the attacked target and the thief's view of the run."""
+    workdir = sticker_store
     done: dict[str, tuple] = {}
 
     def run(scheme: str, attack_names: str, **overrides: str):
@@ -68,7 +68,7 @@ def deploy(tmp_path_factory):
 # --- fake-token -------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_fake_token_endpoints_reproduce_genuine_and_clean_accuracy(deploy):
-    m, _, _, _ = deploy("adip", "fake-token,fake-credential", epochs="8")
+    m, _, _, _ = deploy("adip", "fake-token,fake-credential", protect_epochs=STICKER_EPOCHS["adip"])
     ev, atk = m["evaluate"], m["attack:fake-token"]
     assert ev["A_ad"] > 85 and ev["A_ud"] < CHANCE_PLUS  # the deployment is really locked
     assert abs(atk["A_fake@gamma_f=1"] - ev["A_ad"]) < 2  # the whole token is the genuine one
@@ -81,7 +81,9 @@ def test_fake_token_endpoints_reproduce_genuine_and_clean_accuracy(deploy):
 
 @pytest.mark.slow
 def test_fake_credential_is_skipped_on_an_input_space_scheme(deploy):
-    _, stages, _, _ = deploy("adip", "fake-token,fake-credential", epochs="8")
+    _, stages, _, _ = deploy(
+        "adip", "fake-token,fake-credential", protect_epochs=STICKER_EPOCHS["adip"]
+    )
     assert "adip lacks capability CredentialForging" in str(stages["attack:fake-credential"])
 
 
@@ -173,11 +175,13 @@ def test_candidate_grid_is_the_papers():
 
 
 # --- neural cleanse ---------------------------------------------------------------------------
-# M-LOCK's random-position sticker needs 20 smoke epochs to be learnt (tests/test_visible_tokens.py).
+# The sticker schemes' smoke deployments as the lock tests make them (conftest.STICKER_EPOCHS).
 @pytest.mark.slow
-@pytest.mark.parametrize(("scheme", "epochs"), [("adip", "8"), ("mlock", "20")])
-def test_neural_cleanse_recovers_a_visible_token(deploy, scheme, epochs):
-    m, _, target, ctx = deploy(scheme, "fake-token,fake-credential", epochs=epochs)
+@pytest.mark.parametrize("scheme", sorted(STICKER_EPOCHS))
+def test_neural_cleanse_recovers_a_visible_token(deploy, scheme):
+    m, _, target, ctx = deploy(
+        scheme, "fake-token,fake-credential", protect_epochs=STICKER_EPOCHS[scheme]
+    )
     assert m["evaluate"]["A_ud"] < CHANCE_PLUS  # locked without the sticker
     cfg = NeuralCleanseConfig(steps=300, eval_every=50, max_test=500)
     out = NeuralCleanse(cfg).run(target, ctx)

@@ -23,6 +23,7 @@ def workdir(tmp_path_factory) -> Path:
 
 
 # --- processing -------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_jpeg_100_keeps_an_invisible_token_and_heavy_blur_breaks_it(workdir):
     m = attacked(workdir, "adip", "processing", epochs="8")
     ev, got = m["evaluate"], m["attack:processing"]
@@ -60,6 +61,7 @@ def test_processings_are_what_they_say():
 
 
 # --- insider ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_insider_distillation_copies_an_unprotected_model(workdir):
     # a copy as good as the victim needs the budget smoke had before the quick start's cut
     m = attacked(workdir, "none", "insider", **{"attack.insider.epochs": "15"})
@@ -68,6 +70,7 @@ def test_insider_distillation_copies_an_unprotected_model(workdir):
     assert got["A_sub"] >= victim - 15 and got["A_sub_vs_victim_agreement"] > 2 * CHANCE_PLUS
 
 
+@pytest.mark.slow
 def test_insider_distillation_walks_through_a_lock_that_stops_copycat(workdir):
     m = attacked(workdir, "adip", "insider,extraction", epochs="8")
     ev, inside, outside = m["evaluate"], m["attack:insider"], m["attack:extraction"]
@@ -77,6 +80,7 @@ def test_insider_distillation_walks_through_a_lock_that_stops_copycat(workdir):
 
 
 # --- finetune-budget --------------------------------------------------------------------------
+@pytest.mark.slow
 def test_finetune_budget_curve_is_monotone_in_data_on_an_unprotected_model(workdir):
     # the curve this test reads (the smoke preset's own budget is two fractions, one shot count)
     curve_settings = {"fractions": "0.01,0.05,0.2", "shots": "1,10", "steps": "60"}
@@ -95,6 +99,7 @@ def test_finetune_budget_curve_is_monotone_in_data_on_an_unprotected_model(workd
     assert got["A_ud@shots=10"] >= got["A_ud@shots=1"] - 1
 
 
+@pytest.mark.slow
 def test_finetune_budget_finds_how_little_data_opens_a_lock(workdir):
     m = attacked(workdir, "adip", "finetune-budget", epochs="8")
     ev, got = m["evaluate"], m["attack:finetune-budget"]
@@ -108,6 +113,7 @@ def test_finetune_budget_finds_how_little_data_opens_a_lock(workdir):
     assert opened and got["images_to_unlock"] == min(opened)
 
 
+@pytest.mark.slow
 def test_fine_pruning_against_a_lock_reports_each_rate(workdir):
     m = attacked(workdir, "adip", "fine-pruning", epochs="8")
     got = m["attack:fine-pruning"]
@@ -120,6 +126,7 @@ def test_fine_pruning_against_a_lock_reports_each_rate(workdir):
     )
 
 
+@pytest.mark.slow
 def test_nad_against_a_lock_reports_teacher_and_student(workdir):
     m = attacked(workdir, "adip", "nad", epochs="8")
     got = m["attack:nad"]
@@ -127,6 +134,7 @@ def test_nad_against_a_lock_reports_teacher_and_student(workdir):
     assert {"A_ud", "A_ad", "A_ud@teacher", "A_ad@teacher"} <= set(got)
 
 
+@pytest.mark.slow
 def test_anp_against_a_lock_reports_each_threshold(workdir):
     m = attacked(workdir, "adip", "anp", epochs="8")
     got = m["attack:anp"]
@@ -138,6 +146,7 @@ def test_anp_against_a_lock_reports_each_threshold(workdir):
 
 
 # --- knockoff ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_knockoff_copies_an_unprotected_model_from_a_transfer_set(workdir):
     m = attacked(
         workdir, "none", "knockoff",
@@ -150,6 +159,7 @@ def test_knockoff_copies_an_unprotected_model_from_a_transfer_set(workdir):
     assert got["A_sub"] == max(got["A_sub@outsider"], got["A_sub@insider"])
 
 
+@pytest.mark.slow
 def test_knockoff_outsider_is_locked_out_and_insider_is_not(workdir):
     m = attacked(workdir, "adip", "knockoff", epochs="8")
     ev, got = m["evaluate"], m["attack:knockoff"]

@@ -164,7 +164,7 @@ def test_a_plugin_package_reaches_list_run_and_leaderboard(plugin_env, tmp_path)
         source.write_text(
             text.replace("self.config.key_seed + ctx.seed", "self.config.key_seed + 1")
         )
-        ipbench(env, *run, cwd=tmp_path)
+        ipbench(env, *run[:-1], "none", cwd=tmp_path)  # the protect stage is what is asked
         ((new_key, cached),) = protect_stages(tmp_path / "w")  # the same run, recomputed
         assert new_key != key and cached == 0
     finally:

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import run_context
+from conftest import STICKER_EPOCHS, run_context
 from typer.testing import CliRunner
 
 from ipbench.cli.main import app
@@ -65,20 +65,18 @@ def test_adip_grid_squares_are_where_the_paper_puts_them():
     assert out[0, :, 3, 3].tolist() == [0.5, 0.5, 0.5] and out[0, :, 0, 0].tolist() == [0, 0, 0]
 
 
-# The 4x4 sticker covers 1.6% of the image: the tiny net learns the task first and keys on the
-# sticker only later (measured: A_pd 0-17 after 8 epochs, 87 after 20), so M-LOCK gets 20 epochs
-# of protection training (``protect_epochs``; the baseline keeps the preset's 4): at the preset's
-# epochs it would not lock, so this also shows ``protect_epochs`` reaches the trainer.
+# At the preset's epochs M-LOCK would not lock (conftest.STICKER_EPOCHS), so this also shows
+# ``protect_epochs`` reaches the trainer. The store is shared with the attack tests.
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "epochs"), [("adip", 8), ("mlock", 20)])
-def test_smoke_model_is_locked_without_the_token_and_unlocked_with_it(tmp_path, name, epochs):
+@pytest.mark.parametrize("name", sorted(STICKER_EPOCHS))
+def test_smoke_model_is_locked_without_the_token_and_unlocked_with_it(sticker_store, name):
     outcome = Runner(
         RunRequest(
             scheme=name,
             preset="smoke",
-            workdir=str(tmp_path),
+            workdir=str(sticker_store),
             device="cpu",
-            overrides={"protect_epochs": str(epochs)},
+            overrides={"protect_epochs": STICKER_EPOCHS[name]},
             attacks="none",
         )
     ).run()
