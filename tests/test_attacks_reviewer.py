@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import STICKER_EPOCHS
 from test_attacks_model import attacked
 
 from ipbench.attacks.processing import blur, jpeg, resize
@@ -15,17 +16,18 @@ from ipbench.core.errors import IpbenchError
 from ipbench.core.registry import attacks, schemes
 
 CHANCE_PLUS = 25.0  # 10 classes: chance is 10%
+ADIP = {"protect_epochs": STICKER_EPOCHS["adip"]}  # the lock tests' smoke deployment
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("reviewer")  # one store: baseline and deployments train once
+def workdir(sticker_store) -> Path:
+    return sticker_store  # one store: the baseline and ADIP's deployment train once a session
 
 
 # --- processing -------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_jpeg_100_keeps_an_invisible_token_and_heavy_blur_breaks_it(workdir):
-    m = attacked(workdir, "adip", "processing", epochs="8")
+    m = attacked(workdir, "adip", "processing", **ADIP)
     ev, got = m["evaluate"], m["attack:processing"]
     assert ev["A_ad"] > 85 and ev["A_ud"] < CHANCE_PLUS  # the deployment is really locked
     assert got["A_ad_clean"] == pytest.approx(ev["A_ad"], abs=3)  # same users, other slice
@@ -72,7 +74,7 @@ def test_insider_distillation_copies_an_unprotected_model(workdir):
 
 @pytest.mark.slow
 def test_insider_distillation_walks_through_a_lock_that_stops_copycat(workdir):
-    m = attacked(workdir, "adip", "insider,extraction", epochs="8")
+    m = attacked(workdir, "adip", "insider,extraction", **ADIP)
     ev, inside, outside = m["evaluate"], m["attack:insider"], m["attack:extraction"]
     assert ev["A_ud"] < CHANCE_PLUS and inside["queries"] == outside["queries"]
     assert inside["A_sub"] > ev["A_ud"] + 40  # the credential's answers teach a free copy
@@ -101,7 +103,7 @@ def test_finetune_budget_curve_is_monotone_in_data_on_an_unprotected_model(workd
 
 @pytest.mark.slow
 def test_finetune_budget_finds_how_little_data_opens_a_lock(workdir):
-    m = attacked(workdir, "adip", "finetune-budget", epochs="8")
+    m = attacked(workdir, "adip", "finetune-budget", **ADIP)
     ev, got = m["evaluate"], m["attack:finetune-budget"]
     assert ev["A_ud"] < CHANCE_PLUS
     assert got["A_ud"] > ev["A_ud"] + 50  # on the easy task a few hundred labels open it
@@ -115,7 +117,7 @@ def test_finetune_budget_finds_how_little_data_opens_a_lock(workdir):
 
 @pytest.mark.slow
 def test_fine_pruning_against_a_lock_reports_each_rate(workdir):
-    m = attacked(workdir, "adip", "fine-pruning", epochs="8")
+    m = attacked(workdir, "adip", "fine-pruning", **ADIP)
     got = m["attack:fine-pruning"]
     for rate in ("0.5", "0.9"):
         assert {f"A_ud@rate={rate}", f"A_ad@pruned,rate={rate}"} <= set(got)
@@ -128,7 +130,7 @@ def test_fine_pruning_against_a_lock_reports_each_rate(workdir):
 
 @pytest.mark.slow
 def test_nad_against_a_lock_reports_teacher_and_student(workdir):
-    m = attacked(workdir, "adip", "nad", epochs="8")
+    m = attacked(workdir, "adip", "nad", **ADIP)
     got = m["attack:nad"]
     assert got["images"] == 100  # 5% of the smoke training set
     assert {"A_ud", "A_ad", "A_ud@teacher", "A_ad@teacher"} <= set(got)
@@ -136,7 +138,7 @@ def test_nad_against_a_lock_reports_teacher_and_student(workdir):
 
 @pytest.mark.slow
 def test_anp_against_a_lock_reports_each_threshold(workdir):
-    m = attacked(workdir, "adip", "anp", epochs="8")
+    m = attacked(workdir, "adip", "anp", **ADIP)
     got = m["attack:anp"]
     assert got["images"] == 20 and got["pruned"] in (
         got["pruned@threshold=0.2"],
@@ -161,7 +163,7 @@ def test_knockoff_copies_an_unprotected_model_from_a_transfer_set(workdir):
 
 @pytest.mark.slow
 def test_knockoff_outsider_is_locked_out_and_insider_is_not(workdir):
-    m = attacked(workdir, "adip", "knockoff", epochs="8")
+    m = attacked(workdir, "adip", "knockoff", **ADIP)
     ev, got = m["evaluate"], m["attack:knockoff"]
     assert got["A_sub@insider"] > got["A_sub@outsider"] + 30
     assert got["A_sub"] == got["A_sub@insider"] and ev["A_ud"] < CHANCE_PLUS

@@ -49,8 +49,7 @@ def uninterrupted(tmp_path_factory) -> tuple[Path, dict[tuple[str, str], float]]
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "point",
-    [
-        "checkpoint:baseline:1",
+    [  # an epoch checkpoint of the baseline resumes through the same Trainer.fit as M-LOCK's
         "recorded:baseline",
         "checkpoint:mlock protection:2",
         "marker:protect",
