@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from typer.testing import CliRunner
 
 from ipbench.cli.main import app
@@ -118,3 +121,16 @@ def test_run_then_show_and_runs(tmp_path):
     assert listed.exit_code == 0 and "none" in listed.output and "synthetic" in listed.output
     missing = runner.invoke(app, ["show", "zzzz", "--workdir", workdir])
     assert missing.exit_code == 2 and "no run 'zzzz'" in missing.output
+
+
+def test_the_cli_starts_without_torchvision():
+    """``ipbench list`` (every plugin registered) leaves torchvision unimported: it costs ~1.5 s
+    of every start (its ops pull in torch._dynamo) and only the token noise layers use it."""
+    code = (
+        "import sys; from typer.testing import CliRunner; from ipbench.cli.main import app; "
+        "out = CliRunner().invoke(app, ['list']); assert out.exit_code == 0, out.output; "
+        "assert 'activedaemon' in out.output; "
+        "sys.exit('torchvision imported' if 'torchvision' in sys.modules else 0)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.functional import gaussian_blur
+
+from ipbench.ml.images import gaussian_blur
 
 
 @dataclass(frozen=True)
