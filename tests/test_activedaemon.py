@@ -46,7 +46,7 @@ def test_smoke_protected_model_serves_authorized_users_and_refuses_others(tmp_pa
 
     request = RunRequest(
         scheme="activedaemon", preset="smoke", workdir=str(tmp_path), device="cpu",
-        overrides={"epochs": "8"}, attacks="fake-token",
+        overrides={"protect_epochs": "8"}, attacks="fake-token",
     )  # fmt: skip
     outcome = Runner(request).run()
     m = {r["name"]: r["value"] for r in outcome.metrics if r["stage"] == "evaluate"}
