@@ -158,18 +158,19 @@ def test_a_stage_still_running_in_a_finished_run_is_not_exported(store_dir, tmp_
     shutil.copytree(store_dir, wd)
     store = Store(wd)
     run = next(r for r in store.list_runs() if r.scheme == "mlock")
-    assert store.stage(run.run_id, "protect")["status"] == "done"
-    store.begin_stage(run.run_id, "protect", "a-new-key")  # recomputing, then cut off
+    assert store.stage(run.run_id, "evaluate")["status"] == "done"
+    store.begin_stage(run.run_id, "evaluate", "a-new-key")  # recomputing, then cut off
     store.close()
     bundle = tmp_path / "b.jsonl"
     cli("export", "--workdir", str(wd), "--out", str(bundle))
     _, rows = read_bundle(bundle)
     mine = [r for r in rows if r.get("run_id") == run.run_id]
     assert not any(r["table"] == "stages" and r["status"] == "running" for r in rows)
-    assert not any(
-        r.get("stage") == "attack:prune" or r.get("name") == "attack:prune" for r in mine
-    )
-    assert any(r["table"] == "stages" and r["name"] == "evaluate" for r in mine)
+    # neither the cut-off stage's row nor the metrics its earlier computation left
+    assert not any(r["table"] == "stages" and r["name"] == "evaluate" for r in mine)
+    assert not any(r["table"] == "metrics" and r["stage"] == "evaluate" for r in mine)
+    assert {r["name"] for r in mine if r["table"] == "stages"} == {"baseline", "protect"}
+    assert any(r["table"] == "metrics" and r["stage"] == "baseline" for r in mine)
 
 
 def test_every_committed_board_regenerates_from_its_committed_bundle(tmp_path):
