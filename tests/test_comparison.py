@@ -241,12 +241,14 @@ def test_rows_are_ordered_by_a_pd_flagged_then_reference_last():
     runs = pd.DataFrame([
         _run("none", 0, 0.0), _run("weak", 0, -2.0), _run("good", 0, 40.0), _run("good", 1, 50.0),
         _run("best", 0, 80.0), _run("zany", 0, 60.0, id_rate=1.0),
+        _run("sick", 0, 6.0, A_or=60.0, A_ad=6.9),
     ])  # fmt: skip
     table = summarize(runs)
-    assert list(table.scheme) == ["best", "good", "zany", "weak", "none"]
+    assert list(table.scheme) == ["best", "good", "zany", "sick", "weak", "none"]
     flags = dict(zip(table.scheme, table.flag, strict=True))
     assert flags["weak"] == "protection did not take: A_pd = -2.00"
     assert flags["zany"] == "identity tracing did not take: id_rate = 1.0%" and flags["none"] == ""
+    assert flags["sick"] == "protected model did not learn the task: A_ad = 6.90"
     good = table[table.scheme == "good"].iloc[0]
     assert good.A_pd == 45.0 and good.A_pd_std == pytest.approx(math.sqrt(50)) and good.n == 2
     assert math.isnan(good.forged)

@@ -16,7 +16,7 @@ from typing import Any
 from ipbench.core.errors import IpbenchError
 from ipbench.core.registry import attacks, schemes
 from ipbench.engine.request import attack_of_stage
-from ipbench.metrics.health import flag_text
+from ipbench.metrics.health import FLAGGED_METRICS, flag_text
 from ipbench.metrics.spec import Metric, describe, headline_row
 
 ATTACK = "attack:"
@@ -113,4 +113,4 @@ def run_flag(scheme: str, evaluate: Mapping[str, float | None]) -> str:
     """The flag of a run (or of the means over seeds): empty for the unprotected control."""
     if not protects(scheme):
         return ""
-    return flag_text({k: evaluate.get(k) for k in ("A_pd", "id_rate")})
+    return flag_text({k: evaluate.get(k) for k in FLAGGED_METRICS})

@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from ipbench.engine.headline import attack_headlines, ordered, protects, run_flag
+from ipbench.metrics.health import FLAGGED_METRICS
 from ipbench.store.results import Store
 
 __all__ = ["comparison", "per_run", "protects", "summarize", "value_columns"]
@@ -105,7 +106,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             row[name] = float(vals.mean()) if len(vals) else math.nan
             row[f"{name}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
         row["wall_s"] = float(g["wall_s"].mean())
-        means = {m: None if math.isnan(row[m]) else row[m] for m in ("A_pd", "id_rate")}
+        means = {m: None if math.isnan(row[m]) else row[m] for m in FLAGGED_METRICS}
         row["flag"] = run_flag(row["scheme"], means)
         notes = [d for d in g.get("unscored", []) if isinstance(d, dict)]
         row["unscored"] = {c: w for d in notes for c, w in d.items() if math.isnan(row[c])}

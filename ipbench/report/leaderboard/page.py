@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from ipbench.metrics.health import run_warnings
+from ipbench.metrics.health import FLAGGED_METRICS, run_warnings
 from ipbench.report.compare import protects
 from ipbench.report.leaderboard.aggregate import cell, fmt, meaning
 from ipbench.report.leaderboard.collect import Collected
@@ -200,7 +200,7 @@ def flagged(page: Page, schemes: list[str]) -> dict[str, list[str]]:
         if not protects(s):
             continue
         means = {}
-        for m in ("A_pd", "id_rate"):
+        for m in FLAGGED_METRICS:
             row = page.value(s, "evaluate", m)
             if row is not None and row["n"] > 0:
                 means[m] = float(row["mean"])
