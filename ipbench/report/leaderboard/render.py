@@ -282,7 +282,8 @@ ORDER_NOTE = (
     "Rows are ordered by mean `A_pd` (accuracy an authorized user keeps over an unauthorized "
     "one), highest first; ↑/↓ mark the direction that is better for the protection (→ 0: closest "
     "to zero is best). A "
-    "⚠ marks a scheme whose protection or identity tracing did not take."
+    "⚠ marks a scheme whose protection or identity tracing did not take, or whose protected "
+    "model did not learn the task (A_ad under half of A_or)."
 )
 
 
