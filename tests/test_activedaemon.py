@@ -7,6 +7,10 @@ from ipbench.core.registry import schemes
 from ipbench.schemes._poisoning.tokens.bch import IdentityCodec
 from ipbench.schemes._poisoning.tokens.stegastamp import TokenDecoder, TokenEncoder
 
+# Tests of the pipeline's plumbing (sizes, resampling, 8-bit) need a token, not a readable one:
+# smoke's 1,500 generator steps would cost minutes (5 at 64 px) for nothing they check.
+PLUMBING_TOKEN = {"token_steps": 60, "secret_only_steps": 60}
+
 
 def test_token_is_dynamic_per_image_and_per_string():
     """The paper's "dynamic" property: G_e(x_i, s) != G_e(x_j, s) and G_e(x, s_i) != G_e(x, s_j)."""
@@ -41,12 +45,16 @@ def test_smoke_protected_model_serves_authorized_users_and_refuses_others(tmp_pa
     """On the easy synthetic task: A_ad near the unprotected accuracy, A_ud near chance (10%).
 
     An unprotected model would give A_ud == A_ad, so A_pd > 60 cannot pass without the lock.
+    The token is a 60-step one at StegaStamp's learning rate: consistent but unreadable, which
+    is all the lock needs (the smoke default's 1,500 steps, which also trace, cost a minute or
+    two more; benchmarks/smoke_keys.py measures them over owner keys).
     """
     from ipbench.engine.runner import Runner, RunRequest
 
+    cheap_token = {"token_steps": "60", "secret_only_steps": "60", "token_lr": "0.0001"}
     request = RunRequest(
         scheme="activedaemon", preset="smoke", workdir=str(tmp_path), device="cpu",
-        overrides={"protect_epochs": "8"}, attacks="fake-token",
+        overrides={"protect_epochs": "8", **cheap_token}, attacks="fake-token",
     )  # fmt: skip
     outcome = Runner(request).run()
     m = {r["name"]: r["value"] for r in outcome.metrics if r["stage"] == "evaluate"}
@@ -80,6 +88,7 @@ def test_all_five_strategies_run_through_the_cli_settings(tmp_path, monkeypatch)
     monkeypatch.setattr(poisoning.PoisonedSet, "targets", spy)
     fast = ["--set", "epochs=1", "--set", "max_train=300", "--set", "max_test=100"]
     fast += ["--set", "token_steps=20", "--set", "secret_only_steps=20"]  # labels, not the token
+    fast += ["--set", "protect_epochs=1"]  # smoke's 12 would override epochs=1
     for strategy in poisoning.STRATEGIES:
         result = CliRunner().invoke(
             app, ["run", "-s", "activedaemon", "-p", "smoke", "--device", "cpu", "--attacks",
@@ -176,7 +185,7 @@ def test_a_token_made_at_64_px_goes_down_to_the_classifier_and_decodes_at_64(tmp
     from ipbench.testing import task_context
 
     cls = schemes.get("activedaemon")
-    smoke = cls.preset_defaults["smoke"]
+    smoke = cls.preset_defaults["smoke"] | PLUMBING_TOKEN
     scheme = cls(cls.Config(**smoke, token_resolution=64))
     ctx = task_context(tmp_path, max_train=300, max_test=50)
     secrets = scheme.prepare(ctx).secrets
@@ -242,7 +251,7 @@ def test_the_forgeries_keep_either_the_token_or_the_resampling(tmp_path):
     from ipbench.testing import task_context
 
     cls = schemes.get("activedaemon")
-    scheme = cls(cls.Config(**cls.preset_defaults["smoke"]))
+    scheme = cls(cls.Config(**cls.preset_defaults["smoke"] | PLUMBING_TOKEN))
     ctx = task_context(tmp_path, max_train=300, max_test=50)
     secrets = scheme.prepare(ctx).secrets
     protected = Protected(scheme.name, torch.nn.Identity(), ctx.model_spec, secrets)

@@ -18,7 +18,8 @@ SETTINGS = {
     "mlock": {"placement": "bottom_right", "protect_epochs": 8},  # a fixed sticker: learnt fast
     "adip": {"protect_epochs": 8},
     "activeguard": {"cw_steps": 100, "fp_retries": 0},
-    "activedaemon": {"token_steps": 15, "secret_only_steps": 15},  # a consistent token suffices
+    # a consistent token and smoke's old 4 poisoned epochs suffice for the contract
+    "activedaemon": {"token_steps": 15, "secret_only_steps": 15, "protect_epochs": 4},
 }
 FAST = {"none"}  # the rest train or search for more than a few seconds
 

@@ -184,8 +184,8 @@ def test_the_shared_token_step_computes_the_stage_the_runs_then_reuse(tmp_path, 
     import ipbench.schemes.activedaemon as activedaemon
     from ipbench.engine.runner import Runner
 
-    fast = {"train.epochs": "1", "max_train": "300", "max_test": "100", "token_steps": "20",
-            "secret_only_steps": "20"}  # fmt: skip
+    fast = {"train.epochs": "1", "protect_epochs": "1", "max_train": "300", "max_test": "100",
+            "token_steps": "20", "secret_only_steps": "20"}  # fmt: skip
 
     def request(gamma: str) -> RunRequest:
         return RunRequest(scheme="activedaemon", preset="smoke", device="cpu", attacks="none",

@@ -18,7 +18,7 @@ A_PD_FLOOR = 5.0  # points of accuracy unauthorized users lose, below which the 
 ID_RATE_FLOOR = 10.0  # percent of identities decoded exactly, below which tracing "did not take"
 # Share of the unprotected accuracy A_or that authorized users keep, below which the protected
 # model "did not learn the task". Half: every CIFAR-10 and CIFAR-100 quick row that trained keeps
-# at least 0.66 of it (ADIP on CIFAR-100, 39.76 of 60.31); the two that did not keep 0.11 and 0.39.
+# at least 0.66 of it (39.76 of 60.31 at worst); the two that did not keep 0.11 and 0.39.
 A_AD_SHARE_FLOOR = 0.5
 FLAGGED_METRICS = ("A_pd", "id_rate", "A_or", "A_ad")  # what run_warnings reads
 

@@ -127,15 +127,16 @@ class ActiveDaemon(TokenScheme, CredentialForging, SharedStage, StealthViews):
     stealth_views = ("token", "reference")  # see view_pairs
     summary = "invisible per-user tokens (StegaStamp encoder + BCH identities), poisoning (NDSS'24)"
     preset_defaults = {
-        # Smoke exercises the mechanism, not the token's quality: 60 secret-only steps leave
-        # an unreadable but consistent token, strong enough (x0.3) for a tiny net to key on.
+        # Smoke: a token that locks and traces under any owner key in minutes, not the paper's
+        # token: the secret loss alone at 5x StegaStamp's rate until 85% of the bits read,
+        # then image losses at a fifth of the paper's weights, no noise; 12 poisoned epochs.
+        # Why each value, what else was tried, figures over 5 keys: docs/activedaemon.md.
         "smoke": {
-            "token_steps": 60,
-            "token_batch_size": 32,
-            "secret_only_steps": 60,
-            "strength": 0.3,
-            "stn": False,
-            "eval_identify": 100,
+            "token_steps": 1_500, "token_lr": 5e-4, "token_batch_size": 32,
+            "secret_only_steps": 700, "secret_gate_acc": 0.85, "image_ramp_steps": 300,
+            "noise_ramp_steps": 300, "token_noise_level": 0.0,
+            "l_ssim": -0.4, "l_lpips": 0.3, "l_yuv": 0.3, "protect_epochs": 12,
+            "strength": 0.3, "stn": False, "eval_identify": 100,
         },
         # The generator trains until a held-out batch decodes at 97% bit accuracy under the
         # full reference noise (evaluated every 250 steps once noise and image losses are at
@@ -155,7 +156,7 @@ class ActiveDaemon(TokenScheme, CredentialForging, SharedStage, StealthViews):
             "noise_ramp_steps": 1_000,
             "protect_epochs": 20,
         },
-    }
+    }  # fmt: skip
 
     def validate(self, spec: ModelSpec) -> None:
         """The token U-Net halves the image four times: the task's size must divide by 16."""
