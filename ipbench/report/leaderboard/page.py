@@ -192,7 +192,8 @@ def seed_ties(page: Page, schemes: list[str], metric: str = "A_pd") -> list[tupl
 
 
 def flagged(page: Page, schemes: list[str]) -> dict[str, list[str]]:
-    """Schemes whose mean protection or tracing did not take (``ipbench.metrics.health``'s rule); the
+    """Schemes whose mean results fail ``ipbench.metrics.health``'s rule (no lock, no tracing, or a
+    protected model that did not learn the task); the
     unprotected control (``Scheme.protects`` false) protects nothing by design and is never
     flagged."""
     out = {}
