@@ -17,6 +17,7 @@ from ipbench.ml.datasets import ImageSet
 from ipbench.ml.training import to_float_images
 from ipbench.plugin.capabilities import InputSpaceToken, StealthViews
 from ipbench.plugin.contract import Credential, Protected, Scheme
+from ipbench.plugin.credential_memo import memo_for
 
 ALPHABET = string.ascii_letters + string.digits
 
@@ -53,14 +54,25 @@ def query_logits(
     scheme: Scheme, protected: Protected, x: torch.Tensor, credential: Credential | None,
     device: torch.device, batch_size: int = 500,
 ) -> torch.Tensor:  # fmt: skip
-    """Logits (CPU, float32) of the deployed service for images ``x`` (uint8 or [0, 1])."""
+    """Logits (CPU, float32) of the deployed service for images ``x`` (uint8 or [0, 1]).
+
+    An input-space credential is applied through the process's memo of credentialed images
+    (``ipbench.plugin.credential_memo``: exact, so an attack that scores many models on the
+    same test images applies a costly token once)."""
     protected.model.to(device).eval()
-    outs = [
-        scheme.query(protected, to_float_images(x[i : i + batch_size]).to(device), credential)
-        .float()
-        .cpu()
-        for i in range(0, len(x), batch_size)
-    ]
+    memo = None
+    if credential is not None and len(x):
+        memo = memo_for(scheme, credential, tuple(x.shape[1:]), device)
+    outs = []
+    for i in range(0, len(x), batch_size):
+        raw = x[i : i + batch_size]
+        batch = to_float_images(raw).to(device)
+        if memo is None:
+            out = scheme.query(protected, batch, credential)
+        else:  # Scheme.query's steps, with apply memoised
+            protected.model.eval()
+            out = scheme.serve(protected, memo.apply(raw, batch), credential)
+        outs.append(out.float().cpu())
     return torch.cat(outs)
 
 
