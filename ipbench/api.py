@@ -194,10 +194,11 @@ def run(
     config: str | Path | None = None,
     executor: str = "local",
     ray_address: str | None = None,
+    workers: int | None = None,
 ) -> Results:
     """Run one or many (every combination of the lists; each cached and resumable) and return
-    their ``Results``. ``config``: an experiment file instead of the lists. ``executor``: ``local`` or
-    ``ray`` (``ray_address`` as ``--ray-address``), the same road as the command line: a run
+    their ``Results``. ``config``: an experiment file instead of the lists. ``executor``: ``local``,
+    ``processes`` (``workers`` as ``--workers``) or ``ray`` (``ray_address`` as ``--ray-address``), the same road as the command line: a run
     that fails is recorded in ``Results.failed`` and the others go on."""
     from ipbench.engine.executors import execute, failures
     from ipbench.engine.expfile import load_grid
@@ -212,7 +213,7 @@ def run(
             {k: str(v) for k, v in (overrides or {}).items()},
         )  # fmt: skip
     requests = expand(grid, str(workdir), data_root, device)
-    outcomes = execute(requests, executor=executor, ray_address=ray_address)
+    outcomes = execute(requests, executor=executor, ray_address=ray_address, workers=workers)
     ids = list(dict.fromkeys(o.run_id for o in outcomes if o.run_id and o.status == "done"))
     return Results.from_store(workdir, ids, failures(outcomes))
 

@@ -106,7 +106,7 @@ def test_rows_moved_to_the_driver_keep_who_computed_a_stage(tmp_path):
 def test_executor_option_errors_name_the_choices(tmp_path, monkeypatch):
     req = _req()
     req.workdir = str(tmp_path)
-    with pytest.raises(IpbenchError, match="unknown executor 'dask'; valid: local, ray"):
+    with pytest.raises(IpbenchError, match="unknown executor 'dask'; valid: local, processes, ray"):
         execute([req], executor="dask")
     with pytest.raises(IpbenchError, match="--ray-address 'auto' needs --executor ray"):
         execute([req], ray_address="auto")
@@ -175,7 +175,7 @@ def test_sweep_names_a_bad_executor_before_any_run(tmp_path):
     args = ["sweep", "-s", "mlock", "-p", "smoke", "--set", "gamma=0.1,0.3", "--workdir",
             str(tmp_path), "--executor", "dask"]  # fmt: skip
     result = CliRunner().invoke(app, args)
-    assert result.exit_code == 2 and "unknown executor 'dask'; valid: local, ray" in result.output
+    assert result.exit_code == 2 and "unknown executor 'dask'; valid: local, processes, ray" in result.output
     assert Store(tmp_path).list_runs() == []
 
 

@@ -40,7 +40,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="ipbench: train, attack and score active DNN IP-protection schemes on shared tasks.",
 )
-EXECUTOR_HELP = "local: one run after another here; ray: tasks on a Ray cluster (docs/ray.md)"
+EXECUTOR_HELP = (
+    "local: one run after another here; processes: the runs on --workers local processes; "
+    "ray: tasks on a Ray cluster (docs/ray.md)"
+)
+WORKERS_HELP = "processes of --executor processes (default: one per CPU core)"
 RAY_ADDRESS_HELP = "the Ray cluster to join (auto, HOST:PORT); default: start a local one"
 
 
@@ -52,11 +56,18 @@ def ray_address_option() -> Any:
     return typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP)
 
 
-def run_grid(requests: list[Any], executor: str, ray_address: str | None, title: str) -> list[Any]:
+def workers_option() -> Any:
+    return typer.Option(None, "--workers", help=WORKERS_HELP)
+
+
+def run_grid(
+    requests: list[Any], executor: str, ray_address: str | None, title: str,
+    workers: int | None = None,
+) -> list[Any]:  # fmt: skip
     """Run ``requests`` through the chosen executor and print the summary table."""
     from ipbench.engine.executors import execute, summary_table
 
-    outcomes = execute(requests, executor=executor, ray_address=ray_address)
+    outcomes = execute(requests, executor=executor, ray_address=ray_address, workers=workers)
     out().print(summary_table(outcomes, title))
     return outcomes
 
@@ -132,6 +143,7 @@ def run(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     executor: str = executor_option(),
     ray_address: str = ray_address_option(),
+    workers: int | None = workers_option(),
     demo_key: bool = typer.Option(
         False,
         "--demo-key",
@@ -173,7 +185,7 @@ def run(
         if len(requests) > 1:
             console.print(f"[bold]{len(requests)} runs[/] ({grid.size()} combinations)")
         started = time.perf_counter()
-        outcomes = execute(requests, executor=executor, ray_address=ray_address)
+        outcomes = execute(requests, executor=executor, ray_address=ray_address, workers=workers)
         failed = failures(outcomes)
         ids = list(dict.fromkeys(o.run_id for o in outcomes if o.run_id and o.status == "done"))
         res = Results.from_store(workdir, ids, failed)
@@ -214,6 +226,7 @@ def attack(
     recompute: list[str] = typer.Option(None, "--recompute", help=RECOMPUTE_HELP),
     executor: str = executor_option(),
     ray_address: str = ray_address_option(),
+    workers: int | None = workers_option(),
 ) -> None:
     """Attack stored runs, reusing their cached models; results join each run's record."""
     from ipbench.api import open_store
@@ -234,7 +247,9 @@ def attack(
         ]
         for request in requests:
             request.recompute = tuple(recompute or ())
-        outcomes = run_grid(requests, executor, ray_address, f"attacks on {len(requests)} runs")
+        outcomes = run_grid(
+            requests, executor, ray_address, f"attacks on {len(requests)} runs", workers
+        )
         for o in outcomes:
             if o.status != "done":
                 continue
@@ -310,6 +325,7 @@ def sweep(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     executor: str = executor_option(),
     ray_address: str = ray_address_option(),
+    workers: int | None = workers_option(),
 ) -> None:
     """One `ipbench run` per value of a setting (and per seed), e.g. the poisoning ratio gamma;
     a row per run: A_or, A_ad, A_ud, A_pd, each attack's headline and the flag."""
@@ -323,9 +339,11 @@ def sweep(
             scheme, dataset, preset, settings, seeds, workdir, data_root, device, attacks_
         )  # fmt: skip
         if not as_json:
-            exit_on_failures(run_grid(requests, executor, ray_address, f"sweep of {scheme}"))
+            exit_on_failures(
+                run_grid(requests, executor, ray_address, f"sweep of {scheme}", workers)
+            )
             return
-        outcomes = execute(requests, executor=executor, ray_address=ray_address)
+        outcomes = execute(requests, executor=executor, ray_address=ray_address, workers=workers)
         field = swept_field(settings).removeprefix(f"{scheme}.")
         runs = [{field: o.request.overrides.get(field)} | outcome_record(o) for o in outcomes]
         print_json({"workdir": workdir, "scheme": scheme, "field": field, "runs": runs,
