@@ -175,7 +175,10 @@ def test_sweep_names_a_bad_executor_before_any_run(tmp_path):
     args = ["sweep", "-s", "mlock", "-p", "smoke", "--set", "gamma=0.1,0.3", "--workdir",
             str(tmp_path), "--executor", "dask"]  # fmt: skip
     result = CliRunner().invoke(app, args)
-    assert result.exit_code == 2 and "unknown executor 'dask'; valid: local, processes, ray" in result.output
+    assert (
+        result.exit_code == 2
+        and "unknown executor 'dask'; valid: local, processes, ray" in result.output
+    )
     assert Store(tmp_path).list_runs() == []
 
 
