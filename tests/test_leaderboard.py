@@ -218,3 +218,19 @@ def test_adjacent_schemes_within_one_std_over_seeds_are_flagged(tmp_path):
     rows = {ln.split("|")[1].strip(): ln for ln in table.splitlines() if ln.startswith("| ")}
     assert "≈" in rows["mlock"] and "≈" in rows["passport"] and "≈" not in rows["adip"]
     assert "`mlock` and `passport`" in table and "do not resolve the order" in table
+
+
+def test_an_attack_a_scheme_never_met_says_not_run(tmp_path):
+    """A blank robustness cell would read as "no result"; a row whose runs lack the attack
+    altogether (never run on them) says so, unlike one that ran and was skipped (n/a)."""
+    store = Store(tmp_path / "runs")
+    for scheme in ("mlock", "passport"):
+        add_run(store, scheme, scheme, 0, {})
+        add_stage(store, scheme, "evaluate", {"A_or": 85.0, "A_ad": 80.0, "A_ud": 10.0})
+    add_stage(store, "mlock", "attack:prune", {"A_ud": 12.0})
+    store.close()
+    ref = tmp_path / "reference.csv"
+    ref.write_text(REFERENCE)
+    md = build_board(tmp_path / "runs", ref, tmp_path / "board").read_text()
+    robustness = md.split("## Robustness", 1)[1].split("\n## ", 1)[0]
+    assert "| mlock | 12.00 |" in robustness and "| passport | not run |" in robustness

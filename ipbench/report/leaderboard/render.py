@@ -106,6 +106,8 @@ def robustness(page: Page, schemes: list[str]) -> Table | None:
                 row.append(
                     Cell("n/a", None, runs, stage, foot=page.foot(f"{attack} on {s}: {reason}"))
                 )
+            elif not len(sub):  # never a silent blank: the runs behind this row lack it
+                row.append(Cell("not run"))
             elif head:
                 row.append(page.measured("robustness", s, stage, head, f"{attack}:{head}"))
             else:
