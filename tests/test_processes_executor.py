@@ -52,3 +52,25 @@ def test_worker_options_are_checked_before_any_run(tmp_path):
     with pytest.raises(IpbenchError, match=r"--workers 0: valid 1\.\.256"):
         execute(_grid(tmp_path), executor="processes", workers=0)
     assert Store(tmp_path).list_runs() == []
+
+
+def test_stages_a_worker_wrote_verify_in_the_grid_store_under_its_own_random_key(
+    tmp_path, monkeypatch
+):
+    """A worker's private store signs with the grid store's owner key, not one of its own:
+    with a random key per store (no ``$IPBENCH_OWNER_KEY``, as a user runs), a later command
+    on the same store reads the stages the workers wrote."""
+    from ipbench.core.owner import KEY_ENV
+
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    grid = [RunRequest(scheme="none", preset="smoke", device="cpu", attacks="none",
+                       workdir=str(tmp_path), overrides={"train.epochs": "1"})]  # fmt: skip
+    (first,) = execute(grid, executor="processes", workers=1)
+    assert first.status == "done", first.error
+    again = [RunRequest(scheme="none", preset="smoke", device="cpu", attacks="prune",
+                        workdir=str(tmp_path), overrides={"train.epochs": "1"})]  # fmt: skip
+    (second,) = execute(again)  # this process, the grid store's key: reads the baseline
+    assert second.status == "done", second.error
+    assert second.run_id == first.run_id
+    stages = {s["name"]: s for s in Store(tmp_path).stages(first.run_id)}
+    assert stages["baseline"]["cached"] and stages["attack:prune"]["status"] == "done"

@@ -68,8 +68,16 @@ def demo_key_environment(enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
+    with key_environment(demo_key_hex()):
+        yield
+
+
+@contextlib.contextmanager
+def key_environment(key_hex: str) -> Iterator[None]:
+    """``$IPBENCH_OWNER_KEY`` set to ``key_hex`` inside the block and restored after it: a new
+    store made inside (a grid worker's private store) holds that key."""
     previous = os.environ.get(KEY_ENV)
-    os.environ[KEY_ENV] = demo_key_hex()
+    os.environ[KEY_ENV] = key_hex
     try:
         yield
     finally:

@@ -106,6 +106,8 @@ def execute_processes(
                 except BrokenProcessPool as exc:  # a worker died (killed, out of memory)
                     broken = f"a worker process died ({exc})"
                     result = _failed(step, broken)
+                except Exception as exc:  # could not be sent or returned (pickling)
+                    result = _failed(step, f"{type(exc).__name__}: {exc}")
                 results[step.id] = result
                 record.take(step, result)
     return record.outcomes(placements)

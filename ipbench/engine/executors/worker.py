@@ -46,6 +46,7 @@ def run_step(
     with the rows recorded up to it (the finished stages), never as a lost result; only the
     death of the worker itself is left to Ray, which retries the step.
     """
+    from ipbench.core.owner import key_environment, owner_key
     from ipbench.engine.runner import Runner
     from ipbench.store.results import Store
 
@@ -57,7 +58,18 @@ def run_step(
                 "error": f"not run: step {failed[0]['step']} failed",
                 "input_error": failed[0].get("input_error", False)}  # fmt: skip
     torch.set_num_threads(max(1, threads))
-    with tempfile.TemporaryDirectory(prefix="ipbench-step-") as private:
+    # The private store holds the grid's owner key: the stage markers and rows it signs are
+    # then the grid store's own, and a later command on that store verifies them.
+    try:
+        shared_key = owner_key(request.workdir).hex()
+    except Exception as exc:  # a missing or replaced key: the step's error, as any other
+        error, bad_input = describe_error(exc)
+        return {"step": step_id, "run_id": None, "rows": None, "artifacts": [],
+                "error": error, "input_error": bad_input}  # fmt: skip
+    with (
+        key_environment(shared_key),
+        tempfile.TemporaryDirectory(prefix="ipbench-step-") as private,
+    ):
         store = Store(private)
         store.import_artifacts([*known, *(row for d in deps for row in d.get("artifacts", []))])
         error, bad_input, runner = None, False, None
