@@ -63,9 +63,9 @@ def run_step(
     try:
         shared_key = owner_key(request.workdir).hex()
     except Exception as exc:  # a missing or replaced key: the step's error, as any other
-        error, bad_input = describe_error(exc)
+        why, bad = describe_error(exc)
         return {"step": step_id, "run_id": None, "rows": None, "artifacts": [],
-                "error": error, "input_error": bad_input}  # fmt: skip
+                "error": why, "input_error": bad}  # fmt: skip
     with (
         key_environment(shared_key),
         tempfile.TemporaryDirectory(prefix="ipbench-step-") as private,
