@@ -234,3 +234,22 @@ def test_an_attack_a_scheme_never_met_says_not_run(tmp_path):
     md = build_board(tmp_path / "runs", ref, tmp_path / "board").read_text()
     robustness = md.split("## Robustness", 1)[1].split("\n## ", 1)[0]
     assert "| mlock | 12.00 |" in robustness and "| passport | not run |" in robustness
+
+
+def test_row_notes_name_their_scheme_and_only_reach_its_pages():
+    """The packaged notes: every row names a registered scheme and a dataset, and a page
+    gets only the notes of its own rows and dataset."""
+    from ipbench.core.registry import schemes
+    from ipbench.report.leaderboard.notes import row_notes
+
+    c10 = row_notes("cifar10", ["mlock", "activedaemon", "resample-lock"])
+    assert [n.split("`")[1] for n in c10] == ["activedaemon", "resample-lock"]
+    assert row_notes("cifar10", ["mlock"]) == []
+    assert any("23.55" in n for n in row_notes("cifar100", ["activedaemon"]))
+    assert not any("23.55" in n for n in c10)
+    import csv
+    from importlib.resources import files
+
+    text = files("ipbench.report.leaderboard").joinpath("row_notes.csv").read_text()
+    for row in csv.DictReader(text.splitlines()):
+        assert row["scheme"] in schemes.names() and row["dataset"] and row["note"]

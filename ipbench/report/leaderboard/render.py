@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ipbench.report.compare import protects
 from ipbench.report.leaderboard.aggregate import cell, fmt
-from ipbench.report.leaderboard.collect import Collected, attack_of, attack_stage, settings_text
+from ipbench.report.leaderboard.collect import Collected, attack_stage, settings_text
+from ipbench.report.leaderboard.notes import attack_names, control_notes, row_notes
 from ipbench.report.leaderboard.page import (
     Page,
     column,
@@ -33,8 +33,6 @@ from ipbench.report.leaderboard.table import Cell, Column, Table, label
 __all__ = ["Rendered", "Section", "headline", "provenance", "render"]
 
 ACCURACY = ("A_or", "A_ad", "A_ud", "A_od", "A_pd")
-# attack headlines that count what the thief gets, for the control check
-THIEF_GAINS = ("A_ud", "A_sub", "A_re")
 STEALTH = ("PSNR", "SSIM", "ERGAS", "LPIPS")
 # the views a scheme's StealthViews add (ipbench.plugin.capabilities); plain names are the
 # classifier's view
@@ -80,11 +78,6 @@ def _block(page: Page, name: str, schemes: list[str], metrics: tuple[str, ...]) 
     return page.table(header, schemes, rows)
 
 
-def attack_names(agg: pd.DataFrame) -> list[str]:
-    """The attacks with a stage on this page."""
-    return sorted({a for a in map(attack_of, agg.stage) if a})
-
-
 def robustness(page: Page, schemes: list[str]) -> Table | None:
     a = page.agg
     names = attack_names(a)
@@ -115,33 +108,6 @@ def robustness(page: Page, schemes: list[str]) -> Table | None:
             if any(c.text for c in pubs):
                 row.append(pub)
     return page.table(header, schemes, rows)
-
-
-def control_notes(page: Page, schemes: list[str]) -> list[str]:
-    """Attacks that fail on the unprotected control (the scheme that does not ``protect``): a headline that
-    counts what the thief gets (its accuracy without a credential, its copy's accuracy) below
-    half of A_or on a model with no lock means that on this task the attack, not a lock, is
-    what stops the thief, so its column says nothing about the schemes."""
-    controls = [s for s in schemes if not protects(s)]
-    if not controls:
-        return []
-    reference = controls[0]
-    a_or = page.value(reference, "evaluate", "A_or")
-    if a_or is None or a_or["n"] == 0:
-        return []
-    notes = []
-    for attack in attack_names(page.agg):
-        stage = attack_stage(attack)
-        head = headline(attack, page.agg[page.agg.stage == stage])
-        got = page.value(reference, stage, head) if head in THIEF_GAINS else None
-        if got is not None and got["n"] and float(got["mean"]) < float(a_or["mean"]) / 2:
-            notes.append(
-                f"`{attack}` leaves the thief {float(got['mean']):.2f}% ({head}) on the "
-                f"unprotected `{reference}` model (A_or {float(a_or['mean']):.2f}): the attack "
-                "fails here without any lock, so its column measures the attack's setting, "
-                "not the schemes."
-            )
-    return notes
 
 
 def attack_points(page: Page, schemes: list[str]) -> Table | None:
@@ -323,6 +289,7 @@ def render(
             + "; ".join(f"`{a}` and `{b}`" for a, b in ties)
             + "): these seeds do not resolve the order of those rows."
         )
+    sections[0].after += [f"**Note on {n}" for n in row_notes(dataset, schemes)]
     if page.flags:
         sections[0].after.append(
             "**Warning:** "
