@@ -54,6 +54,7 @@ def test_worker_options_are_checked_before_any_run(tmp_path):
     assert Store(tmp_path).list_runs() == []
 
 
+@pytest.mark.slow
 def test_stages_a_worker_wrote_verify_in_the_grid_store_under_its_own_random_key(
     tmp_path, monkeypatch
 ):
